@@ -1,0 +1,205 @@
+"""Client side of the bus: connect quickly, request with typed errors, publish, gather.
+
+Used by actors (through their context), the CLI, the gateway and tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from .errors import (
+    ERROR_CODE_HEADER,
+    ERROR_HEADER,
+    BadRequest,
+    NotFound,
+    RequestTimeout,
+    ServiceError,
+    Unavailable,
+)
+from .subjects import Subject
+
+__all__ = ["MSG_ID_HEADER", "Bus", "connect", "encode", "nats_reachable", "raise_for_error"]
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """Wire encoding: bytes pass through, anything else is msgspec JSON."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return _encoder.encode(value)
+
+
+def nats_reachable(url: str, timeout: float = 0.5) -> bool:
+    """True when a NATS server answers INFO at `url` (one short attempt, no retries)."""
+    for server in url.split(","):
+        parsed = urlparse(server.strip() if "://" in server else f"nats://{server.strip()}")
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                if s.recv(5).startswith(b"INFO"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+async def connect(
+    url: str, *, name: str = "osiris", token: str = "", creds: str = "", **kwargs: Any
+) -> NATS:
+    """Connect with one short attempt first (nats-py's defaults retry for two minutes)."""
+    opts: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": 2,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        **kwargs,
+    }
+    if token:
+        opts["token"] = token
+    if creds:
+        opts["user_credentials"] = creds
+    if not nats_reachable(url):
+        raise Unavailable(f"no NATS server at {url} (start one, or use 'osiris run' which embeds one)")
+
+    async def _no_op_error_cb(e: Exception) -> None:  # nats-py logs tracebacks otherwise
+        return None
+
+    opts.setdefault("error_cb", _no_op_error_cb)
+    return await nats.connect(url, **opts)
+
+
+_BY_CODE: dict[int, type[ServiceError]] = {
+    400: BadRequest, 404: NotFound, 503: Unavailable, 504: RequestTimeout
+}
+
+
+def raise_for_error(msg: Msg) -> None:
+    """Raise the ServiceError an error reply carries (NATS micro headers + JSON body)."""
+    headers = msg.headers or {}
+    if ERROR_CODE_HEADER not in headers:
+        return
+    try:
+        code = int(headers[ERROR_CODE_HEADER])
+    except ValueError:
+        code = 500
+    text = headers.get(ERROR_HEADER, "error")
+    detail: dict[str, Any] = {}
+    field = None
+    if msg.data:
+        try:
+            body = msgspec.json.decode(msg.data)
+            if isinstance(body, dict):
+                text = str(body.get("error", text))
+                field = body.get("field")
+                detail = body.get("detail") or {}
+        except msgspec.DecodeError:
+            pass
+    err = _BY_CODE.get(code, ServiceError)(text, code=code, field=field, **detail)
+    raise err
+
+
+class Bus:
+    """Thin typed wrapper over a NATS connection."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+
+    async def request(
+        self,
+        subject: Subject | str,
+        payload: Any = None,
+        *,
+        reply_type: type[T] | None = None,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send a request; decode the reply as `reply_type` (or JSON / bytes).
+
+        Raises `Unavailable` (no responders), `RequestTimeout`, or the actor's ServiceError.
+        """
+        name = str(subject)
+        try:
+            msg = await self.nc.request(name, encode(payload), timeout=timeout, headers=headers)
+        except NoRespondersError:
+            raise Unavailable(f"no actor is serving {name}") from None
+        except (NatsTimeout, asyncio.TimeoutError):
+            raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
+        raise_for_error(msg)
+        if reply_type is bytes:
+            return msg.data
+        if reply_type is not None:
+            return msgspec.json.decode(msg.data, type=reply_type)
+        if not msg.data:
+            return None
+        try:
+            return msgspec.json.decode(msg.data)
+        except msgspec.DecodeError:
+            return msg.data
+
+    async def publish(
+        self,
+        subject: Subject | str,
+        payload: Any,
+        *,
+        msg_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        durable: bool | None = None,
+    ) -> bool:
+        """Publish an event. Durable subjects go through JetStream with `Nats-Msg-Id`.
+
+        Returns False when JetStream reported the message as a duplicate, True otherwise.
+        """
+        is_durable = durable if durable is not None else getattr(subject, "durable", False)
+        hdrs = dict(headers or {})
+        if msg_id:
+            hdrs[MSG_ID_HEADER] = msg_id
+        if is_durable:
+            if not msg_id:
+                raise ValueError(f"durable event {subject} needs a msg_id (the record's id)")
+            ack = await self.js.publish(str(subject), encode(payload), headers=hdrs)
+            return not ack.duplicate
+        await self.nc.publish(str(subject), encode(payload), headers=hdrs or None)
+        return True
+
+    async def gather(
+        self, subject: str, payload: Any = None, *, timeout: float = 0.5, max_replies: int = 0
+    ) -> list[Msg]:
+        """Scatter-gather: collect every reply to one request until `timeout` passes."""
+        inbox = f"_INBOX.{uuid.uuid4().hex}"
+        replies: list[Msg] = []
+        done = asyncio.Event()
+
+        async def collect(msg: Msg) -> None:
+            replies.append(msg)
+            if max_replies and len(replies) >= max_replies:
+                done.set()
+
+        sub = await self.nc.subscribe(inbox, cb=collect)
+        try:
+            await self.nc.publish(subject, encode(payload), reply=inbox)
+            try:
+                await asyncio.wait_for(done.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return replies

@@ -1,0 +1,284 @@
+"""The `osiris` command: fixed verbs (DESIGN §9) plus those plugins add."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from .bus import Bus, connect
+from .config import Config, load_config
+from .contracts import NodeStatus
+from .errors import ConfigError, OsirisError, ServiceError
+from .plugins import discover, load_plugins
+from .subjects import RUNTIME_STATUS
+
+__all__ = ["cli", "main"]
+
+T = TypeVar("T")
+log = logging.getLogger("osiris.cli")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop when available."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(coro)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+        help="osiris.toml to use (default: ./osiris.toml, then built-in defaults).",
+    )(fn)
+
+
+def get_config(config_path: str | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+class OsirisGroup(click.Group):
+    """Turns osiris errors into one-line messages and exit codes instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            click.echo(f"osiris: config error: {e}", err=True)
+            ctx.exit(2)
+        except ServiceError as e:
+            click.echo(f"osiris: {e.code}: {e.message}", err=True)
+            ctx.exit(1)
+        except OsirisError as e:
+            click.echo(f"osiris: {e}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=OsirisGroup)
+@click.version_option(package_name="osiris")
+def cli() -> None:
+    """osiris: plugin-based async actor runtime over NATS."""
+
+
+# --- run / demo -------------------------------------------------------------------------
+@cli.command()
+@config_option
+@click.option("--only", default=None, help="Comma-separated plugins to run (default: [osiris].plugins).")
+def run(config_path: str | None, only: str | None) -> None:
+    """Start the plugin set of osiris.toml and serve until SIGINT/SIGTERM."""
+    from .runtime import Runtime
+
+    config = get_config(config_path)
+    setup_logging(config.settings.log_level)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    runtime = Runtime(config, only=names)
+
+    def ready(rt: Runtime) -> None:
+        click.echo(f"osiris: ready on {rt.nats_url} — {len(rt.cells)} actors "
+                   f"({', '.join(c.name + ':' + c.state.value for c in rt.cells) or 'none'})",
+                   err=True)
+
+    run_async(runtime.run_until_signal(ready))
+
+
+@cli.command()
+@config_option
+@click.option("--duration", type=float, default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+def demo(config_path: str | None, duration: float | None) -> None:
+    """The whole loop on CPU: embedded NATS, every installed plugin, a live status table."""
+    from .demo import run_demo
+
+    config = get_config(config_path)
+    setup_logging(config.settings.log_level)
+    run_async(run_demo(config, duration))
+
+
+# --- catalogue and plugins --------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Full catalogue with JSON schemas.")
+def subjects(as_json: bool) -> None:
+    """Print the subject catalogue: subject, kind, schema, owner, durability."""
+    from .catalogue import catalogue_json, catalogue_table
+
+    loaded = load_plugins(None)
+    click.echo(catalogue_json(loaded.catalogue) if as_json else catalogue_table(loaded.catalogue))
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--timeout", type=float, default=0.5, help="How long to wait for running nodes.")
+def plugins(config_path: str | None, as_json: bool, timeout: float) -> None:
+    """List installed plugins, whether they load, their actors and live state."""
+    config = get_config(config_path)
+    loaded = load_plugins(None)
+    loaded.collect_actors({r.name: r.config_schema() for r in loaded.active
+                           if _defaults_ok(r.config_schema)})
+    enabled = set(config.settings.plugins)
+    live = run_async(_live_states(config, timeout))
+    rows = []
+    for rec in loaded.records.values():
+        actors = [a.name for a in rec.actors]
+        states = sorted({f"{a}:{s}" for a in actors for s in live.get(a, [])})
+        rows.append({
+            "name": rec.name, "package": rec.package, "version": rec.version,
+            "enabled": rec.name in enabled, "loaded": rec.loaded, "error": rec.error,
+            "actors": actors, "state": states or (["not running"] if actors else []),
+        })
+    for name in sorted(enabled - set(loaded.records)):
+        rows.append({"name": name, "package": None, "version": None, "enabled": True,
+                     "loaded": False, "error": f"not installed (pip install osiris-{name})",
+                     "actors": [], "state": []})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    head = f"{'NAME':<14} {'PACKAGE':<24} {'VERSION':<9} {'ENABLED':<8} {'ACTORS':<18} STATE"
+    click.echo(head)
+    for r in rows:
+        state = ", ".join(r["state"]) if r["loaded"] else f"ERROR {r['error']}"
+        click.echo(f"{r['name']:<14} {r['package'] or '-':<24} {r['version'] or '-':<9} "
+                   f"{'yes' if r['enabled'] else 'no':<8} {','.join(r['actors']) or '-':<18} "
+                   f"{state}")
+
+
+def _defaults_ok(schema: type[Any]) -> bool:
+    try:
+        schema()
+        return True
+    except Exception:  # noqa: BLE001 - a schema with required fields: skip actor listing
+        return False
+
+
+async def _live_states(config: Config, timeout: float) -> dict[str, list[str]]:
+    try:
+        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
+                           creds=config.settings.nats_creds, allow_reconnect=False)
+    except (OsirisError, OSError):
+        return {}
+    try:
+        states: dict[str, list[str]] = {}
+        for msg in await Bus(nc).gather(RUNTIME_STATUS.name, timeout=timeout):
+            try:
+                node = msgspec.json.decode(msg.data, type=NodeStatus)
+            except msgspec.DecodeError:
+                continue
+            for a in node.actors:
+                states.setdefault(a.name, []).append(a.state)
+        return states
+    finally:
+        await nc.close()
+
+
+# --- talking to a running system --------------------------------------------------------
+@cli.command()
+@config_option
+@click.argument("subject")
+@click.argument("payload", default="")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the raw reply to this file (e.g. a WAV).")
+def request(config_path: str | None, subject: str, payload: str, timeout: float,
+            out: str | None) -> None:
+    """Send PAYLOAD (JSON) to SUBJECT and print the reply."""
+    config = get_config(config_path)
+    if payload:
+        try:
+            json.loads(payload)
+        except json.JSONDecodeError as e:
+            raise click.BadParameter(f"not valid JSON: {e}", param_hint="PAYLOAD") from None
+    data = payload.encode()
+
+    async def go() -> bytes:
+        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
+                           creds=config.settings.nats_creds, allow_reconnect=False)
+        try:
+            reply: bytes = await Bus(nc).request(subject, data, reply_type=bytes, timeout=timeout)
+            return reply
+        finally:
+            await nc.close()
+
+    reply = run_async(go())
+    if out:
+        Path(out).write_bytes(reply)
+        click.echo(f"{len(reply)} bytes written to {out}", err=True)
+        return
+    try:
+        click.echo(json.dumps(json.loads(reply), indent=2))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        click.echo(f"<{len(reply)} bytes of binary reply; use --out FILE>")
+
+
+@cli.command()
+@config_option
+@click.argument("pattern")
+@click.option("--count", type=int, default=0, help="Exit after this many messages.")
+def tail(config_path: str | None, pattern: str, count: int) -> None:
+    """Print events matching PATTERN (e.g. 'phi3.>') as they arrive."""
+    config = get_config(config_path)
+
+    async def go() -> None:
+        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
+                           creds=config.settings.nats_creds)
+        seen = 0
+        done = asyncio.Event()
+
+        async def show(msg: Any) -> None:
+            nonlocal seen
+            try:
+                body = json.dumps(json.loads(msg.data))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = f"<{len(msg.data)} bytes>"
+            click.echo(f"{msg.subject} {body}")
+            seen += 1
+            if count and seen >= count:
+                done.set()
+
+        await nc.subscribe(pattern, cb=show)
+        await nc.flush()
+        click.echo(f"osiris: tailing {pattern} on {config.settings.nats_url}", err=True)
+        try:
+            await done.wait()
+        finally:
+            await nc.close()
+
+    try:
+        run_async(go())
+    except KeyboardInterrupt:
+        pass
+
+
+# --- plugin verbs -----------------------------------------------------------------------
+def _add_plugin_commands() -> None:
+    if not discover():
+        return
+    loaded = load_plugins(None)
+    loaded.call_each("register_commands", lambda rec: {"cli": cli})
+
+
+def main() -> None:
+    logging.getLogger("osiris.plugins").setLevel(logging.CRITICAL)  # `osiris plugins` reports
+    _add_plugin_commands()
+    logging.getLogger("osiris.plugins").setLevel(logging.NOTSET)
+    cli(prog_name="osiris")

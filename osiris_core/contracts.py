@@ -1,0 +1,220 @@
+"""Message contracts: every payload on the bus is one of these msgspec Structs.
+
+Field names match the seeds' HTTP bodies so the gateway can pass bodies through unchanged.
+Plugins may define further Structs; they register them with their subjects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ActorState",
+    "ActorStatus",
+    "ControlReply",
+    "ControlRequest",
+    "ErrorReply",
+    "FeedbackAck",
+    "FeedbackItem",
+    "GenerateReply",
+    "GenerateRequest",
+    "GpuEvent",
+    "MarketTick",
+    "NodeStatus",
+    "PluginStatus",
+    "ProposeReply",
+    "ProposeRequest",
+    "StoreQuery",
+    "StoreRows",
+    "TradeProposal",
+    "TtsRequest",
+]
+
+ActorState = Literal["starting", "running", "paused", "stopping", "stopped", "failed"]
+
+
+class Contract(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of the wire contracts: unknown fields are rejected with their name."""
+
+
+class ErrorReply(msgspec.Struct, kw_only=True):
+    """Body of every error reply (NATS micro convention: headers carry code and text)."""
+
+    error: str
+    code: int = 500
+    field: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+# --- generation -------------------------------------------------------------------------
+
+
+class GenerateRequest(Contract):
+    """`osiris.hermes.generate` / `osiris.phi3.generate` request (seed `/generate/` body)."""
+
+    prompt: str
+    max_length: int = 256
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    stream: bool = False
+
+
+class GenerateReply(Contract):
+    """Free-text reply of hermes (seed: `{"generated_text": ...}`)."""
+
+    generated_text: str
+    usage: dict[str, int] | None = None
+
+
+class TradeProposal(Contract):
+    """The seeds' Phi-3 proposal schema: every phi3 reply validates against it."""
+
+    ticker: str
+    action: str
+    side: str
+    new_stop_pct: float
+    new_target_pct: float
+    confidence: float
+    rationale: str
+
+
+class ProposeRequest(Contract):
+    """`osiris.proposals.propose` request (seed `/propose_trade_adjustments/` body)."""
+
+    prompt: str
+    max_length: int = 256
+
+
+class ProposeReply(Contract):
+    """`osiris.proposals.propose` reply."""
+
+    transaction_id: str
+    phi3_proposal: TradeProposal
+    hermes_assessment: str
+
+
+# --- feedback and store -----------------------------------------------------------------
+
+
+class FeedbackItem(Contract):
+    """Seed `FeedbackItem`: a correction, rating or comment on a proposal."""
+
+    transaction_id: str
+    feedback_type: str
+    feedback_content: Any = None
+    timestamp: str | None = None
+    corrected_proposal: TradeProposal | None = None
+
+
+class FeedbackAck(Contract):
+    """Seed reply of `/feedback/phi3/`, sent only once the item is durable."""
+
+    message: str
+    transaction_id: str
+
+
+class StoreQuery(Contract):
+    """`osiris.store.query`: read rows of one table."""
+
+    table: str
+    filter: str | None = None
+    limit: int = 100
+    order_by: str | None = None
+    descending: bool = True
+
+
+class StoreRows(Contract):
+    """Rows returned by `osiris.store.query`."""
+
+    table: str
+    rows: list[dict[str, Any]]
+
+
+# --- market, voice, gpu -----------------------------------------------------------------
+
+
+class MarketTick(Contract):
+    """One OHLCV bar on `market.ticks`."""
+
+    timestamp: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    symbol: str = "SIM"
+
+
+class TtsRequest(Contract):
+    """`osiris.tts.speak` request (seed `/speak` body)."""
+
+    text: str
+    exaggeration: float = 0.5
+    ref_wav_b64: str | None = None
+
+
+class GpuEvent(Contract):
+    """`osiris.gpu.events`: over_budget, paused, resumed, cannot_fit."""
+
+    kind: str
+    actor: str | None = None
+    used_bytes: int | None = None
+    budget_bytes: int | None = None
+    detail: str | None = None
+
+
+# --- control and status -----------------------------------------------------------------
+
+
+class ControlRequest(Contract):
+    """`osiris.<actor>.control`: pause, resume, status, or an actor-specific op."""
+
+    op: str
+    args: dict[str, Any] = {}
+
+
+class ActorStatus(msgspec.Struct, kw_only=True):
+    """What an actor reports about itself (control `status`, runtime status, /health)."""
+
+    name: str
+    plugin: str
+    state: ActorState
+    restarts: int = 0
+    in_flight: int = 0
+    handled: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_used: float | None = None
+    facts: dict[str, Any] = {}
+
+
+class ControlReply(msgspec.Struct, kw_only=True):
+    """Reply of a control op: the actor's status after the op, plus op-specific data."""
+
+    ok: bool
+    status: ActorStatus
+    result: dict[str, Any] = {}
+
+
+class PluginStatus(msgspec.Struct, kw_only=True):
+    """One plugin as a runtime sees it."""
+
+    name: str
+    package: str | None = None
+    version: str | None = None
+    loaded: bool = True
+    error: str | None = None
+    actors: list[str] = []
+
+
+class NodeStatus(msgspec.Struct, kw_only=True):
+    """Reply of one runtime process to `osiris.runtime.status` (every process answers)."""
+
+    node: str
+    pid: int
+    started: float
+    plugins: list[PluginStatus]
+    actors: list[ActorStatus]

@@ -1,0 +1,86 @@
+"""`osiris demo`: every installed plugin on an embedded NATS, with a live status table."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from .config import Config
+from .natsserver import free_port
+from .runtime import Runtime
+from .supervisor import ActorCell
+
+__all__ = ["run_demo"]
+
+DEMO_PORT = 4222
+
+
+def _demo_config(config: Config) -> Config:
+    """Embedded NATS on 4222 when free (so `osiris request` finds it), else any free port."""
+    port = DEMO_PORT if free_port_ok(DEMO_PORT) else free_port()
+    return config.with_settings(nats_url=f"nats://127.0.0.1:{port}", embedded_nats="always")
+
+
+def free_port_ok(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _table(cells: list[ActorCell]) -> str:
+    lines = [f"  {'ACTOR':<16} {'PLUGIN':<14} {'STATE':<9} {'HANDLED':>7} {'RESTARTS':>8}"]
+    for c in cells:
+        lines.append(f"  {c.name:<16} {c.plugin:<14} {c.state.value:<9} {c.handled:>7} "
+                     f"{c.restarts:>8}")
+    return "\n".join(lines)
+
+
+async def run_demo(config: Config, duration: float | None) -> None:
+    cfg = _demo_config(config)
+    runtime = Runtime(cfg, load_all=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    out = sys.stdout
+    try:
+        await runtime.start()
+        url = runtime.nats_url
+        skipped = [r for r in runtime.plugins.records.values() if not r.loaded]
+        print(f"\nosiris demo — NATS at {url} (embedded, JetStream in {cfg.data_dir / 'nats'})",
+              file=out)
+        print(f"plugins running: {', '.join(r.name for r in runtime.plugins.active) or 'none'}",
+              file=out)
+        for r in skipped:
+            print(f"plugin skipped: {r.name}: {r.error}", file=out)
+        print(_table(runtime.cells), file=out)
+        print("\nwhere to look (in another terminal):", file=out)
+        env = f"OSIRIS_NATS_URL={url} "
+        print(f"  {env}osiris plugins          # plugins, actors and live state", file=out)
+        print(f"  {env}osiris subjects         # the subject catalogue", file=out)
+        print(f"  {env}osiris tail '>'         # every event as it happens", file=out)
+        for c in runtime.cells:
+            print(f"  {env}osiris request osiris.{c.name}.control '{{\"op\": \"status\"}}'",
+                  file=out)
+        print("Ctrl-C stops the demo.\n", file=out, flush=True)
+        await _wait(stop, duration)
+    finally:
+        await runtime.stop()
+        print("osiris demo stopped.", file=out, flush=True)
+
+
+async def _wait(stop: asyncio.Event, duration: float | None) -> Any:
+    if duration is None:
+        await stop.wait()
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), duration)
+    except asyncio.TimeoutError:
+        pass

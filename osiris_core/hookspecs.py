@@ -1,0 +1,79 @@
+"""The whole plugin surface of osiris: every hook a plugin may implement.
+
+Hooks only *wire things up*: they register actors, subjects, config, routes and CLI
+commands, and return at once. They never do I/O and never await: anything async belongs in
+an actor. Each hook is called once per plugin, with a `register` callback bound to that
+plugin, so a plugin that raises is reported by name and skipped while the others load.
+A hookimpl may accept any subset of the arguments below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .actor import Actor
+    from .config import PluginConfig
+    from .subjects import Subject
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "osiris"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_config(register: Callable[[type[PluginConfig]], None]) -> None:
+    """Declare the Struct that validates this plugin's `[plugins.<name>]` table.
+
+    Called when the plugin set is loaded, before any actor is built. Call
+    `register(MyConfig)` once with a frozen subclass of `osiris_core.PluginConfig`. A plugin
+    that registers nothing gets `PluginConfig` itself (so unknown keys still fail). Returns
+    nothing.
+    """
+
+
+@hookspec
+def register_subjects(register: Callable[[Subject], None]) -> None:
+    """Add this plugin's subjects (services and events) to the catalogue.
+
+    Called when the plugin set is loaded. Call `register(Subject(...))` for each subject
+    the plugin serves or publishes that the core catalogue does not already hold. Durable
+    event subjects get a JetStream stream declared by the runtime. Returns nothing.
+    """
+
+
+@hookspec
+def register_actors(register: Callable[[type[Actor[Any]]], None], config: PluginConfig) -> None:
+    """Register the actor classes this plugin runs.
+
+    Called when a runtime is built (`osiris run`, `osiris demo`, the test fixtures), after
+    `register_config`, with this plugin's validated config so the plugin may choose which
+    actors to register. Call `register(MyActor)` per class; the framework instantiates,
+    starts, supervises and stops them. Returns nothing.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add CLI verbs to `osiris`.
+
+    Called once when the `osiris` command starts, for every enabled plugin. Attach commands
+    with `@cli.command()` or `cli.add_command(...)`. Returns nothing.
+    """
+
+
+@hookspec
+def register_routes(register: Callable[[Any], None]) -> None:
+    """Contribute HTTP routes to the gateway.
+
+    Called when the gateway app is created. Call `register(handler_or_router)` with Litestar
+    route handlers, controllers or routers; they are mounted next to the built-in routes and
+    must map HTTP to bus subjects, holding no business logic. Returns nothing.
+    """

@@ -1,0 +1,163 @@
+"""A NATS micro service whose endpoints we dispatch ourselves.
+
+Wire-compatible with `nats.micro` (it reuses its PING/INFO/STATS types and control
+subjects, so `nats micro ls` and `$SRV.*` discovery work), but the endpoints run handlers
+with bounded concurrency, keep honest per-endpoint stats, and drain on shutdown (nats.micro
+unsubscribes, dropping requests already delivered).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.micro.service import (
+    EndpointInfo,
+    EndpointStats,
+    ServiceInfo,
+    ServicePing,
+    ServiceStats,
+    ServiceVerb,
+    control_subject,
+)
+
+__all__ = ["Endpoint", "MicroService"]
+
+PENDING_LIMIT = 65_536  # requests buffered per endpoint beyond the in-flight bound
+
+
+@dataclass
+class Endpoint:
+    """One request-reply subject of a service, with its stats."""
+
+    name: str
+    subject: str
+    queue_group: str
+    callback: Callable[[Msg], Awaitable[None]]
+    metadata: dict[str, str] = field(default_factory=dict)
+    num_requests: int = 0
+    num_errors: int = 0
+    processing_time_ns: int = 0
+    last_error: str = ""
+    sub: Subscription | None = None
+
+    def record(self, elapsed_ns: int, error: str | None) -> None:
+        self.num_requests += 1
+        self.processing_time_ns += elapsed_ns
+        if error is not None:
+            self.num_errors += 1
+            self.last_error = error
+
+    def stats(self) -> EndpointStats:
+        avg = self.processing_time_ns // self.num_requests if self.num_requests else 0
+        return EndpointStats(
+            name=self.name,
+            subject=self.subject,
+            queue_group=self.queue_group,
+            num_requests=self.num_requests,
+            num_errors=self.num_errors,
+            last_error=self.last_error,
+            processing_time=self.processing_time_ns,
+            average_processing_time=avg,
+        )
+
+
+class MicroService:
+    """Discovery subjects plus endpoints; `drain()` stops taking work without dropping any."""
+
+    def __init__(
+        self, nc: NATS, *, name: str, version: str, description: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.nc = nc
+        self.id = nc._nuid.next().decode()
+        self.name = name
+        self.version = version
+        self.description = description
+        self.metadata = metadata or {}
+        self.endpoints: list[Endpoint] = []
+        self._discovery: list[Subscription] = []
+        self.started = datetime.now(timezone.utc)
+
+    async def start(self) -> None:
+        handlers = {
+            ServiceVerb.PING: self._ping,
+            ServiceVerb.INFO: self._info,
+            ServiceVerb.STATS: self._stats,
+        }
+        for verb, cb in handlers.items():
+            for name, sid in ((None, None), (self.name, None), (self.name, self.id)):
+                subject = control_subject(verb, name=name, id=sid)
+                self._discovery.append(await self.nc.subscribe(subject, cb=cb))
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        endpoint.sub = await self.nc.subscribe(
+            endpoint.subject, queue=endpoint.queue_group, cb=endpoint.callback,
+            pending_msgs_limit=PENDING_LIMIT,
+        )
+        self.endpoints.append(endpoint)
+
+    async def drain_endpoints(self) -> None:
+        """Leave the queue groups; requests already delivered are still dispatched."""
+        for ep in self.endpoints:
+            if ep.sub is not None:
+                sub, ep.sub = ep.sub, None
+                try:
+                    await sub.drain()
+                except Exception:  # noqa: BLE001 - connection may already be closing
+                    pass
+
+    async def stop(self) -> None:
+        await self.drain_endpoints()
+        for sub in self._discovery:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001
+                pass
+        self._discovery.clear()
+
+    def info(self) -> ServiceInfo:
+        return ServiceInfo(
+            id=self.id, name=self.name, version=self.version, description=self.description,
+            metadata=self.metadata,
+            endpoints=[
+                EndpointInfo(name=e.name, subject=e.subject, queue_group=e.queue_group,
+                             metadata=e.metadata)
+                for e in self.endpoints
+            ],
+        )
+
+    def stats(self) -> ServiceStats:
+        return ServiceStats(
+            id=self.id, name=self.name, version=self.version, metadata=self.metadata,
+            endpoints=[e.stats() for e in self.endpoints], started=self.started,
+        )
+
+    async def _reply(self, msg: Msg, body: dict[str, Any]) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, json.dumps(body, default=_json_default).encode())
+
+    async def _ping(self, msg: Msg) -> None:
+        ping = ServicePing(id=self.id, name=self.name, version=self.version,
+                           metadata=self.metadata)
+        await self._reply(msg, ping.to_dict())
+
+    async def _info(self, msg: Msg) -> None:
+        await self._reply(msg, self.info().to_dict())
+
+    async def _stats(self, msg: Msg) -> None:
+        await self._reply(msg, self.stats().to_dict())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1e9)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,175 @@
+"""Runtime: one process running a set of actors on the bus.
+
+`Runtime.start()` loads the plugin set, validates every config table, connects to NATS (or
+embeds a server), declares the JetStream streams of durable subjects, starts every actor
+under supervision and answers `osiris.runtime.status`. `stop()` drains gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from .bus import Bus, connect, encode, nats_reachable
+from .config import Config
+from .contracts import NodeStatus, PluginStatus
+from .errors import OsirisError
+from .natsserver import EmbeddedNats
+from .plugins import LoadedPlugins, load_plugins
+from .subjects import RUNTIME_STATUS, Catalogue
+from .supervisor import ActorCell
+
+__all__ = ["Runtime", "ensure_streams"]
+
+log = logging.getLogger("osiris.runtime")
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def ensure_streams(bus: Bus, catalogue: Catalogue) -> list[str]:
+    """Declare (or update) the JetStream stream of every durable subject; idempotent."""
+    made: list[str] = []
+    for name, subjects in catalogue.streams().items():
+        cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
+                           duplicate_window=DUPLICATE_WINDOW_S)
+        try:
+            await bus.js.add_stream(cfg)
+        except BadRequestError:
+            await bus.js.update_stream(cfg)
+        made.append(name)
+    return made
+
+
+class Runtime:
+    """A set of supervised actors sharing one NATS connection."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        only: list[str] | None = None,
+        extra_plugins: Mapping[str, object] | None = None,
+        load_all: bool = False,
+    ) -> None:
+        self.config = config
+        s = config.settings
+        self.node = s.node or f"{socket.gethostname()}-{os.getpid()}"
+        allow = None if load_all else (only if only is not None else list(s.plugins))
+        if extra_plugins and allow is not None and only is None:
+            allow = [*allow, *extra_plugins]
+        self.plugins: LoadedPlugins = load_plugins(allow, extra=extra_plugins)
+        self.configs = self.plugins.validate_configs(config)
+        self.plugins.collect_actors(self.configs)
+        self.cells: list[ActorCell] = []
+        self.embedded: EmbeddedNats | None = None
+        self.bus: Bus | None = None
+        self.nats_url = s.nats_url
+        self.started = time.time()
+        self._status_sub: Subscription | None = None
+        self._stopped = asyncio.Event()
+
+    # --- start ------------------------------------------------------------------------------
+    def _nats_url(self) -> str:
+        s = self.config.settings
+        if s.embedded_nats == "never" or (s.embedded_nats == "auto" and nats_reachable(s.nats_url)):
+            return s.nats_url
+        parsed = urlparse(s.nats_url)
+        port = (parsed.port or 4222) if s.embedded_nats == "auto" else 0
+        host = parsed.hostname or "127.0.0.1"
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise OsirisError(f"no NATS server at {s.nats_url}: start it, or set nats_url to a "
+                              "local address so osiris can embed one")
+        self.embedded = EmbeddedNats(self.config.data_dir / "nats", host="127.0.0.1", port=port)
+        url = self.embedded.start()
+        log.info("started embedded nats-server at %s (JetStream in %s)", url,
+                 self.embedded.store_dir)
+        return url
+
+    async def start(self) -> None:
+        self.nats_url = self._nats_url()
+        s = self.config.settings
+        nc = await connect(self.nats_url, name=f"osiris-{self.node}", token=s.nats_token,
+                           creds=s.nats_creds)
+        self.bus = Bus(nc)
+        streams = await ensure_streams(self.bus, self.plugins.catalogue)
+        if streams:
+            log.info("JetStream streams ready: %s", ", ".join(streams))
+        self._status_sub = await nc.subscribe(RUNTIME_STATUS.name, cb=self._on_status)
+        data_dir = self.config.data_dir
+        for rec in self.plugins.active:
+            for cls in rec.actors:
+                try:
+                    cell = ActorCell(cls, plugin=rec.name, config=self.configs[rec.name],
+                                     bus=self.bus, catalogue=self.plugins.catalogue,
+                                     data_dir=data_dir, node=self.node)
+                except Exception as e:  # noqa: BLE001 - a bad actor class skips its plugin
+                    rec.fail("actor", e)
+                    continue
+                self.cells.append(cell)
+        await asyncio.gather(*(c.start() for c in self.cells))
+        running = [c.name for c in self.cells if c.state.value == "running"]
+        log.info("osiris node %s up on %s: %d actors running (%s)", self.node, self.nats_url,
+                 len(running), ", ".join(running) or "none")
+
+    def cell(self, name: str) -> ActorCell:
+        for c in self.cells:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    # --- status -----------------------------------------------------------------------------
+    def status(self) -> NodeStatus:
+        plugins = [
+            PluginStatus(name=r.name, package=r.package, version=r.version, loaded=r.loaded,
+                         error=r.error, actors=[a.name for a in r.actors])
+            for r in self.plugins.records.values() if r.enabled
+        ]
+        return NodeStatus(node=self.node, pid=os.getpid(), started=self.started,
+                          plugins=plugins, actors=[c.status() for c in self.cells])
+
+    async def _on_status(self, msg: Msg) -> None:
+        if msg.reply and self.bus is not None:
+            await self.bus.nc.publish(msg.reply, encode(self.status()))
+
+    # --- stop -------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Graceful: every actor drains in parallel, then the connection drains."""
+        timeout = self.config.settings.shutdown_timeout_s
+        await asyncio.gather(*(c.stop(timeout) for c in self.cells), return_exceptions=True)
+        if self._status_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._status_sub.unsubscribe()
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                await self.bus.nc.drain()
+        if self.embedded is not None:
+            self.embedded.stop()
+        self._stopped.set()
+        log.info("osiris node %s stopped", self.node)
+
+    async def run_until_signal(self, ready: Any = None) -> None:
+        """Start, wait for SIGINT/SIGTERM, stop. `ready()` is called once started."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            if ready is not None:
+                ready(self)
+            await stop.wait()
+            log.info("signal received: draining")
+        finally:
+            await self.stop()
