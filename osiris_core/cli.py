@@ -52,10 +52,7 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def get_config(config_path: str | None) -> Config:
-    try:
-        return load_config(config_path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    return load_config(config_path)  # ConfigError → exit 2 via OsirisGroup
 
 
 class OsirisGroup(click.Group):

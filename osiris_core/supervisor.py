@@ -145,6 +145,7 @@ class ActorCell:
         await self.micro.start()
         await self.micro.add_endpoint(Endpoint(
             "control", control(self.name), self.name, self._on_control_msg))
+        await self.bus.nc.flush()
         await self._boot()
 
     def _new_actor(self) -> Actor[Any]:
@@ -247,6 +248,7 @@ class ActorCell:
                 )
                 self.event_subs.append(sub)
         self._subscribed = True
+        await self.bus.nc.flush()  # the server knows our interest before we say "running"
 
     async def _unsubscribe(self) -> None:
         """Leave queue groups and stop consuming (used on failure; control stays up)."""

@@ -1,0 +1,139 @@
+"""Crash → restart with backoff; crash loop → failed; neighbours unaffected; pause gate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from osiris_core import BadRequest, Config, ServiceError, Unavailable
+from osiris_core.bus import Bus
+from osiris_core.contracts import ControlReply
+
+FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "restart_window_s": 30.0}
+
+
+async def wait_state(rt: Any, actor: str, state: str, timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while rt.cell(actor).state.value != state:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_crashed_handler_is_restarted_and_keeps_serving(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["crashy"], tables={"crashy": {**FAST, "max_restarts": 5}})
+    async with osiris_runtime(cfg) as rt:
+        first = await bus.request("test.crashy.call", {})
+        with pytest.raises(ServiceError) as err:
+            await bus.request("test.crashy.call", {"crash": True})
+        assert err.value.code == 500 and "crash on purpose" in err.value.message
+        # the request right after the crash waits for the restart instead of failing
+        second = await bus.request("test.crashy.call", {})
+        assert second["instance"] != first["instance"]  # a fresh actor instance
+        cell = rt.cell("crashy")
+        assert cell.restarts == 1 and cell.state.value == "running"
+        assert "crash on purpose" in (cell.last_error or "")
+
+
+async def test_expected_errors_do_not_restart(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["crashy"])
+    async with osiris_runtime(cfg) as rt:
+        with pytest.raises(BadRequest) as err:
+            await bus.request("test.crashy.call", {"refuse": True})
+        assert err.value.field == "refuse"
+        assert rt.cell("crashy").restarts == 0
+
+
+async def test_crash_loop_marks_failed_and_neighbours_keep_answering(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["crashy"], tables={"crashy": {**FAST, "max_restarts": 2}})
+    async with osiris_runtime(cfg) as rt:
+        for _ in range(3):
+            with pytest.raises(ServiceError):
+                await bus.request("test.crashy.call", {"crash": True}, timeout=5)
+            if rt.cell("crashy").state.value != "failed":
+                await wait_state(rt, "crashy", "running")
+        await wait_state(rt, "crashy", "failed")
+        # a failed actor leaves its queue group: nobody serves the subject any more
+        with pytest.raises(Unavailable):
+            await bus.request("test.crashy.call", {}, timeout=2)
+        # ... but still reports itself, and the neighbour is untouched
+        reply = await bus.request("osiris.crashy.control", {"op": "status"},
+                                  reply_type=ControlReply)
+        assert reply.status.state == "failed" and reply.status.restarts == 3
+        assert (await bus.request("test.steady.call"))["ok"] == "steady"
+        node = rt.status()
+        states = {a.name: a.state for a in node.actors}
+        assert states == {"crashy": "failed", "steady": "running"}
+        # an operator can restart it by hand
+        again = await bus.request("osiris.crashy.control", {"op": "restart"},
+                                  reply_type=ControlReply)
+        assert again.status.state == "running"
+        assert "instance" in await bus.request("test.crashy.call", {})
+
+
+async def test_backoff_grows_between_restarts(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["crashy"], tables={"crashy": {
+        "backoff_initial_s": 0.2, "backoff_max_s": 5.0, "max_restarts": 10}})
+    async with osiris_runtime(cfg) as rt:
+        cell = rt.cell("crashy")
+        gaps = []
+        for _ in range(3):
+            with pytest.raises(ServiceError):
+                await bus.request("test.crashy.call", {"crash": True})
+            t0 = asyncio.get_running_loop().time()
+            await bus.request("test.crashy.call", {})  # waits for the restart
+            gaps.append(asyncio.get_running_loop().time() - t0)
+        assert cell.restarts == 3
+        # equal jitter: restart n waits between base*2^(n-1)/2 and base*2^(n-1)
+        assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+
+
+async def test_pause_holds_requests_until_resume(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["example"])
+    async with osiris_runtime(cfg) as rt:
+        paused = await bus.request("osiris.example.control", {"op": "pause"},
+                                   reply_type=ControlReply)
+        assert paused.status.state == "paused" and "pause_s" in paused.result
+        pending = asyncio.ensure_future(bus.request("osiris.example.echo", {"text": "wait"}))
+        await asyncio.sleep(0.2)
+        assert not pending.done() and rt.cell("example").in_flight == 1
+        resumed = await bus.request("osiris.example.control", {"op": "resume"},
+                                    reply_type=ControlReply)
+        assert resumed.status.state == "running" and "resume_s" in resumed.result
+        assert (await asyncio.wait_for(pending, 5))["text"] == "wait"
+
+
+async def test_request_to_a_paused_actor_gets_503_after_the_bounded_wait(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["example"], tables={"example": {"request_wait_s": 0.3}})
+    async with osiris_runtime(cfg):
+        await bus.request("osiris.example.control", {"op": "pause"})
+        with pytest.raises(Unavailable) as err:
+            await bus.request("osiris.example.echo", {"text": "x"})
+        assert err.value.code == 503 and "paused" in err.value.message
+
+
+async def test_concurrency_is_bounded(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["slow"], tables={"slow": {"max_concurrency": 4,
+                                                           "delay_s": 0.05}})
+    async with osiris_runtime(cfg) as rt:
+        replies = await asyncio.gather(
+            *(bus.request("test.slow.work", {"n": i}) for i in range(40)))
+        assert sorted(r["n"] for r in replies) == list(range(40))
+        assert rt.cell("slow").actor.facts()["peak"] == 4  # type: ignore[union-attr]

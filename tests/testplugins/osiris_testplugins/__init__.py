@@ -1,0 +1,1 @@
+"""Test-only osiris plugins (installed by the test suite, never by users)."""

@@ -1,0 +1,70 @@
+"""A slow service, for graceful-shutdown and backpressure tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from osiris_core import Actor, PluginConfig, hookimpl, service
+
+
+class SlowConfig(PluginConfig, frozen=True, kw_only=True):
+    delay_s: float = 0.5
+
+
+class SlowRequest(msgspec.Struct):
+    n: int
+
+
+class SlowActor(Actor[SlowConfig]):
+    name = "slow"
+
+    async def on_start(self) -> None:
+        self.active = 0
+        self.peak = 0
+
+    @service("test.slow.work")
+    async def work(self, req: SlowRequest) -> dict[str, int]:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await asyncio.sleep(self.config.delay_s)
+        finally:
+            self.active -= 1
+        return {"n": req.n}
+
+    def facts(self) -> dict[str, Any]:
+        return {"peak": self.peak}
+
+
+@hookimpl
+def register_config(register: Any) -> None:
+    register(SlowConfig)
+
+
+@hookimpl
+def register_actors(register: Any) -> None:
+    register(SlowActor)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    import click
+
+    @cli.command(name="slow-hello")
+    @click.argument("who")
+    def slow_hello(who: str) -> None:
+        """A verb contributed by the slow test plugin."""
+        click.echo(f"hello {who} from the slow plugin")
+
+
+def slow_route() -> str:
+    """A stand-in route object; the gateway mounts whatever plugins register."""
+    return "slow"
+
+
+@hookimpl
+def register_routes(register: Any) -> None:
+    register(slow_route)
