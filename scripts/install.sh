@@ -24,8 +24,7 @@ for d in gateway plugins/* examples/*; do
 done
 
 stamp=.venv/.osiris-install-stamp
-sum=$(cat pyproject.toml gateway/pyproject.toml plugins/*/pyproject.toml examples/*/pyproject.toml \
-      2>/dev/null | sha256sum | cut -d' ' -f1)
+sum=$(for p in "${pkgs[@]}"; do cat "${p%%[*}/pyproject.toml"; done | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
   echo "install: .venv is up to date"
   exit 0
