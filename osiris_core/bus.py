@@ -141,7 +141,7 @@ class Bus:
             msg = await self.nc.request(name, encode(payload), timeout=timeout, headers=headers)
         except NoRespondersError:
             raise Unavailable(f"no actor is serving {name}") from None
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
         raise_for_error(msg)
         if reply_type is bytes:
@@ -198,7 +198,7 @@ class Bus:
             await self.nc.publish(subject, encode(payload), reply=inbox)
             try:
                 await asyncio.wait_for(done.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         finally:
             await sub.unsubscribe()

@@ -135,7 +135,7 @@ def plugins(config_path: str | None, as_json: bool, timeout: float) -> None:
                            if _defaults_ok(r.config_schema)})
     enabled = set(config.settings.plugins)
     live = run_async(_live_states(config, timeout))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in loaded.records.values():
         actors = [a.name for a in rec.actors]
         states = sorted({f"{a}:{s}" for a in actors for s in live.get(a, [])})

@@ -82,5 +82,5 @@ async def _wait(stop: asyncio.Event, duration: float | None) -> Any:
         return
     try:
         await asyncio.wait_for(stop.wait(), duration)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

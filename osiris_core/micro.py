@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -83,7 +83,7 @@ class MicroService:
         self.metadata = metadata or {}
         self.endpoints: list[Endpoint] = []
         self._discovery: list[Subscription] = []
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
 
     async def start(self) -> None:
         handlers = {
@@ -109,7 +109,7 @@ class MicroService:
             if ep.sub is not None:
                 sub, ep.sub = ep.sub, None
                 try:
-                    await sub.drain()
+                    await sub.drain()  # type: ignore[no-untyped-call]
                 except Exception:  # noqa: BLE001 - connection may already be closing
                     pass
 

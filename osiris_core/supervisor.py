@@ -24,7 +24,16 @@ from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from .actor import TRANSITIONS, Actor, ActorContext, EventMeta, EventSpec, RequestContext, ServiceSpec, State
+from .actor import (
+    TRANSITIONS,
+    Actor,
+    ActorContext,
+    EventMeta,
+    EventSpec,
+    RequestContext,
+    ServiceSpec,
+    State,
+)
 from .bus import MSG_ID_HEADER, Bus, encode
 from .config import PluginConfig, validation_error_field
 from .contracts import ActorStatus, ControlReply, ControlRequest, ErrorReply
@@ -186,7 +195,7 @@ class ActorCell:
 
     def _backoff(self) -> float:
         n = max(len(self.crash_times) - 1, 0)
-        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * (2**n))
+        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * (1 << n))
         return delay / 2 + random.random() * delay / 2  # equal jitter
 
     def crash(self, exc: BaseException) -> None:
@@ -291,7 +300,7 @@ class ActorCell:
             wait = self.config.request_wait_s
             try:
                 await asyncio.wait_for(self.ready.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Unavailable(
                     f"{self.name} is {self.state.value} (waited {wait:g}s)", state=self.state.value
                 ) from None
@@ -407,7 +416,7 @@ class ActorCell:
             if not force:
                 try:
                     await asyncio.wait_for(self.idle.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self._set(State.RUNNING)
                     raise Unavailable(f"{self.name} is busy: {self.active} requests in flight",
                                       in_flight=self.active) from None
@@ -448,9 +457,7 @@ class ActorCell:
         decode = make_decoder(spec.event_type)
 
         async def callback(msg: Msg) -> None:  # sequential per subscription: keeps order
-            try:
-                await self._await_running()
-            except Unavailable:
+            if not await self._event_ready():
                 return
             try:
                 evt = decode(msg.data)
@@ -463,6 +470,16 @@ class ActorCell:
             await self._run_event(spec, [(evt, meta)])
 
         return callback
+
+    async def _event_ready(self) -> bool:
+        """Wait (unbounded: events queue up meanwhile) until running; False when leaving."""
+        while True:
+            state = self.state
+            if state is State.RUNNING or (state is State.STOPPING and not self._paused_at_stop):
+                return True
+            if state in (State.FAILED, State.STOPPED, State.STOPPING):
+                return False
+            await self.ready.wait()
 
     async def _run_event(self, spec: EventSpec, items: list[tuple[Any, EventMeta]]) -> bool:
         """Call the handler; True on success. A crash restarts the actor."""
@@ -514,15 +531,11 @@ class ActorCell:
         try:
             while self._consuming:
                 if self.state is not State.RUNNING:
-                    try:
-                        await self._await_running()
-                    except Unavailable:
-                        return
-                    if not self._consuming:
+                    if not await self._event_ready() or not self._consuming:
                         return
                 try:
                     msgs = await psub.fetch(max(spec.batch, 64), timeout=FETCH_TIMEOUT_S)
-                except (NatsTimeout, asyncio.TimeoutError):
+                except (TimeoutError, NatsTimeout):
                     continue
                 await self._handle_durable(spec, decode, msgs)
         finally:
@@ -590,7 +603,7 @@ class ActorCell:
             await self.micro.drain_endpoints()
         for sub in self.event_subs:
             with contextlib.suppress(Exception):
-                await sub.drain()
+                await sub.drain()  # type: ignore[no-untyped-call]
         self.event_subs.clear()
         pending = [*self.consumers, *self.tasks]
         if pending:

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from osiris_core import Config
@@ -81,3 +82,20 @@ async def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(
     # messages fetched but unacked at the kill came back (delivered > 1); any handled twice
     # left one ledger row all the same
     assert redelivered >= 1 and deliveries >= N
+
+
+async def test_durable_events_wait_out_a_long_pause_then_flow(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str
+) -> None:
+    cfg = osiris_config(plugins=["example"], nats=fresh_nats_url,
+                        tables={"example": {"request_wait_s": 0.2}})
+    db_path = cfg.data_dir / "example-ledger.sqlite3"
+    async with osiris_runtime(cfg) as rt:
+        bus = rt.bus
+        await bus.request("osiris.example.control", {"op": "pause"})
+        for i in range(5):
+            await bus.publish("example.recorded", {"id": f"p{i}"}, msg_id=f"p{i}", durable=True)
+        await asyncio.sleep(1.5)  # far longer than request_wait_s: nothing may be dropped
+        assert ledger(db_path)[0] == 0  # paused: not consumed
+        await bus.request("osiris.example.control", {"op": "resume"})
+        assert await wait_rows(db_path, 5, timeout=10) == 5
