@@ -32,6 +32,7 @@ from .subjects import Subject
 __all__ = ["MSG_ID_HEADER", "Bus", "connect", "encode", "nats_reachable", "raise_for_error"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+NO_RESPONDERS_GRACE_S = 0.25
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 
@@ -137,12 +138,24 @@ class Bus:
         Raises `Unavailable` (no responders), `RequestTimeout`, or the actor's ServiceError.
         """
         name = str(subject)
-        try:
-            msg = await self.nc.request(name, encode(payload), timeout=timeout, headers=headers)
-        except NoRespondersError:
-            raise Unavailable(f"no actor is serving {name}") from None
-        except (TimeoutError, NatsTimeout):
-            raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
+        data = encode(payload)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(timeout, NO_RESPONDERS_GRACE_S)
+        pause = 0.002
+        while True:
+            try:
+                msg = await self.nc.request(name, data, timeout=timeout, headers=headers)
+                break
+            except NoRespondersError:
+                # Interest can lag a moment behind a responder's SUB (seen on one server right
+                # after another connection unsubscribed the subject, and by design across a
+                # cluster): retry briefly before calling the subject unserved.
+                if loop.time() + pause > give_up:
+                    raise Unavailable(f"no actor is serving {name}") from None
+                await asyncio.sleep(pause)
+                pause *= 2
+            except (TimeoutError, NatsTimeout):
+                raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
         raise_for_error(msg)
         if reply_type is bytes:
             return msg.data

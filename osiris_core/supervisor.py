@@ -114,6 +114,7 @@ class ActorCell:
         self._subscribed = False
         self._consuming = False
         self._paused_at_stop = False
+        self._failing = False
         self._restart_task: asyncio.Task[Any] | None = None
         self._lock = asyncio.Lock()
         self.log = logging.getLogger(f"osiris.{self.name}")
@@ -199,21 +200,21 @@ class ActorCell:
         return delay / 2 + random.random() * delay / 2  # equal jitter
 
     def crash(self, exc: BaseException) -> None:
-        """Called when a handler or background task raised: restart with backoff."""
+        """A handler or background task raised: close the gate now, restart with backoff.
+
+        Synchronous on purpose: the very next request already waits for the new instance.
+        Crashes of the old instance while a restart is under way are not counted twice.
+        """
         if self.state not in (State.RUNNING, State.PAUSED):
             return
-        if self._restart_task is not None and not self._restart_task.done():
-            return
-        self._restart_task = asyncio.get_running_loop().create_task(self._restart(exc))
+        ok = self._note_crash(exc)
+        self._set(State.STARTING)
+        self._restart_task = asyncio.get_running_loop().create_task(self._restart(ok))
 
-    async def _restart(self, exc: BaseException) -> None:
+    async def _restart(self, within_limit: bool) -> None:
         async with self._lock:
-            if self.state not in (State.RUNNING, State.PAUSED):
-                return
-            ok = self._note_crash(exc)
-            self._set(State.STARTING)
             await self._dispose_actor()
-            if not ok:
+            if not within_limit:
                 self.log.error("%s: %d crashes within %.0fs: marking failed (last: %s)",
                                self.name, len(self.crash_times), self.config.restart_window_s,
                                self.last_error)
@@ -236,8 +237,11 @@ class ActorCell:
                 self.log.exception("%s: on_stop failed", self.name)
 
     async def _fail(self) -> None:
-        self._set(State.FAILED)
+        """Leave the queue groups first (requests already delivered get a 503), then say so."""
+        self._failing = True
+        self.ready.set()  # waiters wake up and get "failed"
         await self._unsubscribe()
+        self._set(State.FAILED)
 
     # --- subscriptions ----------------------------------------------------------------------
     async def _subscribe(self) -> None:
@@ -262,16 +266,20 @@ class ActorCell:
     async def _unsubscribe(self) -> None:
         """Leave queue groups and stop consuming (used on failure; control stays up)."""
         self._consuming = False
+        subs: list[Subscription] = []
         if self.micro is not None:
             for ep in self.micro.endpoints:
                 if ep.name != "control" and ep.sub is not None:
-                    sub, ep.sub = ep.sub, None
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-        for sub in self.event_subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                    subs.append(ep.sub)
+                    ep.sub = None
+            self.micro.endpoints = [e for e in self.micro.endpoints if e.name == "control"]
+        subs += self.event_subs
         self.event_subs.clear()
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.drain()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await self.bus.nc.flush()
         self._subscribed = False
 
     # --- requests ---------------------------------------------------------------------------
@@ -296,6 +304,8 @@ class ActorCell:
         state = self.state
         if state is State.RUNNING or (state is State.STOPPING and not self._paused_at_stop):
             return
+        if self._failing:
+            raise Unavailable(f"{self.name} failed: {self.last_error}", state="failed")
         if state in (State.STARTING, State.PAUSED):
             wait = self.config.request_wait_s
             try:
@@ -350,8 +360,8 @@ class ActorCell:
             error = f"{type(e).__name__}: {e}"
             self.errors += 1
             self.log.exception("%s: handler %s crashed", self.name, spec.attr)
+            self.crash(e)  # before replying: the caller's next request waits for the restart
             await self._respond_error(msg, ServiceError(f"{self.name} crashed: {error}"))
-            self.crash(e)
         finally:
             self.in_flight -= 1
             self.handled += 1
@@ -445,6 +455,7 @@ class ActorCell:
             if self.state in (State.STOPPING, State.STOPPED):
                 raise Unavailable(f"{self.name} is {self.state.value}")
             was_failed = self.state is State.FAILED
+            self._failing = False
             self._set(State.STARTING)
             if not was_failed:
                 await self._dispose_actor()
@@ -477,7 +488,7 @@ class ActorCell:
             state = self.state
             if state is State.RUNNING or (state is State.STOPPING and not self._paused_at_stop):
                 return True
-            if state in (State.FAILED, State.STOPPED, State.STOPPING):
+            if self._failing or state in (State.FAILED, State.STOPPED, State.STOPPING):
                 return False
             await self.ready.wait()
 

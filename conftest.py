@@ -1,4 +1,4 @@
-"""Shared setup: the test plugins (and the example plugin, when the environment lacks it)
+"""Shared setup for every test directory (tests/, plugins/*/tests, gateway/tests): the test plugins (and the example plugin, when the environment lacks it)
 are pip-installed like any third-party package — into a private target folder that is put
 on sys.path and PYTHONPATH for this test session only, so they never leak into a user's
 `osiris demo` or `osiris plugins`."""
@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 SITE = ROOT / "build" / "test-plugins-site"
 PACKAGES = {
     "osiris-testplugins": ROOT / "tests" / "testplugins",
