@@ -6,8 +6,8 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from osiris_core import Config
 from osiris_core.bus import Bus, connect
