@@ -6,8 +6,10 @@ Used by actors (through their context), the CLI, the gateway and tests alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -167,6 +169,39 @@ class Bus:
             return msgspec.json.decode(msg.data)
         except msgspec.DecodeError:
             return msg.data
+
+    async def stream(
+        self,
+        subject: Subject | str,
+        payload: Any,
+        *,
+        item_type: type[T],
+        timeout: float = 30.0,
+        done: Callable[[T], bool] = lambda item: bool(getattr(item, "done", False)),
+    ) -> AsyncIterator[T]:
+        """Streaming request: publish with a private reply inbox, yield each chunk until one
+        is `done`. `timeout` bounds the wait for each chunk. Raises like `request`."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, max_msgs=0)
+        try:
+            await self.nc.publish(str(subject), encode(payload), reply=inbox)
+            first = True
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=timeout)
+                except (TimeoutError, NatsTimeout):
+                    raise RequestTimeout(f"no chunk on {subject} within {timeout:g}s") from None
+                if first and msg.headers and msg.headers.get("Status") == "503":
+                    raise Unavailable(f"no actor is serving {subject}")
+                first = False
+                raise_for_error(msg)
+                item = msgspec.json.decode(msg.data, type=item_type)
+                yield item
+                if done(item):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def publish(
         self,

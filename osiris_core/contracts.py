@@ -12,6 +12,14 @@ import msgspec
 
 __all__ = [
     "ActorState",
+    "AdapterPublished",
+    "Advice",
+    "AudioChunk",
+    "GenerateChunk",
+    "ProposalAssessed",
+    "ProposalCreated",
+    "RunRecord",
+    "RunStep",
     "ActorStatus",
     "ControlReply",
     "ControlRequest",
@@ -69,6 +77,17 @@ class GenerateReply(Contract):
     usage: dict[str, int] | None = None
 
 
+class GenerateChunk(Contract):
+    """One piece of a token stream. A request with `stream: true` gets these published to its
+    reply inbox; the last has `done: true` and carries `usage` (and the full text)."""
+
+    text: str
+    index: int
+    done: bool = False
+    generated_text: str | None = None
+    usage: dict[str, int] | None = None
+
+
 class TradeProposal(Contract):
     """The seeds' Phi-3 proposal schema: every phi3 reply validates against it."""
 
@@ -94,6 +113,67 @@ class ProposeReply(Contract):
     transaction_id: str
     phi3_proposal: TradeProposal
     hermes_assessment: str
+
+
+class ProposalCreated(Contract):
+    """`phi3.proposal.created` (durable; Nats-Msg-Id = transaction_id)."""
+
+    transaction_id: str
+    timestamp: str
+    prompt: str
+    phi3_proposal: TradeProposal
+
+
+class ProposalAssessed(Contract):
+    """`phi3.proposal.assessed` (durable; Nats-Msg-Id = transaction_id + ":assessed")."""
+
+    transaction_id: str
+    timestamp: str
+    phi3_proposal: TradeProposal
+    hermes_assessment: str
+
+
+class Advice(Contract):
+    """`advice.generated`: the risk gate's verdict on a proposal (durable)."""
+
+    transaction_id: str
+    timestamp: str
+    approved: bool
+    reasons: list[str] = []
+    phi3_proposal: TradeProposal | None = None
+
+
+class RunStep(Contract):
+    """One step of an orchestrator run: name, outcome and timing."""
+
+    name: str
+    status: str
+    started: str
+    duration_ms: float
+    error: str | None = None
+
+
+class RunRecord(Contract):
+    """`osiris.runs.completed`: one orchestrator workflow run (durable; id = run_id)."""
+
+    run_id: str
+    query: str
+    status: str
+    started: str
+    finished: str
+    steps: list[RunStep] = []
+    transaction_id: str | None = None
+    error: str | None = None
+
+
+class AdapterPublished(Contract):
+    """`osiris.adapters.published`: a new eval-gated adapter (durable; id = version)."""
+
+    version: str
+    path: str
+    base_model: str
+    created: str
+    metrics: dict[str, float] = {}
 
 
 # --- feedback and store -----------------------------------------------------------------
@@ -154,6 +234,17 @@ class TtsRequest(Contract):
     text: str
     exaggeration: float = 0.5
     ref_wav_b64: str | None = None
+
+
+class AudioChunk(Contract):
+    """`audio.bytes`: a sentence-sized WAV chunk of one utterance, in order by `seq`."""
+
+    utterance_id: str
+    seq: int
+    wav_b64: str
+    sample_rate: int
+    final: bool = False
+    text: str | None = None
 
 
 class GpuEvent(Contract):

@@ -118,10 +118,11 @@ RUNTIME_STATUS = Subject(
 # --- events -----------------------------------------------------------------------------
 MARKET_TICKS = Subject("market.ticks", "event", "sim", c.MarketTick, description="OHLCV bars")
 PROPOSAL_CREATED = Subject(
-    "phi3.proposal.created", "event", "orchestrator", durable=True, description="new proposal"
+    "phi3.proposal.created", "event", "orchestrator", c.ProposalCreated, durable=True,
+    description="new proposal"
 )
 PROPOSAL_ASSESSED = Subject(
-    "phi3.proposal.assessed", "event", "orchestrator", durable=True,
+    "phi3.proposal.assessed", "event", "orchestrator", c.ProposalAssessed, durable=True,
     description="proposal with hermes assessment",
 )
 FEEDBACK_SUBMITTED = Subject(
@@ -129,15 +130,16 @@ FEEDBACK_SUBMITTED = Subject(
     description="a stored FeedbackItem",
 )
 ADVICE_GENERATED = Subject(
-    "advice.generated", "event", "orchestrator", durable=True, description="risk-gate advice"
+    "advice.generated", "event", "orchestrator", c.Advice, durable=True,
+    description="risk-gate advice"
 )
-AUDIO_BYTES = Subject("audio.bytes", "event", "tts", description="base64 WAV chunks")
+AUDIO_BYTES = Subject("audio.bytes", "event", "tts", c.AudioChunk, description="base64 WAV chunks")
 RUNS_COMPLETED = Subject(
-    "osiris.runs.completed", "event", "orchestrator", durable=True,
+    "osiris.runs.completed", "event", "orchestrator", c.RunRecord, durable=True,
     description="an orchestrator run record",
 )
 ADAPTERS_PUBLISHED = Subject(
-    "osiris.adapters.published", "event", "trainer", durable=True,
+    "osiris.adapters.published", "event", "trainer", c.AdapterPublished, durable=True,
     description="a new eval-gated adapter",
 )
 GPU_EVENTS = Subject(

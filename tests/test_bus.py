@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import nats
 import pytest
 
-from osiris_core import Unavailable
+from osiris_core import BadRequest, Config, Unavailable
 from osiris_core.bus import Bus
+from osiris_core.contracts import GenerateChunk
 
 
 async def test_fresh_responder_is_found_even_right_after_another_unsubscribed(
@@ -31,3 +35,26 @@ async def test_fresh_responder_is_found_even_right_after_another_unsubscribed(
 async def test_unserved_subject_is_reported_quickly(bus: Bus) -> None:
     with pytest.raises(Unavailable, match="no actor is serving test.bus.nobody"):
         await bus.request("test.bus.nobody", {}, timeout=5)
+
+
+async def test_stream_yields_chunks_in_order_until_done(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    async with osiris_runtime(osiris_config(plugins=["slow"])):
+        chunks = [c async for c in bus.stream("test.slow.count", {"n": 5},
+                                              item_type=GenerateChunk)]
+    assert [c.index for c in chunks] == [0, 1, 2, 3, 4, 5]
+    assert chunks[-1].done and chunks[-1].generated_text == "01234"
+    assert not any(c.done for c in chunks[:-1])
+
+
+async def test_stream_errors_are_raised(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    with pytest.raises(Unavailable, match="no actor is serving test.slow.count"):
+        async for _ in bus.stream("test.slow.count", {"n": 1}, item_type=GenerateChunk):
+            pass
+    async with osiris_runtime(osiris_config(plugins=["slow"])):
+        with pytest.raises(BadRequest, match="field 'n'"):
+            async for _ in bus.stream("test.slow.count", {"n": "x"}, item_type=GenerateChunk):
+                pass

@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, PluginConfig, hookimpl, service
+from osiris_core import Actor, PluginConfig, RequestContext, hookimpl, service
+from osiris_core.contracts import GenerateChunk
 
 
 class SlowConfig(PluginConfig, frozen=True, kw_only=True):
@@ -34,6 +35,15 @@ class SlowActor(Actor[SlowConfig]):
         finally:
             self.active -= 1
         return {"n": req.n}
+
+    @service("test.slow.count")
+    async def count(self, req: SlowRequest, ctx: RequestContext) -> GenerateChunk:
+        """Streams chunks 0..n-1 to the reply inbox, then a final done chunk."""
+        for i in range(req.n):
+            await ctx.bus.nc.publish(ctx.reply, msgspec.json.encode(
+                GenerateChunk(text=str(i), index=i)))
+        return GenerateChunk(text="", index=req.n, done=True,
+                             generated_text="".join(str(i) for i in range(req.n)))
 
     def facts(self) -> dict[str, Any]:
         return {"peak": self.peak}
