@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .natsserver import free_port
+from .plugins import load_plugins
 from .runtime import Runtime
 from .supervisor import ActorCell
 
@@ -42,8 +45,31 @@ def _table(cells: list[ActorCell]) -> str:
     return "\n".join(lines)
 
 
+def prepare_plugins(config: Config) -> Config:
+    """Run every plugin's demo preparation; merge what they return into their tables.
+
+    Values a user set in the config file win over what a plugin proposes.
+    """
+    loaded = load_plugins(None)
+    prepares: list[tuple[str, Callable[[Path], dict[str, Any]]]] = []
+    loaded.call_each("register_demo",
+                     lambda rec: {"register": lambda fn: prepares.append((rec.name, fn))})
+    tables = {k: dict(v) for k, v in config.plugin_tables.items()}
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, prepare in prepares:
+        print(f"demo: preparing {name} …", flush=True)
+        try:
+            proposed = prepare(data_dir)
+        except Exception as e:  # noqa: BLE001 - one plugin's demo assets must not stop the rest
+            print(f"demo: {name}: preparation failed: {type(e).__name__}: {e}", flush=True)
+            continue
+        tables[name] = {**proposed, **tables.get(name, {})}
+    return Config(config.settings, config.path, tables)
+
+
 async def run_demo(config: Config, duration: float | None) -> None:
-    cfg = _demo_config(config)
+    cfg = prepare_plugins(_demo_config(config))
     runtime = Runtime(cfg, load_all=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

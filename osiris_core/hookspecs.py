@@ -10,6 +10,7 @@ A hookimpl may accept any subset of the arguments below.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -66,6 +67,19 @@ def register_commands(cli: click.Group) -> None:
 
     Called once when the `osiris` command starts, for every enabled plugin. Attach commands
     with `@cli.command()` or `cli.add_command(...)`. Returns nothing.
+    """
+
+
+@hookspec
+def register_demo(register: Callable[[Callable[[Path], dict[str, Any]]], None]) -> None:
+    """Prepare this plugin for `osiris demo` (tiny models, a synthetic CSV …).
+
+    Called once when `osiris demo` starts, before the runtime is built. Call
+    `register(prepare)` with a function `prepare(data_dir) -> dict` that the demo runs
+    (synchronously, in order, with its own progress output): it creates what the plugin needs
+    under `data_dir` when absent (re-runs are no-ops) and returns settings for this plugin's
+    `[plugins.<name>]` table, e.g. `{"model": str(data_dir / "models" / "phi3-onnx")}`.
+    Returns nothing.
     """
 
 

@@ -78,3 +78,14 @@ def slow_route() -> str:
 @hookimpl
 def register_routes(register: Any) -> None:
     register(slow_route)
+
+
+def prepare_demo(data_dir: Any) -> dict[str, Any]:
+    """Demo preparation: writes a marker under data_dir, proposes a short delay."""
+    (data_dir / "slow-demo-ready").write_text("ok")
+    return {"delay_s": 0.01}
+
+
+@hookimpl
+def register_demo(register: Any) -> None:
+    register(prepare_demo)
