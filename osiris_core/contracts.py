@@ -38,6 +38,7 @@ __all__ = [
     "StoreRows",
     "TradeProposal",
     "TtsRequest",
+    "TtsResult",
 ]
 
 ActorState = Literal["starting", "running", "paused", "stopping", "stopped", "failed"]
@@ -234,6 +235,25 @@ class TtsRequest(Contract):
     text: str
     exaggeration: float = 0.5
     ref_wav_b64: str | None = None
+    stream: bool = False
+    """Also publish the utterance on `audio.bytes`, one `AudioChunk` per sentence as each is
+    ready (the first before the rest is synthesised)."""
+    utterance_id: str | None = None
+    """Id of the streamed chunks (so a caller can pick its utterance out of `audio.bytes`);
+    a random hex id when absent."""
+    reply_wav: bool = True
+    """False: reply with a small JSON `TtsResult` instead of the WAV (for callers that only
+    stream, e.g. the orchestrator speaking assessments; long texts overflow max_payload)."""
+
+
+class TtsResult(Contract):
+    """`osiris.tts.speak` reply when the request says `reply_wav: false`."""
+
+    utterance_id: str
+    chunks: int
+    duration_s: float
+    sample_rate: int
+    engine: str
 
 
 class AudioChunk(Contract):
