@@ -188,6 +188,9 @@ class FeedbackItem(Contract):
     feedback_content: Any = None
     timestamp: str | None = None
     corrected_proposal: TradeProposal | None = None
+    feedback_id: str | None = None
+    """Idempotency key: a client that retries with the same id is stored once. The feedback
+    actor assigns one when absent (the stored event always carries it)."""
 
 
 class FeedbackAck(Contract):
@@ -195,6 +198,10 @@ class FeedbackAck(Contract):
 
     message: str
     transaction_id: str
+    feedback_id: str | None = None
+    """The stored item's id (resubmit with it to retry safely)."""
+    transaction_known: bool | None = None
+    """False when no stored proposal has this transaction_id (the item is kept, unlinked)."""
 
 
 class StoreQuery(Contract):
