@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import math
 import re
 import time
@@ -124,9 +125,8 @@ class TtsActor(Actor[TtsConfig]):
         rate = engine.sample_rate
         parts: list[bytes] = []
         for seq, sentence in enumerate(sentences):
-            pcm = await loop.run_in_executor(
-                self.executor, lambda s=sentence: engine.synthesize(
-                    s, exaggeration=req.exaggeration, ref_wav=ref_wav))
+            pcm = await loop.run_in_executor(self.executor, functools.partial(
+                engine.synthesize, sentence, exaggeration=req.exaggeration, ref_wav=ref_wav))
             self.sentences_synthesised += 1
             parts.append(pcm)
             if req.stream:

@@ -62,7 +62,7 @@ class ChatterboxEngine:
             raise EngineUnavailable("; ".join(problems))
         try:
             import torch
-            from chatterbox.tts import ChatterboxTTS
+            from chatterbox.tts import ChatterboxTTS  # type: ignore[import-not-found, unused-ignore]
         except Exception as e:  # noqa: BLE001 - a broken install reads like any other import error
             raise EngineUnavailable(f"chatterbox-tts failed to import: {type(e).__name__}: {e} "
                                     f"({_SETUP})") from e

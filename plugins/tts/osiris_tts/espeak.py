@@ -46,7 +46,7 @@ def _library() -> tuple[Any, int]:
     if _LIB is not None:
         return _LIB, _SAMPLE_RATE
     try:
-        import espeakng_loader
+        import espeakng_loader  # type: ignore[import-untyped, unused-ignore]
     except ImportError as e:
         raise EngineUnavailable(
             "espeak-ng needs the 'espeakng-loader' wheel: pip install espeakng-loader") from e

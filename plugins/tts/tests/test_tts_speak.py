@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from osiris_tts.audio import read_wav, rms, wav_bytes
 
 from osiris_core import BadRequest, Config, ServiceError
 from osiris_core.bus import Bus
 from osiris_core.contracts import TtsResult
 from osiris_core.subjects import TTS_SPEAK
-from osiris_tts.audio import read_wav, rms, wav_bytes
 
 SHORT = "Buy the dip."
 MEDIUM = "The market opened higher this morning, and technology shares led the advance."
