@@ -1,0 +1,24 @@
+"""pytest plugin (entry point `pytest11`): the `tiny_models` fixture.
+
+Builds the tiny models once per machine into a cache folder (`OSIRIS_TINY_MODELS`, else
+`build/tiny-models` under pytest's rootdir) and reuses them while they are up to date.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(request: pytest.FixtureRequest) -> Path:
+    """Path of a complete tiny-model folder (built on first use, then reused)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(2, os.cpu_count() or 1)))
+    root = Path(os.environ.get("OSIRIS_TINY_MODELS")
+                or request.config.rootpath / "build" / "tiny-models")
+    from .tiny import build_tiny
+
+    return build_tiny(root, progress=lambda m: print(f"tiny-models: {m}", flush=True))
