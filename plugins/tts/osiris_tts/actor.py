@@ -114,7 +114,7 @@ class TtsActor(Actor[TtsConfig]):
         """Synthesise sentence by sentence; stream each chunk when asked; reply with the WAV."""
         text, ref_wav = self._validate(req)
         engine = self._engine()
-        if not self.bucket.take():
+        if self.config.rate_limit_per_s > 0 and not self.bucket.take():
             raise RateLimited(
                 f"tts rate limit: more than {self.config.rate_limit_per_s:g} requests/s "
                 f"(burst {self.config.rate_limit_burst}); retry later",
