@@ -1,0 +1,171 @@
+"""The feedback actor: durable feedback intake, the single writer of the LanceDB tables, and
+`osiris.store.query` for everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from osiris_core import Actor, BadRequest, EventMeta, NotFound, Unavailable, on_event, service
+from osiris_core.contracts import (
+    Advice,
+    FeedbackAck,
+    FeedbackItem,
+    ProposalAssessed,
+    ProposalCreated,
+    RunRecord,
+    StoreQuery,
+    StoreRows,
+)
+from osiris_core.subjects import (
+    ADVICE_GENERATED,
+    FEEDBACK_SUBMIT,
+    FEEDBACK_SUBMITTED,
+    PROPOSAL_ASSESSED,
+    PROPOSAL_CREATED,
+    RUNS_COMPLETED,
+    STORE_QUERY,
+)
+
+from .config import FeedbackConfig
+from .store import (
+    SCHEMAS,
+    FilterError,
+    Store,
+    advice_row,
+    feedback_row,
+    now_iso,
+    proposal_assessed_row,
+    proposal_created_row,
+    run_row,
+)
+
+KNOWN_HEADER = "Osiris-Transaction-Known"
+RECEIVED = "Feedback received successfully"
+MAX_TEXT = 64
+
+
+class FeedbackActor(Actor[FeedbackConfig]):
+    name = "feedback"
+    description = "durable feedback intake; LanceDB tables feedback, proposals, runs, advice"
+
+    async def on_start(self) -> None:
+        path = Path(self.ctx.data_dir) / self.config.db_dir
+        self.store = await asyncio.to_thread(Store, path)
+        self.locks = {name: asyncio.Lock() for name in SCHEMAS}
+        self.known: set[str] = await asyncio.to_thread(self.store.ids, "proposals")
+        self.written = {name: 0 for name in SCHEMAS}
+        self.unknown_feedback = 0
+        self.last_optimize: float | None = None
+        if self.config.optimize_every_s > 0:
+            self.spawn(self._optimize_loop(), "optimize")
+
+    # --- intake -------------------------------------------------------------------------
+    @service(FEEDBACK_SUBMIT)
+    async def submit(self, item: FeedbackItem) -> FeedbackAck:
+        """Publish the item to JetStream (Nats-Msg-Id = feedback_id) and reply once it is
+        stored there: an ack means durable. Tables are written by the consumer below."""
+        if not item.transaction_id.strip():
+            raise BadRequest("transaction_id must not be empty", field="transaction_id")
+        if not item.feedback_type.strip() or len(item.feedback_type) > MAX_TEXT:
+            raise BadRequest(f"feedback_type must be 1–{MAX_TEXT} characters "
+                             "(e.g. correction, rating, qualitative_comment)",
+                             field="feedback_type")
+        if item.feedback_id is not None and not 0 < len(item.feedback_id) <= 128:
+            raise BadRequest("feedback_id must be 1–128 characters", field="feedback_id")
+        if item.timestamp is not None:
+            try:
+                datetime.fromisoformat(item.timestamp.replace("Z", "+00:00"))
+            except ValueError:
+                raise BadRequest(f"timestamp {item.timestamp!r} is not ISO 8601",
+                                 field="timestamp") from None
+        known = item.transaction_id in self.known
+        if not known and self.config.unknown_transaction == "reject":
+            raise NotFound(f"unknown transaction_id {item.transaction_id!r}: no stored proposal "
+                           "has it", field="transaction_id")
+        fid = item.feedback_id or uuid.uuid4().hex
+        stored = msgspec.structs.replace(item, feedback_id=fid,
+                                         timestamp=item.timestamp or now_iso())
+        try:
+            fresh = await self.publish(FEEDBACK_SUBMITTED, stored, msg_id=fid,
+                                       headers={KNOWN_HEADER: "1" if known else "0"})
+        except Exception as e:  # noqa: BLE001 - no ack unless JetStream has it
+            raise Unavailable(f"feedback not stored (JetStream did not confirm): {e!r}") from None
+        message = RECEIVED if fresh else f"{RECEIVED} (already received: {fid})"
+        if not known:
+            self.unknown_feedback += 1
+            message += "; transaction_id matches no stored proposal: kept unlinked"
+        return FeedbackAck(message=message, transaction_id=item.transaction_id,
+                           feedback_id=fid, transaction_known=known)
+
+    # --- durable consumers: the single writer of each table -----------------------------
+    async def _write(self, table: str, fn: Callable[..., int], rows: list[dict[str, Any]]) -> None:
+        async with self.locks[table]:
+            await asyncio.to_thread(fn, table, rows)
+        self.written[table] += len(rows)
+
+    @on_event(FEEDBACK_SUBMITTED, batch=256)
+    async def store_feedback(self, items: list[tuple[FeedbackItem, EventMeta]]) -> None:
+        rows = [feedback_row(item, meta.msg_id, meta.headers.get(KNOWN_HEADER, "1") != "0")
+                for item, meta in items]
+        await self._write("feedback", self.store.insert_absent, rows)
+
+    @on_event(PROPOSAL_CREATED, batch=256)
+    async def store_created(self, items: list[tuple[ProposalCreated, EventMeta]]) -> None:
+        await self._write("proposals", self.store.merge_into,
+                          [proposal_created_row(e) for e, _ in items])
+        self.known.update(e.transaction_id for e, _ in items)
+
+    @on_event(PROPOSAL_ASSESSED, batch=256)
+    async def store_assessed(self, items: list[tuple[ProposalAssessed, EventMeta]]) -> None:
+        await self._write("proposals", self.store.merge_into,
+                          [proposal_assessed_row(e) for e, _ in items])
+        self.known.update(e.transaction_id for e, _ in items)
+
+    @on_event(RUNS_COMPLETED, batch=256)
+    async def store_runs(self, items: list[tuple[RunRecord, EventMeta]]) -> None:
+        await self._write("orchestrator_runs", self.store.insert_absent,
+                          [run_row(r) for r, _ in items])
+
+    @on_event(ADVICE_GENERATED, batch=256)
+    async def store_advice(self, items: list[tuple[Advice, EventMeta]]) -> None:
+        await self._write("advice", self.store.insert_absent, [advice_row(a) for a, _ in items])
+
+    async def _optimize_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.optimize_every_s)
+            for name in SCHEMAS:
+                async with self.locks[name]:
+                    tbl = self.store.tables.get(name)
+                    if tbl is not None:
+                        await asyncio.to_thread(tbl.optimize)
+            self.last_optimize = time.time()
+
+    # --- reads --------------------------------------------------------------------------
+    @service(STORE_QUERY)
+    async def query(self, q: StoreQuery) -> StoreRows:
+        if q.table not in SCHEMAS:
+            raise BadRequest(f"unknown table {q.table!r} (tables: {', '.join(SCHEMAS)})",
+                             field="table")
+        if not 1 <= q.limit <= self.config.max_query_rows:
+            raise BadRequest(f"limit must be 1–{self.config.max_query_rows}", field="limit")
+        try:
+            rows = await asyncio.to_thread(self.store.query, q.table, q.filter, q.limit,
+                                           q.order_by, q.descending)
+        except FilterError as e:
+            field = "order_by" if "order_by" in str(e) else "filter"
+            raise BadRequest(f"bad {field} for table {q.table!r}: {e}", field=field) from None
+        return StoreRows(table=q.table, rows=rows)
+
+    def facts(self) -> dict[str, Any]:
+        return {"db": str(self.store.path), "written": dict(self.written),
+                "known_transactions": len(self.known),
+                "unlinked_feedback": self.unknown_feedback,
+                "last_optimize": self.last_optimize}

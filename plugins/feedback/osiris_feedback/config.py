@@ -1,0 +1,23 @@
+"""`[plugins.feedback]`: where the LanceDB tables live and how they are written."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from osiris_core import PluginConfig
+
+
+class FeedbackConfig(PluginConfig, frozen=True, kw_only=True):
+    db_dir: str = "lancedb"
+    """LanceDB directory, relative to [osiris].data_dir."""
+    batch: int = 256
+    """Events written per LanceDB commit (one commit = one version + one fragment)."""
+    optimize_every_s: float = 60.0
+    """Compaction period of every table (0 disables)."""
+    ack_wait_s: float = 30.0
+    """JetStream redelivers an event not acked within this time."""
+    unknown_transaction: Literal["accept", "reject"] = "accept"
+    """Feedback whose transaction_id matches no stored proposal: keep it unlinked (and say so
+    in the ack) or refuse it with 404."""
+    max_query_rows: int = 10_000
+    """Largest `limit` osiris.store.query accepts."""

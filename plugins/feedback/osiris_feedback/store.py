@@ -1,0 +1,268 @@
+"""The LanceDB side: table schemas, event → row conversion, idempotent batched upserts, queries.
+
+Synchronous on purpose (LanceDB's Python API is); the actor calls it from a worker thread,
+one writer per table. `osiris db` uses the same class read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import msgspec
+import pyarrow as pa
+
+from osiris_core.contracts import Advice, FeedbackItem, ProposalAssessed, ProposalCreated, RunRecord
+
+__all__ = ["JSON_COLUMNS", "SCHEMAS", "FilterError", "Store", "check_filter"]
+
+S, F, B = pa.string(), pa.float64(), pa.bool_()
+SCHEMAS: dict[str, pa.Schema] = {
+    "feedback": pa.schema([
+        ("id", S), ("transaction_id", S), ("feedback_type", S), ("feedback_content", S),
+        ("corrected_proposal", S), ("timestamp", S), ("transaction_known", B), ("stored_at", S),
+    ]),
+    "proposals": pa.schema([
+        ("id", S), ("transaction_id", S), ("timestamp", S), ("prompt", S), ("phi3_proposal", S),
+        ("ticker", S), ("action", S), ("side", S), ("confidence", F),
+        ("hermes_assessment", S), ("assessed_at", S), ("stored_at", S),
+    ]),
+    "orchestrator_runs": pa.schema([
+        ("id", S), ("run_id", S), ("query", S), ("status", S), ("started", S), ("finished", S),
+        ("timestamp", S), ("duration_ms", F), ("transaction_id", S), ("error", S), ("steps", S),
+        ("stored_at", S),
+    ]),
+    "advice": pa.schema([
+        ("id", S), ("transaction_id", S), ("timestamp", S), ("approved", B), ("reasons", S),
+        ("phi3_proposal", S), ("stored_at", S),
+    ]),
+}
+JSON_COLUMNS = frozenset({"feedback_content", "corrected_proposal", "phi3_proposal", "steps",
+                          "reasons"})
+DEFAULT_ORDER = "timestamp"
+
+_enc = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _enc.encode(value).decode()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+# --- event → row --------------------------------------------------------------------------
+def feedback_row(item: FeedbackItem, msg_id: str, known: bool) -> dict[str, Any]:
+    return {"id": item.feedback_id or msg_id, "transaction_id": item.transaction_id,
+            "feedback_type": item.feedback_type, "feedback_content": _json(item.feedback_content),
+            "corrected_proposal": _json(item.corrected_proposal),
+            "timestamp": item.timestamp or now_iso(), "transaction_known": known,
+            "stored_at": now_iso()}
+
+
+def proposal_created_row(evt: ProposalCreated) -> dict[str, Any]:
+    p = evt.phi3_proposal
+    return {"id": evt.transaction_id, "transaction_id": evt.transaction_id,
+            "timestamp": evt.timestamp, "prompt": evt.prompt, "phi3_proposal": _json(p),
+            "ticker": p.ticker, "action": p.action, "side": p.side, "confidence": p.confidence}
+
+
+def proposal_assessed_row(evt: ProposalAssessed) -> dict[str, Any]:
+    p = evt.phi3_proposal
+    return {"id": evt.transaction_id, "transaction_id": evt.transaction_id,
+            "phi3_proposal": _json(p), "ticker": p.ticker,
+            "action": p.action, "side": p.side, "confidence": p.confidence,
+            "hermes_assessment": evt.hermes_assessment, "assessed_at": evt.timestamp}
+
+
+def run_row(rec: RunRecord) -> dict[str, Any]:
+    return {"id": rec.run_id, "run_id": rec.run_id, "query": rec.query, "status": rec.status,
+            "started": rec.started, "finished": rec.finished, "timestamp": rec.finished,
+            "duration_ms": sum(s.duration_ms for s in rec.steps),
+            "transaction_id": rec.transaction_id, "error": rec.error, "steps": _json(rec.steps),
+            "stored_at": now_iso()}
+
+
+def advice_row(adv: Advice) -> dict[str, Any]:
+    return {"id": adv.transaction_id, "transaction_id": adv.transaction_id,
+            "timestamp": adv.timestamp, "approved": adv.approved, "reasons": _json(adv.reasons),
+            "phi3_proposal": _json(adv.phi3_proposal), "stored_at": now_iso()}
+
+
+# --- filters ------------------------------------------------------------------------------
+class FilterError(ValueError):
+    """A filter that cannot run; `.args[0]` says what is wrong."""
+
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<str>'(?:[^']|'')*')
+    | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
+    | (?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)
+    | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<bad>\S)
+    )""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not", "in", "is", "null", "like", "true", "false", "between"}
+
+
+def check_filter(table: str, expr: str) -> None:
+    """Accept only comparisons of this table's columns with literals (SQL-ish, as LanceDB
+    takes them). Raises FilterError naming the unknown column or the offending text."""
+    columns = set(SCHEMAS[table].names)
+    if len(expr) > 2000:
+        raise FilterError("filter is longer than 2000 characters")
+    pos, depth = 0, 0
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        if m is None or m.end() == pos:
+            break
+        pos = m.end()
+        if m.group("bad"):
+            raise FilterError(f"unexpected {m.group('bad')!r} at position {m.start('bad')}")
+        word = m.group("word")
+        if word and word.lower() not in _KEYWORDS and word not in columns:
+            raise FilterError(f"unknown column {word!r} in table {table!r} "
+                              f"(columns: {', '.join(SCHEMAS[table].names)})")
+        op = m.group("op")
+        if op == "(":
+            depth += 1
+        elif op == ")":
+            depth -= 1
+            if depth < 0:
+                raise FilterError(f"unbalanced ')' at position {m.start('op')}")
+    if depth:
+        raise FilterError("unbalanced '('")
+
+
+# --- the store ----------------------------------------------------------------------------
+class Store:
+    """The four tables in one LanceDB directory."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        self.db = lancedb.connect(str(path))
+        self.tables: dict[str, Any] = {}
+        existing = set(self.db.list_tables().tables) if path.exists() else set()
+        for name, schema in SCHEMAS.items():
+            if name in existing:
+                self.tables[name] = self.db.open_table(name)
+            elif create:
+                self.tables[name] = self.db.create_table(name, schema=schema, exist_ok=True)
+
+    def insert_absent(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert rows whose id is not stored yet (a redelivered event changes nothing)."""
+        rows = _dedupe(rows)
+        if not rows:
+            return 0
+        data = pa.Table.from_pylist(_complete(table, rows), schema=SCHEMAS[table])
+        res = self.tables[table].merge_insert("id").when_not_matched_insert_all().execute(data)
+        return int(res.num_inserted_rows)
+
+    def merge_into(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Fill in columns of existing rows (e.g. a proposal's assessment), insert the rest.
+
+        Values already stored win over None, so events may arrive in any order, any number
+        of times, and the row converges to the same content.
+        """
+        rows = _dedupe(rows, merge=True)
+        if not rows:
+            return 0
+        tbl = self.tables[table]
+        ids = ", ".join(_quote(r["id"]) for r in rows)
+        existing = {r["id"]: r for r in tbl.search().where(f"id IN ({ids})").limit(None)
+                    .to_arrow().to_pylist()}
+        merged = []
+        for r in rows:
+            old = existing.get(r["id"], {})
+            new = {k: (v if v is not None else old.get(k)) for k, v in _complete(table, [r])[0].items()}
+            new["stored_at"] = old.get("stored_at") or now_iso()
+            new["timestamp"] = new.get("timestamp") or new.get("assessed_at")
+            if old and all(new.get(k) == old.get(k) for k in new):
+                continue
+            merged.append(new)
+        if not merged:
+            return 0
+        data = pa.Table.from_pylist(merged, schema=SCHEMAS[table])
+        (tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(data))
+        return len(merged)
+
+    def ids(self, table: str) -> set[str]:
+        tbl = self.tables.get(table)
+        if tbl is None:
+            return set()
+        return set(tbl.to_arrow().column("id").to_pylist())
+
+    def count(self, table: str) -> int:
+        tbl = self.tables.get(table)
+        return int(tbl.count_rows()) if tbl is not None else 0
+
+    def optimize(self) -> None:
+        for tbl in self.tables.values():
+            tbl.optimize()
+
+    def fragments(self, table: str) -> int:
+        tbl = self.tables.get(table)
+        return int(tbl.stats()["fragment_stats"]["num_fragments"]) if tbl is not None else 0
+
+    def query(self, table: str, filter: str | None, limit: int, order_by: str | None,
+              descending: bool) -> list[dict[str, Any]]:
+        """Rows of `table` matching `filter`, sorted, at most `limit`, JSON columns decoded.
+
+        Raises KeyError (unknown table), FilterError (bad filter or order column).
+        """
+        if table not in SCHEMAS:
+            raise KeyError(table)
+        order = order_by or DEFAULT_ORDER
+        if order not in SCHEMAS[table].names:
+            raise FilterError(f"unknown order_by column {order!r} in table {table!r}")
+        if filter:
+            check_filter(table, filter)
+        tbl = self.tables.get(table)
+        if tbl is None:
+            return []
+        try:
+            data = tbl.search().where(filter).limit(None).to_arrow() if filter else tbl.to_arrow()
+        except (ValueError, RuntimeError) as e:
+            raise FilterError(str(e).splitlines()[0]) from None
+        data = data.sort_by([(order, "descending" if descending else "ascending")])
+        return [_decode(r) for r in data.slice(0, limit).to_pylist()]
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _complete(table: str, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = SCHEMAS[table].names
+    return [{n: r.get(n) for n in names} for r in rows]
+
+
+def _dedupe(rows: list[dict[str, Any]], merge: bool = False) -> list[dict[str, Any]]:
+    """One row per id within a batch (merge_insert needs unique source keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["id"] in out and merge:
+            old = out[r["id"]]
+            out[r["id"]] = {**old, **{k: v for k, v in r.items() if v is not None}}
+        else:
+            out.setdefault(r["id"], r)
+    return list(out.values())
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for k in JSON_COLUMNS & row.keys():
+        if isinstance(row[k], str):
+            try:
+                row[k] = json.loads(row[k])
+            except json.JSONDecodeError:
+                pass
+    return row
