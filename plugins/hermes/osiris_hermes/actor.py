@@ -1,0 +1,222 @@
+"""The hermes actor: `osiris.hermes.generate` with token streaming, pause/resume that frees
+accelerator memory, PEFT adapter control ops and health facts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from osiris_core import Actor, RequestContext, service
+from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
+from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.subjects import HERMES_GENERATE
+
+from .config import HermesConfig
+from .engine import HermesEngine, ModelError
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Hermes(Actor[HermesConfig]):
+    name = "hermes"
+    description = "free-text generation with a transformers causal LM (fp or GPTQ)"
+
+    async def on_start(self) -> None:
+        source = self.config.model or str(Path(self.ctx.data_dir) / "models" / "hermes")
+        self.engine = HermesEngine(source, self.config.device, self.config.dtype,
+                                   self.config.trust_remote_code)
+        self.gen_lock = asyncio.Semaphore(max(1, self.config.parallel))
+        self.model_lock = asyncio.Lock()  # adapter swaps and pause wait for generations
+        self.load_error: str | None = None
+        self.last_pause: dict[str, Any] = {}
+        await self._load()
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(self.engine.load)
+            for name, path in self.config.adapters.items():
+                await asyncio.to_thread(self.engine.load_adapter, name, path, False)
+            if self.config.adapter:
+                self.engine.set_adapter(self.config.adapter)
+            self.load_error = None
+            self.log.info("hermes: loaded %s on %s in %.2fs", self.engine.source,
+                          self.engine.device, self.engine.load_s or 0)
+        except ServiceError as e:
+            # keep serving: every request gets this cause until a `reload` succeeds
+            self.load_error = e.message
+            self.log.error("hermes: %s", e.message)
+
+    async def on_stop(self) -> None:
+        await asyncio.to_thread(self.engine.release, "drop")
+
+    async def on_pause(self) -> None:
+        async with self.model_lock:
+            mode = self.engine.pause_mode(self.config.pause_mode)
+            before = self.engine.bytes_resident()
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.engine.release, mode)
+            self.last_pause = {"mode": mode, "released_bytes": before,
+                               "pause_s": round(time.perf_counter() - t0, 4)}
+
+    async def on_resume(self) -> None:
+        async with self.model_lock:
+            t0 = time.perf_counter()
+            if self.load_error is None:
+                await asyncio.to_thread(self.engine.restore)
+            self.last_pause["resume_s"] = round(time.perf_counter() - t0, 4)
+
+    def facts(self) -> dict[str, Any]:
+        e = self.engine
+        path = e.path
+        return {
+            "loaded": e.loaded, "model": e.source,
+            "model_path": str(path) if path else None,
+            "model_file_exists": e.model_file_exists(),
+            "device": e.device, "quantization": e.quantization,
+            "bytes_resident": e.bytes_resident(), "where": e.where,
+            "adapter": e.active_adapter, "adapters": sorted(e.adapters),
+            "load_s": e.load_s, "load_error": self.load_error, **self.last_pause,
+        }
+
+    # --- control ops --------------------------------------------------------------------
+    async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "reload":
+            async with self.model_lock:
+                await asyncio.to_thread(self.engine.release, "drop")
+                await self._load()
+            if self.load_error:
+                raise Unavailable(self.load_error)
+            return {"loaded": True, "load_s": self.engine.load_s}
+        self._require_loaded()
+        async with self.model_lock, self._all_generations():
+            if op == "load_adapter":
+                name, path = _arg(args, "name"), _arg(args, "path")
+                t0 = time.perf_counter()
+                await asyncio.to_thread(self.engine.load_adapter, name, path,
+                                        bool(args.get("activate", True)))
+                return {"adapter": self.engine.active_adapter, "load_s": time.perf_counter() - t0}
+            if op in ("set_adapter", "switch_adapter"):
+                self.engine.set_adapter(args.get("name") or None)
+                return {"adapter": self.engine.active_adapter}
+            if op == "unload_adapter":
+                await asyncio.to_thread(self.engine.unload_adapter, _arg(args, "name"))
+                return {"adapter": self.engine.active_adapter}
+        raise BadRequest(f"unknown control op {op!r} for hermes (reload, load_adapter, "
+                         "set_adapter, unload_adapter, pause, resume, status)", field="op")
+
+    class _AllSlots:
+        def __init__(self, sem: asyncio.Semaphore, n: int) -> None:
+            self.sem, self.n = sem, n
+
+        async def __aenter__(self) -> None:
+            for _ in range(self.n):
+                await self.sem.acquire()
+
+        async def __aexit__(self, *exc: object) -> None:
+            for _ in range(self.n):
+                self.sem.release()
+
+    def _all_generations(self) -> Hermes._AllSlots:
+        return Hermes._AllSlots(self.gen_lock, max(1, self.config.parallel))
+
+    def _require_loaded(self) -> None:
+        if self.load_error:
+            raise Unavailable(f"hermes model not loaded: {self.load_error}")
+        if not self.engine.loaded:
+            raise Unavailable("hermes model not loaded (paused or released)")
+
+    # --- generation ---------------------------------------------------------------------
+    @service(HERMES_GENERATE)
+    async def generate(self, req: GenerateRequest,
+                       ctx: RequestContext) -> GenerateReply | GenerateChunk:
+        """Generate text; with `stream: true` publish GenerateChunks to the reply inbox."""
+        if req.max_length < 1 or req.max_length > self.config.max_new_tokens_cap:
+            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap}",
+                             field="max_length")
+        if req.temperature is not None and req.temperature < 0:
+            raise BadRequest("temperature must be >= 0", field="temperature")
+        if req.top_p is not None and not 0 < req.top_p <= 1:
+            raise BadRequest("top_p must be in (0, 1]", field="top_p")
+        self._require_loaded()
+        ids = self.engine.encode_prompt(req.prompt, chat=self.config.chat_template,
+                                        system=self.config.system_prompt,
+                                        limit=self.config.max_prompt_tokens)
+        stream_to = ctx.reply if req.stream and ctx.reply else None
+        async with self.gen_lock:
+            self._require_loaded()
+            text, n_new, n_chunks = await self._run(ids, req, stream_to)
+        usage = {"prompt_tokens": len(ids), "completion_tokens": n_new,
+                 "total_tokens": len(ids) + n_new}
+        if stream_to:
+            return GenerateChunk(text="", index=n_chunks, done=True, generated_text=text,
+                                 usage=usage)
+        return GenerateReply(generated_text=text, usage=usage)
+
+    async def _run(self, ids: list[int], req: GenerateRequest,
+                   stream_to: str | None) -> tuple[str, int, int]:
+        loop = asyncio.get_running_loop()
+        engine = self.engine
+        stops = [s for s in (req.stop or []) if s]
+        hold = max((len(s) for s in stops), default=1) - 1
+        stop_flag = threading.Event()
+        new_ids: list[int] = []
+        sent = ""
+        chunks = 0
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def on_token(t: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, t)
+
+        def cut(text: str) -> tuple[str, bool]:
+            hits = [text.find(s) for s in stops if s in text]
+            return (text[: min(hits)], True) if hits else (text, False)
+
+        async def emit(piece: str) -> None:
+            nonlocal sent, chunks
+            if piece and stream_to:
+                await self.ctx.bus.nc.publish(
+                    stream_to, _encode(GenerateChunk(text=piece, index=chunks)))
+                chunks += 1
+            sent += piece
+
+        async def pump() -> None:
+            while (t := await queue.get()) is not None:
+                new_ids.append(t)
+                text, stopped = cut(engine.decode(new_ids))
+                if stopped:
+                    stop_flag.set()
+                # hold back a partial UTF-8 character and a possible stop-string prefix
+                safe = text if stopped else text[: max(0, len(text) - hold)]
+                if safe.endswith("\ufffd"):
+                    continue
+                if safe.startswith(sent) and len(safe) > len(sent):
+                    await emit(safe[len(sent):])
+
+        pumper = asyncio.create_task(pump())
+        try:
+            out = await asyncio.to_thread(
+                engine.generate, ids, max_new_tokens=req.max_length,
+                temperature=req.temperature, top_p=req.top_p, on_token=on_token,
+                stop_flag=stop_flag)
+        finally:
+            queue.put_nowait(None)
+            await pumper
+        text, _ = cut(engine.decode(out))
+        if text.startswith(sent):
+            await emit(text[len(sent):])
+        return text, len(out), chunks
+
+
+def _arg(args: dict[str, Any], key: str) -> str:
+    v = args.get(key)
+    if not isinstance(v, str) or not v:
+        raise BadRequest(f"control arg {key!r} is required (a non-empty string)", field=key)
+    return v
+
+
+__all__ = ["Hermes", "ModelError"]

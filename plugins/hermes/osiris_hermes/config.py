@@ -1,0 +1,33 @@
+"""`[plugins.hermes]`: which model, where it runs, and how much work it takes at once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from osiris_core import PluginConfig
+
+
+class HermesConfig(PluginConfig, frozen=True, kw_only=True):
+    model: str = ""
+    """A local Hugging Face folder (fp or GPTQ) or a hub id already in the local cache.
+    Empty: `<data_dir>/models/hermes` (where `osiris demo` builds the tiny model)."""
+    device: str = "auto"
+    """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1` …"""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """`auto`: float16 on CUDA, float32 on CPU (GPTQ checkpoints use their own)."""
+    parallel: int = 1
+    """Generations that run at once on the model; further requests queue (max_concurrency)."""
+    max_concurrency: int = 16
+    max_prompt_tokens: int = 4096
+    """Prompts longer than this (in tokens) get a 400 naming `prompt`."""
+    max_new_tokens_cap: int = 2048
+    chat_template: bool = True
+    """Wrap the prompt as one user turn with the tokenizer's chat template, when it has one."""
+    system_prompt: str = ""
+    pause_mode: Literal["auto", "offload", "drop"] = "auto"
+    """What pause does with the weights: `offload` moves them to CPU RAM, `drop` frees them
+    (resume reloads from disk). `auto`: offload, except drop for quantised models and on CPU."""
+    adapters: dict[str, str] = {}
+    """PEFT adapters loaded at start: name → folder. `adapter` picks the active one."""
+    adapter: str = ""
+    trust_remote_code: bool = False

@@ -1,0 +1,318 @@
+"""The hermes model: load (fp or GPTQ) through `AutoModelForCausalLM`, generate, stream,
+swap PEFT adapters, and release or reload accelerator memory. Synchronous: the actor runs
+these calls in a worker thread."""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from osiris_core.errors import BadRequest, ServiceError, Unavailable
+
+TINY_HINT = "run 'osiris models tiny DIR' and point [plugins.hermes].model at DIR/hermes"
+
+
+class ModelError(Unavailable):
+    """The model cannot be loaded (missing folder, wrong format …): 503 with the cause."""
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"[plugins.hermes].device is {device!r} but CUDA is not available here")
+    return device
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).exists()
+
+
+def check_source(source: str) -> Path | str:
+    """A local folder (checked: exists, is HF format) or a hub id for the local cache."""
+    if not source:
+        raise ModelError(f"no hermes model configured: {TINY_HINT}")
+    if not _looks_like_path(source):
+        return source
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelError(f"hermes model folder not found: {path} ({TINY_HINT}, "
+                         "or set [plugins.hermes].model to a local folder)")
+    if not path.is_dir():
+        raise ModelError(f"hermes model path is not a folder: {path}")
+    if not (path / "config.json").is_file():
+        if (path / "genai_config.json").is_file():
+            raise ModelError(f"wrong model format in {path}: an ONNX Runtime GenAI folder "
+                             "(that is phi3's format); hermes needs a Hugging Face folder")
+        raise ModelError(f"wrong model format in {path}: no config.json (hermes needs a "
+                         "Hugging Face transformers folder, fp or GPTQ)")
+    return path
+
+
+class _Streamer:
+    """transformers streamer: forwards each new token id to `on_token` (first call = prompt)."""
+
+    def __init__(self, on_token: Callable[[int], None]) -> None:
+        self.on_token = on_token
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for t in value.reshape(-1).tolist():
+            self.on_token(int(t))
+
+    def end(self) -> None:
+        pass
+
+
+class HermesEngine:
+    def __init__(self, source: str, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False) -> None:
+        self.source = source
+        self.device_cfg = device
+        self.dtype_cfg = dtype
+        self.trust_remote_code = trust_remote_code
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = "cpu"
+        self.quantization: str | None = None
+        self.adapters: dict[str, str] = {}
+        self.active_adapter: str | None = None
+        self.where = "unloaded"  # unloaded | device | offloaded
+        self.load_s: float | None = None
+
+    # --- loading ------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        p = Path(self.source).expanduser()
+        return p if _looks_like_path(self.source) else None
+
+    def model_file_exists(self) -> bool:
+        p = self.path
+        return bool(p and (p / "config.json").is_file()) if p else True
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        t0 = time.perf_counter()
+        src = check_source(self.source)
+        self.device = resolve_device(self.device_cfg)
+        qcfg = self._quantization_config(src)
+        self.quantization = qcfg.get("quant_method") if qcfg else None
+        kw: dict[str, Any] = {"local_files_only": True,
+                              "trust_remote_code": self.trust_remote_code}
+        if self.quantization:
+            kw["device_map"] = {"": self.device}
+        else:
+            dt = self.dtype_cfg
+            if dt == "auto":
+                dt = "float16" if self.device.startswith("cuda") else "float32"
+            kw["dtype"] = getattr(torch, dt)
+        try:
+            tok = AutoTokenizer.from_pretrained(src, local_files_only=True,
+                                                trust_remote_code=self.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(src, **kw)
+        except OSError as e:
+            raise ModelError(f"hermes model {self.source!r} could not be loaded offline: {e}. "
+                             f"Nothing downloads at run time: put it in the local cache or "
+                             f"{TINY_HINT}") from None
+        except ImportError as e:
+            raise ModelError(f"hermes model {self.source!r} needs a missing package: {e}") from None
+        if not self.quantization:
+            model = model.to(self.device)
+        model.eval()
+        self.model, self.tokenizer, self.where = model, tok, "device"
+        for name, path in list(self.adapters.items()):
+            self._attach(name, path)
+        if self.active_adapter:
+            self.model.set_adapter(self.active_adapter)
+        self.load_s = time.perf_counter() - t0
+
+    def _quantization_config(self, src: Path | str) -> dict[str, Any] | None:
+        if isinstance(src, Path):
+            try:
+                cfg = json.loads((src / "config.json").read_text())
+            except (OSError, ValueError) as e:
+                raise ModelError(f"wrong model format in {src}: config.json unreadable: {e}") from None
+            q = cfg.get("quantization_config")
+            return q if isinstance(q, dict) else None
+        from transformers import AutoConfig
+
+        try:
+            cfg = AutoConfig.from_pretrained(src, local_files_only=True)
+        except OSError as e:
+            raise ModelError(f"hermes model {src!r} is not in the local cache ({e}); "
+                             f"nothing downloads at run time: {TINY_HINT}") from None
+        q = getattr(cfg, "quantization_config", None)
+        return q if isinstance(q, dict) else (q.to_dict() if q is not None else None)
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None and self.where == "device"
+
+    # --- pause / resume -----------------------------------------------------------------
+    def pause_mode(self, configured: str) -> str:
+        if configured != "auto":
+            return configured
+        if self.quantization or not self.device.startswith("cuda"):
+            return "drop"
+        return "offload"
+
+    def release(self, mode: str) -> None:
+        """Free accelerator memory: `offload` (weights to CPU RAM) or `drop` (forget them)."""
+        if self.model is None:
+            return
+        if mode == "offload":
+            self.model.to("cpu")
+            self.where = "offloaded"
+        else:
+            self.model = None
+            self.where = "unloaded"
+        gc.collect()
+        self._empty_cache()
+
+    def restore(self) -> None:
+        if self.model is not None and self.where == "offloaded":
+            self.model.to(self.device)
+            self.where = "device"
+        elif self.model is None:
+            self.load()
+
+    def _empty_cache(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+
+    def bytes_resident(self) -> int:
+        """Bytes of weights and buffers on the model's device (0 when paused)."""
+        if self.model is None or self.where != "device":
+            return 0
+        n = 0
+        for t in list(self.model.parameters()) + list(self.model.buffers()):
+            n += t.numel() * t.element_size()
+        return n
+
+    # --- adapters -----------------------------------------------------------------------
+    def _attach(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        elif name not in self.model.peft_config:
+            self.model.load_adapter(path, adapter_name=name)
+        self.model.eval()
+
+    def load_adapter(self, name: str, path: str, activate: bool = True) -> None:
+        p = Path(path).expanduser()
+        if not (p / "adapter_config.json").is_file():
+            raise BadRequest(f"not a PEFT adapter folder (no adapter_config.json): {p}", field="path")
+        if self.model is None:
+            raise Unavailable("hermes model not loaded")
+        if name in self.adapters:
+            self.unload_adapter(name)
+        self._attach(name, str(p))
+        self.adapters[name] = str(p)
+        if activate:
+            self.set_adapter(name)
+
+    def set_adapter(self, name: str | None) -> None:
+        if name is not None:
+            if name not in self.adapters:
+                raise BadRequest(f"unknown adapter {name!r} (loaded: {sorted(self.adapters)})",
+                                 field="name")
+            self.model.set_adapter(name)
+        self.active_adapter = name
+
+    def unload_adapter(self, name: str) -> None:
+        if name not in self.adapters:
+            raise BadRequest(f"unknown adapter {name!r} (loaded: {sorted(self.adapters)})",
+                             field="name")
+        del self.adapters[name]
+        if self.active_adapter == name:
+            self.active_adapter = None
+        if self.model is None:
+            return
+        if self.adapters:
+            if self.active_adapter is None or self.model.active_adapter == name:
+                self.model.set_adapter(next(iter(self.adapters)))
+            self.model.delete_adapter(name)
+            if self.active_adapter:
+                self.model.set_adapter(self.active_adapter)
+        else:
+            self.model = self.model.unload()  # the plain base model, LoRA layers removed
+
+    # --- generation ---------------------------------------------------------------------
+    def encode_prompt(self, prompt: str, *, chat: bool, system: str, limit: int) -> list[int]:
+        tok = self.tokenizer
+        if chat and getattr(tok, "chat_template", None):
+            msgs = ([{"role": "system", "content": system}] if system else [])
+            msgs.append({"role": "user", "content": prompt})
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(prompt)["input_ids"]
+        if len(ids) > limit:
+            raise BadRequest(f"prompt too long: {len(ids)} tokens, the limit is {limit}",
+                             field="prompt", tokens=len(ids), limit=limit)
+        return list(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def generate(self, prompt_ids: list[int], *, max_new_tokens: int, temperature: float | None,
+                 top_p: float | None, on_token: Callable[[int], None] | None,
+                 stop_flag: threading.Event) -> list[int]:
+        """Generate (greedy unless temperature > 0); returns the new token ids."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if not self.loaded:
+            raise Unavailable("hermes model not loaded")
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                return torch.full((input_ids.shape[0],), stop_flag.is_set(), dtype=torch.bool,
+                                  device=input_ids.device)
+
+        sample = bool(temperature and temperature > 0)
+        kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
+                              "stopping_criteria": StoppingCriteriaList([_Stop()]),
+                              "pad_token_id": self.tokenizer.pad_token_id}
+        if sample:
+            kw["temperature"] = temperature
+            if top_p is not None:
+                kw["top_p"] = top_p
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        if on_token is not None:
+            kw["streamer"] = _Streamer(on_token)
+        ids = torch.tensor([prompt_ids], device=self.device)
+        try:
+            with torch.inference_mode(), self._adapter_scope():
+                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+        except torch.OutOfMemoryError:
+            self._empty_cache()
+            raise ServiceError("hermes ran out of accelerator memory; try a shorter prompt or "
+                               "max_length, or give the model more memory", code=503) from None
+        return [int(t) for t in out[0, len(prompt_ids):].tolist()]
+
+    def _adapter_scope(self) -> Any:
+        import contextlib
+
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel) and self.active_adapter is None:
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
