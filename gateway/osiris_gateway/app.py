@@ -1,0 +1,132 @@
+"""`create_app()`: the Litestar app. Routes map HTTP to bus subjects and hold no business
+logic; the NATS connection is opened in the lifespan (or handed in by the gateway actor)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from litestar import Controller, Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from osiris_core.bus import Bus, connect
+from osiris_core.config import Config, OsirisSettings, load_config
+from osiris_core.plugins import LoadedPlugins, load_plugins
+
+from .config import GatewayConfig
+from .controllers.events import EventsController
+from .controllers.generate import GenerateController
+from .controllers.loop import FeedbackController, ProposalsController
+from .controllers.openai import OpenAIController
+from .controllers.ops import ActorsController, HealthController
+from .controllers.voice import StaticController, VoiceController
+from .errors import exception_handlers
+from .metrics import metrics_middleware
+from .security import api_key_guard
+from .state import GatewayState
+
+__all__ = ["CONFIG_ENV", "create_app", "load_gateway_config", "plugin_routes"]
+
+log = logging.getLogger("osiris.gateway")
+CONFIG_ENV = "OSIRIS_CONFIG"
+PLUGIN_NAME = "gateway"
+VERSION = "0.1.0"
+
+BUILTIN: tuple[type[Controller], ...] = (
+    GenerateController, ProposalsController, FeedbackController, HealthController,
+    ActorsController, VoiceController, StaticController, EventsController, OpenAIController,
+)
+
+
+def load_gateway_config(path: str | None = None) -> tuple[Config, GatewayConfig]:
+    """osiris.toml (`path`, else $OSIRIS_CONFIG, else ./osiris.toml, else defaults)."""
+    config = load_config(path or os.environ.get(CONFIG_ENV) or None)
+    return config, config.plugin(PLUGIN_NAME, GatewayConfig)
+
+
+def _is_route(obj: Any) -> bool:
+    return isinstance(obj, BaseRouteHandler | Router) or (
+        isinstance(obj, type) and issubclass(obj, Controller))
+
+
+def plugin_routes(plugins: LoadedPlugins) -> list[Any]:
+    """Route handlers, routers and controllers the enabled plugins register."""
+    found: list[Any] = []
+
+    def kwargs(rec: Any) -> dict[str, Any]:
+        def register(obj: Any) -> None:
+            if _is_route(obj):
+                found.append(obj)
+            else:
+                log.warning("plugin %r registered %r as a route: not a Litestar handler, "
+                            "controller or router; ignored", rec.name, obj)
+
+        return {"register": register}
+
+    plugins.call_each("register_routes", kwargs)
+    return found
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    settings: OsirisSettings | None = None,
+    bus: Bus | None = None,
+    plugins: LoadedPlugins | None = None,
+    extra_routes: Sequence[Any] = (),
+) -> Litestar:
+    """Build the gateway app. With no arguments it reads osiris.toml like `osiris run`
+    (`$OSIRIS_CONFIG` or ./osiris.toml) and connects to `[osiris].nats_url` on startup.
+    A `bus` handed in is used as it is and not closed (the gateway actor shares its own)."""
+    if config is None or settings is None:
+        loaded_cfg, gw_cfg = load_gateway_config()
+        config = config or gw_cfg
+        settings = settings or loaded_cfg.settings
+    if plugins is None:
+        plugins = load_plugins(list(settings.plugins) or None)
+    state = GatewayState(config, settings, plugins.catalogue, bus)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if state.bus_given is not None:
+            yield
+            return
+        nc = await connect(settings.nats_url, name="osiris-gateway", token=settings.nats_token,
+                           creds=settings.nats_creds)
+        state.bus = Bus(nc)
+        try:
+            yield
+        finally:
+            state.bus = None
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    cors = CORSConfig(allow_origins=list(config.cors_origins),
+                      allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"]) \
+        if config.cors_origins else None
+    app = Litestar(
+        route_handlers=[*BUILTIN, *plugin_routes(plugins), *extra_routes],
+        lifespan=[lifespan],
+        guards=[api_key_guard],
+        middleware=[metrics_middleware],
+        exception_handlers=exception_handlers,
+        cors_config=cors,
+        request_max_body_size=config.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="osiris gateway", version=VERSION, path="/schema",
+            description="The seeds' REST/SSE surface and an OpenAI-compatible API, mapped to "
+                        "NATS subjects of osiris actors.",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+        logging_config=None,  # the runtime (or granian) owns logging
+    )
+    app.state.gw = state
+    return app

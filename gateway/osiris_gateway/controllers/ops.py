@@ -1,0 +1,115 @@
+"""Operations: `/health` (open), `/metrics`, and actor status and control.
+
+Control ops (pause, resume, restart, adapters) map to `osiris.<actor>.control` and need the
+admin key; reading an actor's status needs only the API key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import FromPath, JSONBody
+
+from osiris_core.contracts import ControlReply, ControlRequest
+from osiris_core.errors import ServiceError
+from osiris_core.subjects import control
+
+from ..errors import HttpError, service_error_body, status_for
+from ..metrics import CONTENT_TYPE_LATEST
+from ..schemas import ActorControlReply, AdapterBody, ErrorBody, HealthResponse
+from ..security import PUBLIC, admin_guard
+from .generate import error_responses
+
+__all__ = ["ActorsController", "HealthController"]
+
+ACTOR_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # never a subject wildcard or separator
+
+
+class HealthController(Controller):
+    tags = ["ops"]
+
+    @get("/health", summary="Seed health fields plus per-actor detail, from live actors",
+         opt={PUBLIC: True}, cache_control=None)
+    async def health(self, request: Request[Any, Any, Any]) -> HealthResponse:
+        snap: HealthResponse = await request.app.state.gw.health.get()
+        return snap
+
+    @get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST,
+         responses=error_responses(401), include_in_schema=True)
+    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        return Response(request.app.state.gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _actor(name: str) -> str:
+    if not ACTOR_NAME.match(name):
+        raise HttpError(400, ErrorBody(error=f"invalid actor name {name!r}", field="name"))
+    return name
+
+
+async def _control(request: Request[Any, Any, Any], name: str, op: str,
+                   args: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> ActorControlReply:
+    gw = request.app.state.gw
+    actor = _actor(name)
+    try:
+        reply: ControlReply = await gw.call(
+            request, actor, control(actor), ControlRequest(op=op, args=args or {}),
+            reply_type=ControlReply, timeout=timeout)
+    except ServiceError as e:
+        if e.code == 503 and "no actor is serving" in e.message:
+            raise HttpError(404, ErrorBody(error=f"no live actor named {actor!r}", actor=actor,
+                                           detail=e.message)) from None
+        body = service_error_body(e)
+        body.actor = actor
+        raise HttpError(status_for(e), body) from None
+    return ActorControlReply(ok=reply.ok, status=msgspec.to_builtins(reply.status),
+                             result=reply.result)
+
+
+CONTROL_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 502, 503, 504)
+
+
+class ActorsController(Controller):
+    path = "/actors"
+    tags = ["control"]
+
+    @get("/", summary="Live actors (as /health reports them)", responses=error_responses(401))
+    async def list_actors(self, request: Request[Any, Any, Any]) -> HealthResponse:
+        snap: HealthResponse = await request.app.state.gw.health.get()
+        return snap
+
+    @get("/{name:str}", summary="One actor's status (osiris.<name>.control status)",
+         responses=error_responses(400, 401, 404, 502, 503, 504))
+    async def status(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+        return await _control(request, name, "status")
+
+    @post("/{name:str}/pause", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
+          summary="Pause a model actor (frees its accelerator memory)")
+    async def pause(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+        return await _control(request, name, "pause", timeout=60.0)
+
+    @post("/{name:str}/resume", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
+          summary="Resume a paused actor")
+    async def resume(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+        return await _control(request, name, "resume", timeout=120.0)
+
+    @post("/{name:str}/restart", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
+          summary="Restart an actor (also revives a failed one)")
+    async def restart(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+        return await _control(request, name, "restart", timeout=120.0)
+
+    @post("/{name:str}/adapters", guards=[admin_guard], status_code=200,
+          responses=CONTROL_ERRORS, summary="Load (and activate) an adapter on a model actor")
+    async def load_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
+                           data: JSONBody[AdapterBody]) -> ActorControlReply:
+        args = msgspec.to_builtins(data)
+        return await _control(request, name, "load_adapter", args, timeout=120.0)
+
+    @delete("/{name:str}/adapters/{adapter:str}", guards=[admin_guard], status_code=200,
+            responses=CONTROL_ERRORS, summary="Unload an adapter from a model actor")
+    async def unload_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
+                             adapter: FromPath[str]) -> ActorControlReply:
+        return await _control(request, name, "unload_adapter", {"name": adapter}, timeout=60.0)

@@ -1,0 +1,90 @@
+"""Prometheus metrics of one gateway app (its own registry: no global state).
+
+Per route: requests by status, latency histogram, errors. Per actor: bus requests by
+outcome and their latency. Plus live SSE subscriptions and rate-limit refusals.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "metrics_middleware"]
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+           60, 120)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("osiris_gateway_requests_total", "HTTP requests by route",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("osiris_gateway_request_seconds", "HTTP request latency",
+                                 ["method", "route"], buckets=BUCKETS, registry=r)
+        self.errors = Counter("osiris_gateway_errors_total", "HTTP responses >= 400 by route",
+                              ["route", "status"], registry=r)
+        self.actor_requests = Counter("osiris_gateway_actor_requests_total",
+                                      "Bus requests to actors by outcome",
+                                      ["actor", "subject", "outcome"], registry=r)
+        self.actor_latency = Histogram("osiris_gateway_actor_seconds",
+                                       "Bus request latency per actor", ["actor"],
+                                       buckets=BUCKETS, registry=r)
+        self.actor_errors = Counter("osiris_gateway_actor_errors_total",
+                                    "Failed bus requests per actor and status",
+                                    ["actor", "status"], registry=r)
+        self.sse_streams = Gauge("osiris_gateway_sse_streams", "Open SSE streams by kind",
+                                 ["kind"], registry=r)
+        self.sse_subscriptions = Gauge("osiris_gateway_sse_subscriptions",
+                                       "NATS subscriptions held for SSE clients", registry=r)
+        self.rate_limited_total = Counter("osiris_gateway_rate_limited_total",
+                                          "Requests refused with 429", ["route"], registry=r)
+        self.disconnects = Counter("osiris_gateway_client_disconnects_total",
+                                   "Requests whose client left before the actor answered",
+                                   ["actor"], registry=r)
+
+    def actor_call(self, actor: str, subject: str, outcome: str, seconds: float) -> None:
+        self.actor_requests.labels(actor, subject, outcome).inc()
+        self.actor_latency.labels(actor).observe(seconds)
+        if outcome != "ok":
+            self.actor_errors.labels(actor, outcome).inc()
+
+    def rate_limited(self, route: str) -> None:
+        self.rate_limited_total.labels(route).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_middleware(app: Any) -> Any:
+    """ASGI middleware (after routing): label by the route template, not the raw path."""
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        m: GatewayMetrics = scope["app"].state.gw.metrics
+        route = scope.get("path_template") or scope["path"]
+        method = scope["method"]
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            m.requests.labels(method, route, str(status)).inc()
+            m.latency.labels(method, route).observe(time.perf_counter() - t0)
+            if status >= 400:
+                m.errors.labels(route, str(status)).inc()
+
+    return middleware

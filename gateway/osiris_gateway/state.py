@@ -1,0 +1,238 @@
+"""What every route shares: the bus, config, metrics, limiter, health — and the three ways
+a route talks to the bus (request, token stream, event subscription), each of which is
+cancelled when the HTTP client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+from nats.errors import TimeoutError as NatsTimeout
+
+from osiris_core.bus import Bus, encode, raise_for_error
+from osiris_core.config import OsirisSettings
+from osiris_core.contracts import ControlRequest
+from osiris_core.errors import RequestTimeout, ServiceError, Unavailable
+from osiris_core.subjects import Catalogue, control
+
+from .config import GatewayConfig
+from .errors import ClientDisconnected
+from .health import HealthCollector
+from .metrics import GatewayMetrics
+from .security import TokenBuckets
+
+__all__ = ["REQUEST_ID_HEADER", "GatewayState"]
+
+T = TypeVar("T")
+REQUEST_ID_HEADER = "Osiris-Request-Id"
+_decode_any = msgspec.json.Decoder()
+
+
+async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class GatewayState:
+    """Held in `app.state.gw`."""
+
+    def __init__(self, config: GatewayConfig, settings: OsirisSettings, catalogue: Catalogue,
+                 bus: Bus | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.catalogue = catalogue
+        self.bus_given = bus
+        self._bus: Bus | None = bus
+        self.metrics = GatewayMetrics()
+        self.limiter = TokenBuckets(config.rate_limit_per_s, config.rate_limit_burst)
+        self.health = HealthCollector(lambda: self.bus, config.health_cache_s,
+                                      config.health_window_s)
+        allowed = config.event_subjects or [s.name for s in catalogue if s.kind == "event"]
+        self.event_subjects: frozenset[str] = frozenset(allowed)
+        self.sse_subs = 0
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            raise Unavailable("the gateway is not connected to NATS")
+        return self._bus
+
+    @bus.setter
+    def bus(self, value: Bus | None) -> None:
+        self._bus = value
+
+    # --- request-reply ----------------------------------------------------------------------
+    async def call(
+        self, request: Request[Any, Any, Any] | None, actor: str, subject: str, payload: Any, *,
+        reply_type: type[T] | None = None, timeout: float | None = None,
+    ) -> Any:
+        """Bus request with metrics; a client that disconnects cancels it (and the actor is
+        told through its control subject, with the request id it was sent)."""
+        t = timeout if timeout is not None else self.config.request_timeout_s
+        rid = uuid.uuid4().hex
+        coro = self.bus.request(subject, payload, reply_type=reply_type, timeout=t,
+                                headers={REQUEST_ID_HEADER: rid})
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            if request is None:
+                return await coro
+            return await self._until_disconnect(request, coro, actor, rid)
+        except ServiceError as e:
+            outcome = str(e.code)
+            raise
+        except ClientDisconnected:
+            outcome = "disconnected"
+            raise
+        finally:
+            self.metrics.actor_call(actor, subject, outcome, time.perf_counter() - t0)
+
+    async def _until_disconnect(self, request: Request[Any, Any, Any], coro: Awaitable[T],
+                                actor: str, rid: str) -> T:
+        work = asyncio.ensure_future(coro)
+        watch = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            watch.cancel()
+            raise
+        if work.done():
+            watch.cancel()
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
+        await self.cancel_upstream(actor, rid)
+        raise ClientDisconnected(actor)
+
+    async def cancel_upstream(self, actor: str, rid: str) -> None:
+        """Fire-and-forget `{"op": "cancel", "args": {"request_id": rid}}` to the actor."""
+        self.metrics.disconnects.labels(actor).inc()
+        with contextlib.suppress(Exception):
+            await self.bus.nc.publish(control(actor), encode(
+                ControlRequest(op="cancel", args={"request_id": rid})))
+
+    # --- token streams ----------------------------------------------------------------------
+    async def stream(self, actor: str, subject: str, payload: Any, *,
+                     timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Streaming request: yields each chunk (a dict) until one is `done`. A reply that is
+        not a chunk (an actor that does not stream) is yielded once as the final item.
+        Leaving the loop early (client gone) unsubscribes and cancels upstream."""
+        t = timeout if timeout is not None else self.config.generate_timeout_s
+        nc = self.bus.nc
+        rid = uuid.uuid4().hex
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        finished = False
+        t0 = time.perf_counter()
+        outcome = "ok"
+        self.sse_subs += 1
+        self.metrics.sse_subscriptions.inc()
+        try:
+            await nc.publish(subject, encode(payload), reply=inbox,
+                             headers={REQUEST_ID_HEADER: rid})
+            first = True
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=t)
+                except (TimeoutError, NatsTimeout):
+                    raise RequestTimeout(f"no reply from {actor} within {t:g}s") from None
+                if first and msg.headers and msg.headers.get("Status") == "503":
+                    raise Unavailable(f"no actor is serving {subject}")
+                first = False
+                raise_for_error(msg)
+                item = _decode_any.decode(msg.data) if msg.data else {}
+                if not isinstance(item, dict):
+                    item = {"value": item}
+                is_chunk = "index" in item and "text" in item
+                if not is_chunk:
+                    item = {"done": True, "reply": item}
+                finished = bool(item.get("done"))
+                yield item
+                if finished:
+                    return
+        except ServiceError as e:
+            outcome = str(e.code)
+            finished = True
+            raise
+        finally:
+            self.sse_subs -= 1
+            self.metrics.sse_subscriptions.dec()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            if not finished:
+                outcome = "disconnected"
+                await self.cancel_upstream(actor, rid)
+            self.metrics.actor_call(actor, subject, outcome, time.perf_counter() - t0)
+
+    # --- events -----------------------------------------------------------------------------
+    def allowed_events(self, requested: Iterable[str]) -> list[str]:
+        """Validate `/events?subjects=`: exact allowed subjects, or wildcard patterns that
+        match at least one allowed subject (deliveries are filtered to the allow-list)."""
+        out: list[str] = []
+        for s in requested:
+            s = s.strip()
+            if not s:
+                continue
+            if s in self.event_subjects or any(_matches(s, a) for a in self.event_subjects):
+                out.append(s)
+            else:
+                raise ValueError(s)
+        return out
+
+    def is_allowed(self, subject: str) -> bool:
+        return subject in self.event_subjects
+
+    async def events(self, patterns: list[str], kind: str) -> AsyncIterator[tuple[str, bytes]]:
+        """(subject, raw payload) of allowed events. `("", b"subscribed")` comes first, once
+        the subscription is live; `("", b"")` ticks every `sse_ping_s`, so an idle stream
+        still notices a dead client. The subscription goes with the iterator."""
+        nc = self.bus.nc
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1024)
+
+        async def cb(msg: Any) -> None:
+            if self.is_allowed(msg.subject):
+                if queue.full():  # a slow client loses the oldest, never blocks the bus
+                    queue.get_nowait()
+                queue.put_nowait((msg.subject, msg.data))
+
+        subs = [await nc.subscribe(p, cb=cb) for p in patterns]
+        await nc.flush()
+        self.sse_subs += len(subs)
+        self.metrics.sse_subscriptions.inc(len(subs))
+        self.metrics.sse_streams.labels(kind).inc()
+        try:
+            yield ("", b"subscribed")
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), self.config.sse_ping_s)
+                except TimeoutError:
+                    yield ("", b"")
+        finally:
+            self.sse_subs -= len(subs)
+            self.metrics.sse_subscriptions.dec(len(subs))
+            self.metrics.sse_streams.labels(kind).dec()
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match (`*` one token, `>` the rest)."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
