@@ -18,7 +18,11 @@ from pathlib import Path
 from .bus import nats_reachable
 from .errors import OsirisError
 
-__all__ = ["EmbeddedNats", "find_nats_server", "free_port"]
+__all__ = ["MAX_PAYLOAD", "EmbeddedNats", "find_nats_server", "free_port"]
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+"""Largest message the embedded server takes: a complete WAV of ~3 min of 22 kHz speech
+(nats-server's default is 1 MiB). An external server keeps its own setting."""
 
 
 def find_nats_server() -> str:
@@ -62,10 +66,12 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         binary = find_nats_server()
         log_path = self.store_dir / "nats-server.log"
+        conf = self.store_dir / "nats-server.conf"
+        conf.write_text(f"max_payload: {MAX_PAYLOAD}\n")
         with open(log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                [binary, "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port),
-                 "-l", str(log_path)],
+                [binary, "-c", str(conf), "-js", "-sd", str(self.store_dir), "-a", self.host,
+                 "-p", str(self.port), "-l", str(log_path)],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ fi
 # (tests/testplugins are installed by the test suite into a private folder)
 pkgs=(".[dev]")
 for d in gateway plugins/* examples/*; do
-  [ -f "$d/pyproject.toml" ] && pkgs+=("$d")
+  [ -f "$d/pyproject.toml" ] && pkgs+=("$d[test]")  # pip ignores a missing extra
 done
 
 stamp=.venv/.osiris-install-stamp

@@ -58,3 +58,14 @@ async def test_stream_errors_are_raised(
         with pytest.raises(BadRequest, match="field 'n'"):
             async for _ in bus.stream("test.slow.count", {"n": "x"}, item_type=GenerateChunk):
                 pass
+
+
+async def test_embedded_server_takes_messages_beyond_the_default_1_mib(bus: Bus) -> None:
+    from osiris_core.natsserver import MAX_PAYLOAD
+
+    assert bus.nc.max_payload == MAX_PAYLOAD
+    payload = b"x" * (3 * 1024 * 1024)  # a ~70 s WAV would not fit in nats-server's default
+    sub = await bus.nc.subscribe("test.bus.big", cb=lambda m: m.respond(m.data[:5]))
+    await bus.nc.flush()
+    assert await bus.request("test.bus.big", payload, reply_type=bytes) == b"xxxxx"
+    await sub.unsubscribe()

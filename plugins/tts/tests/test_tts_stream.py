@@ -101,7 +101,11 @@ async def test_streamed_chunks_join_into_exactly_the_replied_wav(
 async def test_a_wav_beyond_max_payload_is_a_413_naming_text_after_streaming_it(
     osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
 ) -> None:
-    config = osiris_config(plugins=["tts"], tables={"tts": {"engine": "espeak"}})
+    # three times the long text: ~450 s of speech, ~20 MB of WAV, beyond even the embedded
+    # server's 8 MiB max_payload
+    text = " ".join([LONG_TEXT] * 3)
+    config = osiris_config(plugins=["tts"], tables={"tts": {"engine": "espeak",
+                                                            "max_text_chars": len(text)}})
     finals = asyncio.Event()
 
     async def on_chunk(msg: Any) -> None:
@@ -112,8 +116,8 @@ async def test_a_wav_beyond_max_payload_is_a_413_naming_text_after_streaming_it(
         sub = await bus.nc.subscribe(str(AUDIO_BYTES), cb=on_chunk)
         await bus.nc.flush()
         with pytest.raises(ServiceError) as err:
-            await bus.request(TTS_SPEAK, {"text": LONG_TEXT, "stream": True}, reply_type=bytes)
-        await asyncio.wait_for(finals.wait(), 10)
+            await bus.request(TTS_SPEAK, {"text": text, "stream": True}, reply_type=bytes)
+        await asyncio.wait_for(finals.wait(), 30)
         await sub.unsubscribe()
     assert err.value.code == 413 and err.value.field == "text"
     assert "max_payload" in err.value.message and "reply_wav=false" in err.value.message
