@@ -65,7 +65,10 @@ async def test_embedded_server_takes_messages_beyond_the_default_1_mib(bus: Bus)
 
     assert bus.nc.max_payload == MAX_PAYLOAD
     payload = b"x" * (3 * 1024 * 1024)  # a ~70 s WAV would not fit in nats-server's default
-    sub = await bus.nc.subscribe("test.bus.big", cb=lambda m: m.respond(m.data[:5]))
+    async def answer(msg: nats.aio.msg.Msg) -> None:
+        await msg.respond(msg.data[:5])
+
+    sub = await bus.nc.subscribe("test.bus.big", cb=answer)
     await bus.nc.flush()
     assert await bus.request("test.bus.big", payload, reply_type=bytes) == b"xxxxx"
     await sub.unsubscribe()
