@@ -1,0 +1,41 @@
+"""osiris-phi3: the `phi3` actor (ONNX Runtime GenAI, JSON-schema guided trade proposals,
+hot-swapped LoRA adapters) on `osiris.phi3.generate`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osiris_core import hookimpl
+
+from .config import Phi3Config
+from .contracts import PHI3_COMPLETE
+
+__all__ = ["PHI3_COMPLETE", "Phi3Config"]
+
+
+@hookimpl
+def register_config(register: Any) -> None:
+    register(Phi3Config)
+
+
+@hookimpl
+def register_subjects(register: Any) -> None:
+    register(PHI3_COMPLETE)
+
+
+@hookimpl
+def register_actors(register: Any) -> None:
+    from .actor import Phi3
+
+    register(Phi3)
+
+
+@hookimpl
+def register_demo(register: Any) -> None:
+    def prepare(data_dir: Any) -> dict[str, Any]:
+        from osiris_models import build_tiny, default_tiny_dir
+
+        root = build_tiny(default_tiny_dir(data_dir), progress=lambda m: print(f"  {m}"))
+        return {"model": str(root / "phi3-onnx"), "provider": "cpu"}
+
+    register(prepare)

@@ -1,0 +1,275 @@
+"""The phi3 actor: `osiris.phi3.generate` → a TradeProposal that always validates, few-shot
+examples from feedback corrections, adapters hot-swapped from `osiris.adapters.published`
+(with rollback), pause/resume and health facts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from osiris_core import Actor, EventMeta, on_event, service
+from osiris_core.contracts import (
+    AdapterPublished,
+    GenerateRequest,
+    StoreQuery,
+    StoreRows,
+    TradeProposal,
+)
+from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
+
+from .config import Phi3Config
+from .contracts import PHI3_COMPLETE, Phi3Completion
+from .engine import Phi3Engine
+from .schema import SCHEMA_JSON, validate
+
+
+class Phi3(Actor[Phi3Config]):
+    name = "phi3"
+    description = "schema-constrained trade proposals with ONNX Runtime GenAI"
+
+    async def on_start(self) -> None:
+        path = Path(self.config.model or Path(self.ctx.data_dir) / "models" / "phi3-onnx")
+        self.engine = Phi3Engine(path.expanduser(), self.config.provider)  # noqa: ASYNC240
+        self.slots = asyncio.Semaphore(max(1, self.config.parallel))
+        self.adapter_lock = asyncio.Lock()
+        self.load_error: str | None = None
+        self.active: str | None = None
+        self.previous: str | None = None
+        self.stats: dict[str, Any] = {"attempts_last": 0, "invalid_total": 0, "few_shot_last": 0}
+        self.last_pause: dict[str, Any] = {}
+        self.state_file = Path(self.ctx.data_dir) / "phi3" / "adapters.json"
+        try:
+            await asyncio.to_thread(self.engine.load)
+            await self._restore_adapters()
+            self.log.info("phi3: loaded %s (%s) in %.2fs", path, self.engine.provider,
+                          self.engine.load_s or 0)
+        except ServiceError as e:
+            self.load_error = e.message  # keep serving: requests get this cause (503)
+            self.log.error("phi3: %s", e.message)
+
+    async def on_stop(self) -> None:
+        self.engine.release()
+
+    async def on_pause(self) -> None:
+        t0 = time.perf_counter()
+        await asyncio.to_thread(self.engine.release)
+        self.last_pause = {"pause_s": round(time.perf_counter() - t0, 4)}
+
+    async def on_resume(self) -> None:
+        t0 = time.perf_counter()
+        if self.load_error is None:
+            await asyncio.to_thread(self.engine.load)  # reloads the adapters it had
+        self.last_pause["resume_s"] = round(time.perf_counter() - t0, 4)
+
+    def facts(self) -> dict[str, Any]:
+        e = self.engine
+        return {
+            "loaded": e.loaded, "model": str(e.path), "model_path": str(e.path),
+            "model_file_exists": e.model_file_exists(), "device": e.provider,
+            "adapter": self.active, "adapter_version": self.active,
+            "previous_adapter": self.previous, "adapters": sorted(e.adapter_files),
+            "lora_inputs": e.has_lora_inputs, "load_s": e.load_s,
+            "load_error": self.load_error, **self.stats, **self.last_pause,
+        }
+
+    def _require_loaded(self) -> None:
+        if self.load_error:
+            raise Unavailable(f"phi3 model not loaded: {self.load_error}")
+        if not self.engine.loaded:
+            raise Unavailable("phi3 model not loaded (paused or released)")
+
+    # --- services -----------------------------------------------------------------------
+    @service(PHI3_GENERATE)
+    async def generate(self, req: GenerateRequest) -> TradeProposal:
+        """A proposal: guided by the JSON schema, checked again, retried, or a clear error."""
+        self._check(req)
+        examples = await self._few_shot()
+        prompt = self._prompt(req.prompt, examples)
+        ids = self.engine.encode(prompt, req.max_length)
+        last = ""
+        attempts = 1 + max(0, self.config.retries)
+        for attempt in range(attempts):
+            temp = req.temperature if attempt == 0 else self.config.retry_temperature
+            async with self.slots:
+                self._require_loaded()
+                _, text = await asyncio.to_thread(
+                    self.engine.generate, ids, max_new=req.max_length, schema=SCHEMA_JSON,
+                    adapter=self.active, temperature=temp, top_p=req.top_p, seed=attempt)
+            try:
+                proposal = validate(text)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                last = f"{e} in {text[:200]!r}"
+                self.stats["invalid_total"] += 1
+                self.log.warning("phi3: attempt %d/%d invalid: %s", attempt + 1, attempts, last)
+                continue
+            self.stats["attempts_last"] = attempt + 1
+            return proposal
+        self.stats["attempts_last"] = attempts
+        raise ServiceError(f"phi3 could not produce a valid proposal in {attempts} attempts "
+                           f"(max_length {req.max_length}): {last}", code=502,
+                           attempts=attempts)
+
+    @service(PHI3_COMPLETE)
+    async def complete(self, req: GenerateRequest) -> Phi3Completion:
+        """Unguided completion of the raw prompt (no chat wrapping, no few-shot): the path the
+        parity test and the benchmarks use; greedy unless temperature is set."""
+        self._check(req)
+        ids = self.engine.encode(req.prompt, req.max_length)
+        async with self.slots:
+            self._require_loaded()
+            out, text = await asyncio.to_thread(
+                self.engine.generate, ids, max_new=req.max_length, schema=None,
+                adapter=self.active, temperature=req.temperature, top_p=req.top_p)
+        return Phi3Completion(generated_text=text, token_ids=out,
+                              usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
+                                     "total_tokens": len(ids) + len(out)})
+
+    def _check(self, req: GenerateRequest) -> None:
+        if req.max_length < 1 or req.max_length > self.config.max_new_tokens_cap:
+            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap}",
+                             field="max_length")
+        if req.stream:
+            raise BadRequest("phi3 returns one validated proposal; streaming is not offered",
+                             field="stream")
+        self._require_loaded()
+
+    def _prompt(self, prompt: str, examples: list[TradeProposal]) -> str:
+        parts = []
+        if examples:
+            parts.append("Corrected proposals from earlier feedback (follow their style):")
+            parts += [msgspec.json.encode(p).decode() for p in examples]
+            parts.append("")
+        parts.append(prompt)
+        user = "\n".join(parts)
+        return (f"<|system|>\n{self.config.system_prompt}<|end|>\n<|user|>\n{user}<|end|>\n"
+                "<|assistant|>\n")
+
+    async def _few_shot(self) -> list[TradeProposal]:
+        """Latest corrected proposals (seed 004); none when no feedback actor answers."""
+        n = self.config.few_shot
+        if n <= 0:
+            return []
+        q = StoreQuery(table="feedback", filter="feedback_type = 'correction'", limit=n * 3,
+                       order_by="timestamp", descending=True)
+        try:
+            rows = await self.request(STORE_QUERY, q, reply_type=StoreRows,
+                                      timeout=self.config.feedback_timeout_s)
+        except ServiceError as e:  # Unavailable (no feedback actor), timeout, store error
+            self.log.debug("phi3: no few-shot examples: %s", e.message)
+            self.stats["few_shot_last"] = 0
+            return []
+        out: list[TradeProposal] = []
+        for row in rows.rows:
+            cp = row.get("corrected_proposal")
+            if row.get("feedback_type", "correction") != "correction" or not cp:
+                continue
+            try:
+                raw = cp.encode() if isinstance(cp, str) else msgspec.json.encode(cp)
+                out.append(msgspec.json.decode(raw, type=TradeProposal))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+            if len(out) >= n:
+                break
+        self.stats["few_shot_last"] = len(out)
+        return out
+
+    # --- adapters -----------------------------------------------------------------------
+    @on_event(ADAPTERS_PUBLISHED)
+    async def on_adapter_published(self, evt: AdapterPublished, meta: EventMeta) -> None:
+        """Durable: a published adapter is loaded even if it came while we were down."""
+        await self._apply_published(evt)
+
+    @on_event(ADAPTERS_PUBLISHED, durable=False, queue=False)
+    async def on_adapter_broadcast(self, evt: AdapterPublished) -> None:
+        """Every replica sees every publication (the durable consumer reaches only one)."""
+        await self._apply_published(evt)
+
+    async def _apply_published(self, evt: AdapterPublished) -> None:
+        if self.active == evt.version and evt.version in self.engine.adapter_files:
+            return  # idempotent: redelivery or the other subscription got here first
+        try:
+            await self._load_adapter(evt.version, evt.path)
+            self.log.info("phi3: adapter %s (%s) active", evt.version, evt.path)
+        except ServiceError as e:
+            self.log.error("phi3: published adapter %s not loaded: %s", evt.version, e.message)
+
+    async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "load_adapter":
+            path = _arg(args, "path")
+            name = str(args.get("name") or args.get("version") or Path(path).stem)
+            await self._load_adapter(name, path)
+        elif op == "rollback":
+            async with self.adapter_lock:
+                if self.previous is None and self.active is None:
+                    raise BadRequest("no adapter to roll back from", field="op")
+                self.active, self.previous = self.previous, self.active
+                self._save_state()
+        elif op in ("set_adapter", "switch_adapter"):
+            name = args.get("name") or None
+            async with self.adapter_lock:
+                if name is not None and name not in self.engine.adapter_files:
+                    raise BadRequest(f"unknown adapter {name!r}", field="name")
+                if name != self.active:
+                    self.previous, self.active = self.active, name
+                self._save_state()
+        elif op == "unload_adapter":
+            name = _arg(args, "name")
+            async with self.adapter_lock:
+                if name == self.active:
+                    raise BadRequest(f"adapter {name!r} is active: switch first", field="name")
+                await asyncio.to_thread(self.engine.unload_adapter, name)
+                if self.previous == name:
+                    self.previous = None
+                self._save_state()
+        else:
+            raise BadRequest(f"unknown control op {op!r} for phi3 (load_adapter, rollback, "
+                             "set_adapter, unload_adapter, pause, resume, status)", field="op")
+        return {"adapter": self.active, "previous_adapter": self.previous}
+
+    async def _load_adapter(self, name: str, path: str) -> None:
+        self._require_loaded()
+        async with self.adapter_lock:
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.engine.load_adapter, name, path)
+            if self.active != name:
+                self.previous, self.active = self.active, name
+            self.stats["adapter_load_s"] = round(time.perf_counter() - t0, 4)
+            self._save_state()
+
+    def _save_state(self) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"active": self.active, "previous": self.previous,
+                                   "files": self.engine.adapter_files}))
+        os.replace(tmp, self.state_file)
+
+    async def _restore_adapters(self) -> None:
+        """Reload the adapters active before a restart, else the configured one."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            state = {}
+        for name, file in (state.get("files") or {}).items():
+            try:
+                await asyncio.to_thread(self.engine.load_adapter, name, file)
+            except ServiceError as e:
+                self.log.warning("phi3: adapter %s not restored: %s", name, e.message)
+        files = self.engine.adapter_files
+        self.active = state.get("active") if state.get("active") in files else None
+        self.previous = state.get("previous") if state.get("previous") in files else None
+        if self.active is None and self.config.adapter:
+            await self._load_adapter(Path(self.config.adapter).stem, self.config.adapter)
+
+
+def _arg(args: dict[str, Any], key: str) -> str:
+    v = args.get(key)
+    if not isinstance(v, str) or not v:
+        raise BadRequest(f"control arg {key!r} is required (a non-empty string)", field=key)
+    return v
