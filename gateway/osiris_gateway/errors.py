@@ -104,19 +104,18 @@ def on_service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Resp
     return _respond(request, status_for(exc), service_error_body(exc))
 
 
-_FIELD_PATTERNS = (
-    re.compile(r"unknown field `(?P<key>[^`]+)`"),
-    re.compile(r"missing required field `(?P<key>[^`]+)`"),
-    re.compile(r"at `\$\.(?P<key>[^`]+)`"),
-)
+_AT = re.compile(r"at `\$\.?(?P<path>[^`]*)`")
+_KEY = re.compile(r"(?:unknown|missing required) field `(?P<key>[^`]+)`")
 
 
 def _field_of(message: str, key: str | None) -> str | None:
-    for pattern in _FIELD_PATTERNS:
-        m = pattern.search(message)
-        if m:
-            return m.group("key")
-    return None if key in (None, "", "data") else key
+    """Dotted path of the offending field, from msgspec's message (`corrected_proposal.action`)."""
+    at, name = _AT.search(message), _KEY.search(message)
+    where = key if key not in (None, "", "data") else (at.group("path") if at else "")
+    parts = [p for p in (where, name.group("key") if name else "") if p]
+    if parts:
+        return ".".join(parts).replace(".[", "[")
+    return None
 
 
 def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-
-from osiris_core.config import OsirisSettings
-from osiris_core.plugins import load_plugins
 from osiris_gateway.app import create_app
 from osiris_gateway.config import GatewayConfig
 from osiris_gateway.server import EmbeddedServer, bind
+
+from osiris_core.config import OsirisSettings
+from osiris_core.plugins import load_plugins
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from typing import Any
 import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
-
 from osiris_gateway.security import TokenBuckets
 
 from .conftest import client, wait_for
@@ -167,7 +166,8 @@ async def test_seed_errors_and_trailing_slashes(gateway, nats_url) -> None:
         assert r.status_code == 503
         for path in ("/health", "/health/"):
             assert (await c.get(path)).status_code == 200
-        r = await c.post("/v1/chat/completions", json={"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})
+        r = await c.post("/v1/chat/completions",
+                         json={"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
 

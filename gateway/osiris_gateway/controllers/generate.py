@@ -23,6 +23,7 @@ from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE
 from ..errors import HttpError, service_error_body, status_for
 from ..schemas import ErrorBody, GenerateBody, GenerateResponse, ModelBody
 from ..security import rate_limit_guard
+from ..sse import EventStream
 
 __all__ = ["MODELS", "GenerateController", "error_responses", "generate", "stream_events"]
 
@@ -109,8 +110,7 @@ async def stream_events(request: Request[Any, Any, Any], model: str,
         finally:
             await chunks.aclose()
 
-    return ServerSentEvent(frames(), headers={"Cache-Control": "no-cache",
-                                              "X-Accel-Buffering": "no"})
+    return EventStream(frames())
 
 
 def _chunk_json(item: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from ..schemas import (
     Usage,
 )
 from ..security import rate_limit_guard
+from ..sse import EventStream
 from .generate import MODELS, error_responses, model_error
 
 __all__ = ["OpenAIController", "render_prompt"]
@@ -174,4 +175,4 @@ async def _stream(request: Request[Any, Any, Any], model: str, req: GenerateRequ
         finally:
             await chunks.aclose()
 
-    return ServerSentEvent(frames(), headers={"Cache-Control": "no-cache"})
+    return EventStream(frames())

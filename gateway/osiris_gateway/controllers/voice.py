@@ -24,6 +24,7 @@ from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 from ..errors import HttpError, service_error_body, status_for
 from ..schemas import ErrorBody
 from ..security import rate_limit_guard
+from ..sse import EventStream
 from .generate import error_responses
 
 __all__ = ["SpeakBody", "StaticController", "VoiceController", "sse_of_events"]
@@ -62,8 +63,7 @@ async def sse_of_events(request: Request[Any, Any, Any], patterns: list[str], ki
         finally:
             await events.aclose()
 
-    return ServerSentEvent(frames(), headers={"Cache-Control": "no-cache",
-                                              "X-Accel-Buffering": "no"})
+    return EventStream(frames())
 
 
 class VoiceController(Controller):
