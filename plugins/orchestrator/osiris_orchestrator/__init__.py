@@ -1,0 +1,34 @@
+"""osiris-orchestrator: the policy loop. Buffers market ticks, runs the workflow of seed 002
+(phi3 proposal → risk gate → hermes assessment → events → run record) and serves
+`osiris.proposals.propose`; `osiris orchestrate` runs it from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from osiris_core import hookimpl
+
+from .actor import OrchestratorActor
+from .config import OrchestratorConfig, RiskConfig
+
+__all__ = ["OrchestratorActor", "OrchestratorConfig", "RiskConfig"]
+
+
+@hookimpl
+def register_config(register: Callable[[type[OrchestratorConfig]], None]) -> None:
+    register(OrchestratorConfig)
+
+
+@hookimpl
+def register_actors(register: Callable[[type[Any]], None]) -> None:
+    register(OrchestratorActor)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from .cli import orchestrate
+
+    cli.add_command(orchestrate)
