@@ -19,6 +19,8 @@ def tiny_models(request: pytest.FixtureRequest) -> Path:
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(2, os.cpu_count() or 1)))
     root = Path(os.environ.get("OSIRIS_TINY_MODELS")
                 or request.config.rootpath / "build" / "tiny-models")
-    from .tiny import build_tiny
+    from .tiny import build_tiny, is_complete
 
+    if os.environ.get("OSIRIS_TINY_MODELS") and is_complete(root):
+        return root  # a folder handed in (e.g. copied to a GPU machine without the builders)
     return build_tiny(root, progress=lambda m: print(f"tiny-models: {m}", flush=True))

@@ -67,6 +67,13 @@ def is_up_to_date(root: Path) -> bool:
             and all((root / p).exists() for p in m.get("outputs", [])))
 
 
+def is_complete(root: Path) -> bool:
+    """True when `root` holds every output of this recipe (built with any library versions)."""
+    m = _read_manifest(root)
+    return (m.get("recipe") == RECIPE and set(m.get("done", [])) >= {n for n, _ in STEPS}
+            and all((root / p).exists() for p in OUTPUTS))
+
+
 @contextmanager
 def _lock(root: Path) -> Any:
     import fcntl
