@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -101,6 +102,9 @@ class HermesEngine:
         return bool(p and (p / "config.json").is_file()) if p else True
 
     def load(self) -> None:
+        # gptqmodel (imported by transformers for GPTQ folders) aborts on 2-core machines
+        # unless told how many CPU workers to use
+        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(2, os.cpu_count() or 1)))
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
