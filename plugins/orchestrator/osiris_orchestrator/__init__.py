@@ -32,3 +32,16 @@ def register_commands(cli: click.Group) -> None:
     from .cli import orchestrate
 
     cli.add_command(orchestrate)
+
+
+def prepare_demo(data_dir: object) -> dict[str, Any]:
+    """The demo's tiny random models rarely propose within production limits: loosen the
+    gate so that some proposals pass (and get assessed and spoken) while others are rejected."""
+    return {"ticks_per_proposal": 10, "speak": True,
+            "risk": {"min_stop_pct": 0.0, "max_stop_pct": 100.0, "max_target_pct": 1000.0,
+                     "min_reward_risk": 0.0, "min_confidence": 0.5, "allowed_sides": []}}
+
+
+@hookimpl
+def register_demo(register: Callable[[Callable[[Any], dict[str, Any]]], None]) -> None:
+    register(prepare_demo)
