@@ -14,6 +14,7 @@ from typing import Any, Literal
 from . import contracts as c
 
 __all__ = [
+    "ACTOR_WANTED",
     "ADAPTERS_PUBLISHED",
     "ADVICE_GENERATED",
     "AUDIO_BYTES",
@@ -107,7 +108,7 @@ STORE_QUERY = Subject(
     description="read rows of a LanceDB table",
 )
 GPU_STATUS = Subject(
-    "osiris.gpu.status", "service", "gpu", None, None,
+    "osiris.gpu.status", "service", "gpu", None, c.GpuStatus,
     description="VRAM budget, usage and per-actor state",
 )
 RUNTIME_STATUS = Subject(
@@ -146,6 +147,10 @@ GPU_EVENTS = Subject(
     "osiris.gpu.events", "event", "gpu", c.GpuEvent,
     description="over_budget / paused / resumed / cannot_fit",
 )
+ACTOR_WANTED = Subject(
+    "osiris.runtime.wanted", "event", "runtime", c.ActorWanted,
+    description="a request waits for a paused actor (the gpu supervisor resumes it)",
+)
 DGM_EVENTS = Subject(
     "osiris.dgm.events", "event", "dgm", durable=True,
     description="self-improvement proposed / applied / rolled back",
@@ -155,7 +160,7 @@ CORE_SUBJECTS: tuple[Subject, ...] = (
     HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE, FEEDBACK_SUBMIT, TTS_SPEAK,
     STORE_QUERY, GPU_STATUS, RUNTIME_STATUS,
     MARKET_TICKS, PROPOSAL_CREATED, PROPOSAL_ASSESSED, FEEDBACK_SUBMITTED, ADVICE_GENERATED,
-    AUDIO_BYTES, RUNS_COMPLETED, ADAPTERS_PUBLISHED, GPU_EVENTS, DGM_EVENTS,
+    AUDIO_BYTES, RUNS_COMPLETED, ADAPTERS_PUBLISHED, GPU_EVENTS, DGM_EVENTS, ACTOR_WANTED,
 )
 
 

@@ -36,16 +36,17 @@ from .actor import (
 )
 from .bus import MSG_ID_HEADER, Bus, encode
 from .config import PluginConfig, validation_error_field
-from .contracts import ActorStatus, ControlReply, ControlRequest, ErrorReply
+from .contracts import ActorStatus, ActorWanted, ControlReply, ControlRequest, ErrorReply
 from .errors import ERROR_CODE_HEADER, ERROR_HEADER, BadRequest, ServiceError, Unavailable
 from .micro import Endpoint, MicroService
-from .subjects import Catalogue, control
+from .subjects import ACTOR_WANTED, Catalogue, control
 
 __all__ = ["ActorCell"]
 
 log = logging.getLogger("osiris.supervisor")
 _error_encoder = msgspec.json.Encoder()
 FETCH_TIMEOUT_S = 1.0
+WANTED_REPEAT_S = 1.0  # a paused actor with waiting requests is announced again this often
 
 
 def make_decoder(tp: Any) -> Callable[[bytes], Any]:
@@ -116,6 +117,7 @@ class ActorCell:
         self._paused_at_stop = False
         self._failing = False
         self._restart_task: asyncio.Task[Any] | None = None
+        self._wanted_at: float | None = None
         self._lock = asyncio.Lock()
         self.log = logging.getLogger(f"osiris.{self.name}")
 
@@ -308,16 +310,34 @@ class ActorCell:
             raise Unavailable(f"{self.name} failed: {self.last_error}", state="failed")
         if state in (State.STARTING, State.PAUSED):
             wait = self.config.request_wait_s
-            try:
-                await asyncio.wait_for(self.ready.wait(), wait)
-            except TimeoutError:
-                raise Unavailable(
-                    f"{self.name} is {self.state.value} (waited {wait:g}s)", state=self.state.value
-                ) from None
+            deadline = time.monotonic() + wait
+            while True:
+                if self.state is State.PAUSED:
+                    await self._announce_wanted()
+                left = deadline - time.monotonic()
+                try:
+                    await asyncio.wait_for(self.ready.wait(), max(min(left, WANTED_REPEAT_S), 0))
+                    break
+                except TimeoutError:
+                    if left <= WANTED_REPEAT_S:
+                        raise Unavailable(f"{self.name} is {self.state.value} (waited {wait:g}s)",
+                                          state=self.state.value) from None
             return await self._await_running()
         if state is State.FAILED:
             raise Unavailable(f"{self.name} failed: {self.last_error}", state="failed")
         raise Unavailable(f"{self.name} is shutting down", state=self.state.value)
+
+    async def _announce_wanted(self) -> None:
+        """Say on `osiris.runtime.wanted` that requests wait for this paused actor (once per
+        pause, again every WANTED_REPEAT_S while they wait): the gpu supervisor resumes it."""
+        now = time.monotonic()
+        if self._wanted_at is not None and now - self._wanted_at < WANTED_REPEAT_S:
+            return
+        self._wanted_at = now
+        evt = ActorWanted(actor=self.name, node=self.node,
+                          waiting=self.in_flight - self.active, ts=time.time())
+        with contextlib.suppress(Exception):  # the wait itself stays bounded either way
+            await self.bus.publish(ACTOR_WANTED, evt)
 
     async def _serve(
         self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
@@ -423,6 +443,7 @@ class ActorCell:
                 raise Unavailable(f"cannot pause {self.name}: it is {self.state.value}")
             t0 = time.perf_counter()
             self._set(State.PAUSED)
+            self._wanted_at = None
             if not force:
                 try:
                     await asyncio.wait_for(self.idle.wait(), timeout)
