@@ -241,3 +241,42 @@ async def test_outside_simulator_on_redis_drives_the_orchestrator(
         got = await rsub.wait_for(lambda g: len(g) >= 1)
         assert json.loads(got[0][1])["transaction_id"] == runs[0].transaction_id
         await rsub.close()
+
+
+async def test_seed_command_lines_sim_and_orchestrator_over_redis(
+        redis_server: Any, tiny_models: Path, osiris_config: Callable[..., Config],
+        osiris_runtime: Any, fresh_nats_url: str, tmp_path: Path) -> None:
+    """The seeds' docker-compose commands, as osiris verbs: the simulator onto Redis with
+    --redis_url --speed 10x --from_date, the orchestrator reading Redis with --redis_url
+    --market_channel --ticks_per_proposal (models on NATS)."""
+    cfg = osiris_config(
+        plugins=["hermes", "phi3"], nats=fresh_nats_url,
+        tables={"hermes": {"model": str(tiny_models / "hermes"), "device": "cpu"},
+                "phi3": {"model": str(tiny_models / "phi3-onnx"), "provider": "cpu"},
+                "orchestrator": {"assess_max_length": 16}})
+    # one-second bars from 2023-09-30 23:59:50: --from_date 2023-10-01 keeps the last 20;
+    # at 10x they arrive 0.1 s apart
+    csv = make_data(tmp_path / "spy_1h.csv", bars=30, seed=4, interval_s=1,
+                    start="2023-09-30T23:59:50+00:00")
+    cli = [sys.executable, "-c", "from osiris_core.cli import main; main()"]
+    async with osiris_runtime(cfg):
+        orch = await asyncio.create_subprocess_exec(
+            *cli, "orchestrate", "--redis_url", redis_server.url, "--market_channel",
+            "market.ticks", "--ticks_per_proposal", "5", "--count", "1", "--json",
+            "-c", str(cfg.path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert orch.stderr is not None
+        line = await asyncio.wait_for(orch.stderr.readline(), 60)  # subscribed: say so first
+        while b"waiting for 5 ticks per run on redis" not in line:
+            line = await asyncio.wait_for(orch.stderr.readline(), 60)
+        sim = await asyncio.to_thread(
+            subprocess.run, [*cli, "sim", str(csv), "--redis_url", redis_server.url,
+                             "--speed", "10x", "--from_date", "2023-10-01"],
+            capture_output=True, text=True, timeout=60)
+        assert sim.returncode == 0, sim.stderr
+        assert "10 bars before 2023-10-01 skipped" in sim.stderr
+        assert "20 ticks published" in sim.stderr
+        out, err = await asyncio.wait_for(orch.communicate(), 120)
+        assert orch.returncode == 0, err.decode()
+        res = json.loads(out.decode().splitlines()[-1])
+        assert res["market"]["ticks"] == 5 and res["market"]["from"].startswith("2023-10-01")
+        assert res["run"]["status"] in ("ok", "rejected")
