@@ -1,7 +1,9 @@
-"""Shared setup for every test directory (tests/, plugins/*/tests, gateway/tests): the test plugins (and the example plugin, when the environment lacks it)
-are pip-installed like any third-party package — into a private target folder that is put
-on sys.path and PYTHONPATH for this test session only, so they never leak into a user's
-`osiris demo` or `osiris plugins`."""
+"""Shared setup for every test directory (tests/, plugins/*/tests, gateway/tests).
+
+The test plugins (and the example plugin, when the environment lacks it) are pip-installed
+like any third-party package, into a private target folder put on sys.path and PYTHONPATH
+for this test session only, so they never leak into a user's `osiris demo` or
+`osiris plugins`."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import msgspec
 from litestar import Controller, Litestar, Router
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.config.cors import CORSConfig
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -42,6 +44,33 @@ BUILTIN: tuple[type[Controller], ...] = (
     GenerateController, ProposalsController, FeedbackController, HealthController,
     ActorsController, VoiceController, StaticController, EventsController, OpenAIController,
 )
+
+
+_REF = "#/components/schemas/"
+_TOKEN = {"type": "object", "required": ["text", "index"],
+          "properties": {"text": {"type": "string"}, "index": {"type": "integer"}}}
+_DONE = {"type": "object", "required": ["generated_text"],
+         "properties": {"generated_text": {"type": "string"}, "usage": {"type": "object"}}}
+_GEN_EVENT = {"description": "data of each event: a token, then `event: done` with the result "
+                             "(or `event: error`)",
+              "anyOf": [_TOKEN, _DONE, {"$ref": _REF + "TradeProposal"}, {"$ref": _REF + "ErrorBody"}]}
+_CHAT_EVENT = {"description": "OpenAI chat.completion.chunk objects, then `[DONE]`",
+               "anyOf": [{"type": "object", "required": ["id", "object", "choices"]},
+                         {"type": "object", "required": ["error"]}, {"const": "[DONE]"},
+                         {"type": "string"}]}
+
+
+def _event(data: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.2 style): `data` is JSON text described by `data`."""
+    return {"type": "object", "required": ["data"], "properties": {
+        "event": {"type": "string"}, "id": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": data}}}
+
+
+STREAMING_PATHS = {"/generate": _event(_GEN_EVENT), "/generate/hermes": _event(_GEN_EVENT),
+                   "/generate/phi3": _event(_GEN_EVENT),
+                   "/v1/chat/completions": _event(_CHAT_EVENT)}
 
 
 def load_gateway_config(path: str | None = None) -> tuple[Config, GatewayConfig]:
@@ -129,4 +158,38 @@ def create_app(
         logging_config=None,  # the runtime (or granian) owns logging
     )
     app.state.gw = state
+    _exact_component_schemas(app)
     return app
+
+
+def _struct_types() -> dict[str, type[msgspec.Struct]]:
+    from osiris_core import contracts
+
+    from . import schemas
+    from .controllers import voice
+
+    found: dict[str, type[msgspec.Struct]] = {}
+    for module in (contracts, schemas, voice):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == module.__name__:
+                found[obj.__name__] = obj
+    return found
+
+
+def _exact_component_schemas(app: Litestar) -> None:
+    """Serve msgspec's own JSON Schema for our Structs: Litestar's translation drops bounds
+    inside optional fields and never says `additionalProperties: false` for Structs that
+    reject unknown fields, so clients (and schemathesis) would send what we refuse."""
+    plugin = app.plugins.get(OpenAPIPlugin)
+    doc = plugin.provide_openapi().to_schema()
+    comps = doc.get("components", {}).get("schemas", {})
+    types = _struct_types()
+    wanted = [types[name] for name in comps if name in types]
+    _, exact = msgspec.json.schema_components(wanted, ref_template="#/components/schemas/{name}")
+    for name, schema in exact.items():
+        comps[name] = schema
+    for path, event in STREAMING_PATHS.items():  # `"stream": true` answers SSE
+        ok = doc.get("paths", {}).get(path, {}).get("post", {}).get("responses", {}).get("200")
+        if ok is not None and "TradeProposal" in comps and "ErrorBody" in comps:
+            ok.setdefault("content", {})["text/event-stream"] = {"schema": event}
+    plugin._openapi_schema = doc  # what /schema/openapi.json serves (Litestar caches it here)

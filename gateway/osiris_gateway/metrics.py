@@ -47,11 +47,21 @@ class GatewayMetrics:
                                    "Requests whose client left before the actor answered",
                                    ["actor"], registry=r)
 
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached (labels() takes a lock and builds a key)."""
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
     def actor_call(self, actor: str, subject: str, outcome: str, seconds: float) -> None:
-        self.actor_requests.labels(actor, subject, outcome).inc()
-        self.actor_latency.labels(actor).observe(seconds)
+        self.child(self.actor_requests, actor, subject, outcome).inc()
+        self.child(self.actor_latency, actor).observe(seconds)
         if outcome != "ok":
-            self.actor_errors.labels(actor, outcome).inc()
+            self.child(self.actor_errors, actor, outcome).inc()
 
     def rate_limited(self, route: str) -> None:
         self.rate_limited_total.labels(route).inc()
@@ -82,9 +92,9 @@ def metrics_middleware(app: Any) -> Any:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            m.requests.labels(method, route, str(status)).inc()
-            m.latency.labels(method, route).observe(time.perf_counter() - t0)
+            m.child(m.requests, method, route, str(status)).inc()
+            m.child(m.latency, method, route).observe(time.perf_counter() - t0)
             if status >= 400:
-                m.errors.labels(route, str(status)).inc()
+                m.child(m.errors, route, str(status)).inc()
 
     return middleware

@@ -24,6 +24,8 @@ __all__ = [
     "HealthActor",
     "HealthResponse",
     "ModelBody",
+    "PHI3_MIN_LENGTH",
+    "Phi3Body",
     "ModelCard",
     "ModelList",
     "OpenAIError",
@@ -32,10 +34,14 @@ __all__ = [
     "Usage",
 ]
 
-MaxLength = Annotated[int, Meta(ge=1, le=8192, description="Most new tokens to generate.")]
+MaxLength = Annotated[int, Meta(ge=1, le=1024, description="Most new tokens to generate "
+                                                         "(the model actors' default cap).")]
 Prompt = Annotated[str, Meta(min_length=1, max_length=200_000)]
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
+PHI3_MIN_LENGTH = 256
+"""A complete proposal (rationale up to 160 characters) needs this many tokens: less and
+phi3 cannot finish one, so the gateway refuses it up front with a 422 naming max_length."""
 
 
 class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +60,13 @@ class ModelBody(Strict):
     stop: list[str] | None = None
 
 
+class Phi3Body(ModelBody):
+    """`POST /generate/phi3/` (seed body): the budget must fit a whole proposal."""
+
+    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=1024,
+                                    description="Most new tokens (a proposal needs 256).")] = 256
+
+
 class GenerateBody(ModelBody):
     """`POST /generate/` (seed body): `model_id` picks hermes (default) or phi3."""
 
@@ -67,10 +80,11 @@ class GenerateResponse(msgspec.Struct, kw_only=True):
 
 
 class ProposeBody(Strict):
-    """`POST /propose_trade_adjustments/` (seed body)."""
+    """`POST /propose_trade_adjustments/` (seed body; max_length is phi3's budget)."""
 
     prompt: Prompt
-    max_length: MaxLength = 256
+    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=1024,
+                                    description="phi3's token budget (a proposal needs 256).")] = 256
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):

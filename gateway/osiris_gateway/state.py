@@ -59,6 +59,8 @@ class GatewayState:
         allowed = config.event_subjects or [s.name for s in catalogue if s.kind == "event"]
         self.event_subjects: frozenset[str] = frozenset(allowed)
         self.sse_subs = 0
+        self._rid_prefix = uuid.uuid4().hex[:12] + "-"
+        self._seq = 0
 
     @property
     def bus(self) -> Bus:
@@ -71,14 +73,20 @@ class GatewayState:
         self._bus = value
 
     # --- request-reply ----------------------------------------------------------------------
+    def request_id(self) -> str:
+        self._seq += 1
+        return f"{self._rid_prefix}{self._seq:x}"
+
     async def call(
         self, request: Request[Any, Any, Any] | None, actor: str, subject: str, payload: Any, *,
         reply_type: type[T] | None = None, timeout: float | None = None,
     ) -> Any:
-        """Bus request with metrics; a client that disconnects cancels it (and the actor is
-        told through its control subject, with the request id it was sent)."""
+        """Bus request with metrics. Given the HTTP `request` (long work: generation, speech,
+        proposals), a client that disconnects cancels it, and the actor is told through its
+        control subject with the request id it was sent. Writes (feedback) are never
+        cancelled: they pass no request."""
         t = timeout if timeout is not None else self.config.request_timeout_s
-        rid = uuid.uuid4().hex
+        rid = self.request_id()
         coro = self.bus.request(subject, payload, reply_type=reply_type, timeout=t,
                                 headers={REQUEST_ID_HEADER: rid})
         t0 = time.perf_counter()
@@ -123,6 +131,13 @@ class GatewayState:
                 ControlRequest(op="cancel", args={"request_id": rid})))
 
     # --- token streams ----------------------------------------------------------------------
+    async def whole(self, actor: str, subject: str, payload: Any, *,
+                    timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """`stream` for an actor that answers in one piece: one final item."""
+        t = timeout if timeout is not None else self.config.generate_timeout_s
+        reply = await self.call(None, actor, subject, payload, timeout=t)
+        yield {"done": True, "reply": reply}
+
     async def stream(self, actor: str, subject: str, payload: Any, *,
                      timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Streaming request: yields each chunk (a dict) until one is `done`. A reply that is
@@ -130,7 +145,7 @@ class GatewayState:
         Leaving the loop early (client gone) unsubscribes and cancels upstream."""
         t = timeout if timeout is not None else self.config.generate_timeout_s
         nc = self.bus.nc
-        rid = uuid.uuid4().hex
+        rid = self.request_id()
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
         finished = False

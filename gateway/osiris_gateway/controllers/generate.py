@@ -21,13 +21,15 @@ from osiris_core.errors import RequestTimeout, ServiceError, Unavailable
 from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE
 
 from ..errors import HttpError, service_error_body, status_for
-from ..schemas import ErrorBody, GenerateBody, GenerateResponse, ModelBody
+from ..schemas import PHI3_MIN_LENGTH, ErrorBody, GenerateBody, GenerateResponse, ModelBody, Phi3Body
 from ..security import rate_limit_guard
 from ..sse import EventStream
 
 __all__ = ["MODELS", "GenerateController", "error_responses", "generate", "stream_events"]
 
 MODELS = {"hermes": HERMES_GENERATE.name, "phi3": PHI3_GENERATE.name}
+STREAMS_TOKENS = {"hermes": True, "phi3": False}
+"""phi3 returns one validated proposal: a streamed request gets it as the single `done` event."""
 NOT_LOADED = {
     "hermes": "Hermes model not loaded. Please check server logs.",
     "phi3": "Phi-3 ONNX model not loaded. Please check server logs.",
@@ -35,13 +37,13 @@ NOT_LOADED = {
 INVALID_MODEL = "Invalid model_id specified. Choose 'hermes' or 'phi3'."
 
 
-def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+def error_responses(*codes: int, container: Any = ErrorBody) -> dict[int, ResponseSpec]:
     text = {400: "Bad request (seed body)", 401: "Missing or invalid API key",
             403: "Admin key required", 404: "Not found", 413: "Body larger than the cap",
             422: "Invalid field (named in `field`)", 429: "Rate limited (see Retry-After)",
             502: "The actor failed", 503: "Model not loaded, paused, or no actor",
             504: "The actor did not answer in time"}
-    return {c: ResponseSpec(data_container=ErrorBody, description=text.get(c, "Error"))
+    return {c: ResponseSpec(data_container=container, description=text.get(c, "Error"))
             for c in codes}
 
 
@@ -60,10 +62,18 @@ def model_error(model: str, err: ServiceError) -> HttpError:
     return HttpError(status_for(err), body)
 
 
+GREEDY_BELOW = 1e-2
+
+
+def sampling_temperature(t: float | None) -> float | None:
+    """Temperatures too small to sample with (softmax overflows to inf/nan) mean greedy."""
+    return 0.0 if t is not None and t < GREEDY_BELOW else t
+
+
 def to_request(body: ModelBody) -> GenerateRequest:
     return GenerateRequest(prompt=body.prompt, max_length=body.max_length,
-                           temperature=body.temperature, top_p=body.top_p, stop=body.stop,
-                           stream=body.stream)
+                           temperature=sampling_temperature(body.temperature), top_p=body.top_p,
+                           stop=body.stop, stream=body.stream)
 
 
 def final_result(model: str, item: dict[str, Any]) -> Any:
@@ -84,8 +94,7 @@ def final_result(model: str, item: dict[str, Any]) -> Any:
 
 async def stream_events(request: Request[Any, Any, Any], model: str,
                         req: GenerateRequest) -> ServerSentEvent:
-    gw = request.app.state.gw
-    chunks = gw.stream(model, MODELS[model], req)
+    chunks = open_stream(request, model, req)
     try:  # the first chunk decides the status: errors before it are real HTTP errors
         first = await chunks.__anext__()
     except ServiceError as e:
@@ -111,6 +120,17 @@ async def stream_events(request: Request[Any, Any, Any], model: str,
             await chunks.aclose()
 
     return EventStream(frames())
+
+
+def open_stream(request: Request[Any, Any, Any], model: str,
+                req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+    gw = request.app.state.gw
+    if STREAMS_TOKENS[model]:
+        chunks: AsyncIterator[dict[str, Any]] = gw.stream(model, MODELS[model], req)
+        return chunks
+    whole: AsyncIterator[dict[str, Any]] = gw.whole(
+        model, MODELS[model], msgspec.structs.replace(req, stream=False))
+    return whole
 
 
 def _chunk_json(item: dict[str, Any]) -> str:
@@ -145,6 +165,10 @@ class GenerateController(Controller):
     ) -> GenerateResponse | TradeProposal:
         if data.model_id not in MODELS:
             raise HttpError(400, ErrorBody(error=INVALID_MODEL, specified_model_id=data.model_id))
+        if data.model_id == "phi3" and data.max_length < PHI3_MIN_LENGTH:
+            raise HttpError(422, ErrorBody(
+                error=f"Invalid request: field 'max_length': phi3 needs at least "
+                      f"{PHI3_MIN_LENGTH} tokens to write a complete proposal", field="max_length"))
         result: GenerateResponse | TradeProposal = await generate(request, data.model_id, data)
         return result
 
@@ -158,7 +182,7 @@ class GenerateController(Controller):
     @post("/phi3", summary="A schema-valid trade proposal from phi3", responses=GEN_ERRORS,
           status_code=200)
     async def phi3(
-        self, request: Request[Any, Any, Any], data: JSONBody[ModelBody]
+        self, request: Request[Any, Any, Any], data: JSONBody[Phi3Body]
     ) -> TradeProposal:
         result: TradeProposal = await generate(request, "phi3", data)
         return result

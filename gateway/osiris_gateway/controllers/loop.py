@@ -53,7 +53,7 @@ class FeedbackController(Controller):
                      data: JSONBody[FeedbackItem]) -> FeedbackAck:
         gw = request.app.state.gw
         try:
-            ack: FeedbackAck = await gw.call(request, "feedback", FEEDBACK_SUBMIT.name, data,
+            ack: FeedbackAck = await gw.call(None, "feedback", FEEDBACK_SUBMIT.name, data,
                                              reply_type=FeedbackAck)
         except ServiceError as e:
             text = f"Failed to store feedback. Error: {e.message}"

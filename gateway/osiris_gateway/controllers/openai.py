@@ -23,6 +23,7 @@ from osiris_core.errors import ServiceError
 
 from ..errors import HttpError
 from ..schemas import (
+    PHI3_MIN_LENGTH,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -31,11 +32,12 @@ from ..schemas import (
     ErrorBody,
     ModelCard,
     ModelList,
+    OpenAIErrorBody,
     Usage,
 )
 from ..security import rate_limit_guard
 from ..sse import EventStream
-from .generate import MODELS, error_responses, model_error
+from .generate import MODELS, error_responses, model_error, open_stream, sampling_temperature
 
 __all__ = ["OpenAIController", "render_prompt"]
 
@@ -91,21 +93,25 @@ class OpenAIController(Controller):
     path = "/v1"
     tags = ["openai"]
 
-    @get("/models", summary="Models served (OpenAI list shape)", responses=error_responses(401))
+    @get("/models", summary="Models served (OpenAI list shape)",
+         responses=error_responses(401, container=OpenAIErrorBody))
     async def models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=m, created=CREATED) for m in MODELS])
 
     @post("/chat/completions", guards=[rate_limit_guard], status_code=200,
           summary="Chat completion (OpenAI-compatible; SSE when stream=true)",
-          responses=error_responses(400, 401, 404, 413, 422, 429, 502, 503, 504))
+          responses=error_responses(400, 401, 404, 413, 422, 429, 502, 503, 504,
+                                    container=OpenAIErrorBody))
     async def chat(self, request: Request[Any, Any, Any],
                    data: JSONBody[ChatRequest]) -> ChatCompletion:
         gw = request.app.state.gw
         model = _model_for(data)
         max_tokens = data.max_completion_tokens or data.max_tokens or DEFAULT_MAX_TOKENS
+        if model == "phi3":  # a JSON answer is complete or useless: give it room to finish
+            max_tokens = max(max_tokens, PHI3_MIN_LENGTH)
         stop = [data.stop] if isinstance(data.stop, str) else data.stop
         req = GenerateRequest(prompt=render_prompt(data.messages), max_length=max_tokens,
-                              temperature=data.temperature, top_p=data.top_p, stop=stop,
+                              temperature=sampling_temperature(data.temperature), top_p=data.top_p, stop=stop,
                               stream=data.stream)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -137,7 +143,7 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any],
 async def _stream(request: Request[Any, Any, Any], model: str, req: GenerateRequest, cid: str,
                   created: int, max_tokens: int, include_usage: bool,
                   name: str) -> ServerSentEvent:
-    chunks = request.app.state.gw.stream(model, MODELS[model], req)
+    chunks = open_stream(request, model, req)
     try:
         first = await chunks.__anext__()
     except ServiceError as e:

@@ -7,6 +7,7 @@ admin key; reading an actor's status needs only the API key.
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 from typing import Any
 
 import msgspec
@@ -56,7 +57,7 @@ async def _control(request: Request[Any, Any, Any], name: str, op: str,
     actor = _actor(name)
     try:
         reply: ControlReply = await gw.call(
-            request, actor, control(actor), ControlRequest(op=op, args=args or {}),
+            None, actor, control(actor), ControlRequest(op=op, args=args or {}),
             reply_type=ControlReply, timeout=timeout)
     except ServiceError as e:
         if e.code == 503 and "no actor is serving" in e.message:
@@ -106,6 +107,7 @@ class ActorsController(Controller):
     async def load_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
                            data: JSONBody[AdapterBody]) -> ActorControlReply:
         args = msgspec.to_builtins(data)
+        args["name"] = data.name or PurePath(data.path).name  # an adapter is known by a name
         return await _control(request, name, "load_adapter", args, timeout=120.0)
 
     @delete("/{name:str}/adapters/{adapter:str}", guards=[admin_guard], status_code=200,
