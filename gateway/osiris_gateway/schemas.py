@@ -38,7 +38,7 @@ MaxLength = Annotated[int, Meta(ge=1, le=1024, description="Most new tokens to g
                                                          "(the model actors' default cap).")]
 Prompt = Annotated[str, Meta(min_length=1, max_length=200_000)]
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
-TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
+TopP = Annotated[float, Meta(ge=0.01, le=1.0, description="Nucleus sampling mass (>= 0.01).")]
 PHI3_MIN_LENGTH = 256
 """A complete proposal (rationale up to 160 characters) needs this many tokens: less and
 phi3 cannot finish one, so the gateway refuses it up front with a 422 naming max_length."""
