@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -85,7 +85,8 @@ def summarise(nodes: list[NodeStatus], now: float | None = None) -> HealthRespon
     phi3_file = any(bool(a.facts.get("model_file_exists")) for a in actors if a.name == "phi3")
     device = next((a.device for name in ("hermes", "phi3") for a in actors
                    if a.name == name and a.device), None) or "cpu"
-    status = "ok" if hermes and phi3 else "partial_error" if hermes or phi3 else "error"
+    status: Literal["ok", "partial_error", "error"] = (
+        "ok" if hermes and phi3 else "partial_error" if hermes or phi3 else "error")
     return HealthResponse(
         status=status, hermes_loaded=hermes, phi3_loaded=phi3, phi3_model_file_exists=phi3_file,
         device=device, nodes=len(nodes), actors=actors,

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -132,14 +132,14 @@ class GatewayState:
 
     # --- token streams ----------------------------------------------------------------------
     async def whole(self, actor: str, subject: str, payload: Any, *,
-                    timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+                    timeout: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """`stream` for an actor that answers in one piece: one final item."""
         t = timeout if timeout is not None else self.config.generate_timeout_s
         reply = await self.call(None, actor, subject, payload, timeout=t)
         yield {"done": True, "reply": reply}
 
     async def stream(self, actor: str, subject: str, payload: Any, *,
-                     timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+                     timeout: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """Streaming request: yields each chunk (a dict) until one is `done`. A reply that is
         not a chunk (an actor that does not stream) is yielded once as the final item.
         Leaving the loop early (client gone) unsubscribes and cancels upstream."""

@@ -6,7 +6,7 @@ Each maps to `osiris.<model>.generate`; `"stream": true` answers server-sent eve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -123,12 +123,12 @@ async def stream_events(request: Request[Any, Any, Any], model: str,
 
 
 def open_stream(request: Request[Any, Any, Any], model: str,
-                req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+                req: GenerateRequest) -> AsyncGenerator[dict[str, Any], None]:
     gw = request.app.state.gw
     if STREAMS_TOKENS[model]:
-        chunks: AsyncIterator[dict[str, Any]] = gw.stream(model, MODELS[model], req)
+        chunks: AsyncGenerator[dict[str, Any], None] = gw.stream(model, MODELS[model], req)
         return chunks
-    whole: AsyncIterator[dict[str, Any]] = gw.whole(
+    whole: AsyncGenerator[dict[str, Any], None] = gw.whole(
         model, MODELS[model], msgspec.structs.replace(req, stream=False))
     return whole
 
