@@ -23,6 +23,7 @@ __all__ = [
     "ActorStatus",
     "ActorWanted",
     "ControlReply",
+    "CancelRequest",
     "ControlRequest",
     "ErrorReply",
     "FeedbackAck",
@@ -355,6 +356,13 @@ class GpuStatus(msgspec.Struct, kw_only=True):
 
 
 # --- control and status -----------------------------------------------------------------
+
+
+class CancelRequest(Contract):
+    """`osiris.<actor>.cancel`: the caller gave up on the request it sent with this
+    `Osiris-Request-Id` header (the HTTP client went away)."""
+
+    request_id: str
 
 
 class ControlRequest(Contract):

@@ -36,6 +36,8 @@ __all__ = [
     "TTS_SPEAK",
     "Catalogue",
     "Subject",
+    "REQUEST_ID_HEADER",
+    "cancel",
     "control",
     "stream_name",
 ]
@@ -80,6 +82,17 @@ def stream_name(subject: str) -> str:
 def control(actor: str) -> str:
     """`osiris.<actor>.control`: pause / resume / status / actor-specific ops."""
     return f"osiris.{actor}.control"
+
+
+REQUEST_ID_HEADER = "Osiris-Request-Id"
+"""Header a caller may set on a request so that it can later cancel it (`cancel`)."""
+
+
+def cancel(actor: str) -> str:
+    """`osiris.<actor>.cancel`: fire-and-forget `CancelRequest` — the caller (e.g. the gateway
+    after its HTTP client disconnected) gave up on the request it sent with
+    `Osiris-Request-Id: <request_id>`; an actor may stop working on it."""
+    return f"osiris.{actor}.cancel"
 
 
 # --- services (request-reply) -----------------------------------------------------------

@@ -17,9 +17,9 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from osiris_core.bus import Bus, encode, raise_for_error
 from osiris_core.config import OsirisSettings
-from osiris_core.contracts import ControlRequest
+from osiris_core.contracts import CancelRequest
 from osiris_core.errors import RequestTimeout, ServiceError, Unavailable
-from osiris_core.subjects import Catalogue, control
+from osiris_core.subjects import REQUEST_ID_HEADER, Catalogue, cancel
 
 from .config import GatewayConfig
 from .errors import ClientDisconnected
@@ -27,10 +27,9 @@ from .health import HealthCollector
 from .metrics import GatewayMetrics
 from .security import TokenBuckets
 
-__all__ = ["REQUEST_ID_HEADER", "GatewayState"]
+__all__ = ["REQUEST_ID_HEADER", "GatewayState"]  # the header comes from osiris_core.subjects
 
 T = TypeVar("T")
-REQUEST_ID_HEADER = "Osiris-Request-Id"
 _decode_any = msgspec.json.Decoder()
 
 
@@ -124,11 +123,11 @@ class GatewayState:
         raise ClientDisconnected(actor)
 
     async def cancel_upstream(self, actor: str, rid: str) -> None:
-        """Fire-and-forget `{"op": "cancel", "args": {"request_id": rid}}` to the actor."""
-        self.metrics.disconnects.labels(actor).inc()
+        """Fire-and-forget `CancelRequest(rid)` on `osiris.<actor>.cancel`: the actor may stop
+        the work it was sent with `Osiris-Request-Id: rid` (nothing listening costs nothing)."""
+        self.metrics.child(self.metrics.disconnects, actor).inc()
         with contextlib.suppress(Exception):
-            await self.bus.nc.publish(control(actor), encode(
-                ControlRequest(op="cancel", args={"request_id": rid})))
+            await self.bus.nc.publish(cancel(actor), encode(CancelRequest(request_id=rid)))
 
     # --- token streams ----------------------------------------------------------------------
     async def whole(self, actor: str, subject: str, payload: Any, *,

@@ -11,6 +11,9 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from osiris_gateway.security import TokenBuckets
 
+from osiris_core.contracts import CancelRequest
+from osiris_core.subjects import REQUEST_ID_HEADER, cancel
+
 from .conftest import client, wait_for
 
 
@@ -114,7 +117,8 @@ async def test_actor_timeout_is_504_and_errors_map(gateway, nats_url, osiris_con
 
 
 async def test_client_disconnect_cancels_the_wait(gateway, nats_url, osiris_config,
-                                                  osiris_runtime) -> None:
+                                                  osiris_runtime, bus) -> None:
+    """The gateway stops waiting, counts it, and tells the actor which request to drop."""
     cfg = osiris_config(["slow"], tables={"slow": {"delay_s": 5.0}})
 
     @post("/test/slow-long", status_code=200)
@@ -122,6 +126,17 @@ async def test_client_disconnect_cancels_the_wait(gateway, nats_url, osiris_conf
         return await request.app.state.gw.call(request, "slow", "test.slow.work", {"n": 1},
                                                timeout=30)
 
+    seen: list[str] = []
+    cancels: list[bytes] = []
+
+    async def spy(msg: Any) -> None:  # a plain (non-queue) subscriber sees every request
+        seen.append(msg.headers[REQUEST_ID_HEADER])
+
+    async def on_cancel(msg: Any) -> None:
+        cancels.append(msg.data)
+
+    await bus.nc.subscribe("test.slow.work", cb=spy)
+    await bus.nc.subscribe(cancel("slow"), cb=on_cancel)
     async with osiris_runtime(cfg), gateway(nats_url, extra_routes=[slow_long]) as url, \
             client(url) as c, client(url) as watcher:
         task = asyncio.ensure_future(c.post("/test/slow-long", json={"n": 1}))
@@ -132,6 +147,8 @@ async def test_client_disconnect_cancels_the_wait(gateway, nats_url, osiris_conf
         await wait_for(actor_busy, 10)
         task.cancel()  # the client goes away mid-request
         await wait_for(lambda: _disconnected(watcher), 10)
+        await wait_for(lambda: cancels, 10)
+        assert msgspec.json.decode(cancels[0], type=CancelRequest).request_id == seen[0]
 
 
 async def _disconnected(c: Any) -> bool:
