@@ -103,13 +103,15 @@ def run(config_path: str | None, only: str | None) -> None:
 @config_option
 @click.option("--duration", type=float, default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
-def demo(config_path: str | None, duration: float | None) -> None:
-    """The whole loop on CPU: embedded NATS, every installed plugin, a live status table."""
+@click.option("--status-every", type=float, default=15.0, show_default=True,
+              help="Seconds between the one-line progress reports.")
+def demo(config_path: str | None, duration: float | None, status_every: float) -> None:
+    """The whole loop on CPU: tiny models, embedded NATS, every installed plugin."""
     from .demo import run_demo
 
     config = get_config(config_path)
     setup_logging(config.settings.log_level)
-    run_async(run_demo(config, duration))
+    run_async(run_demo(config, duration, status_every))
 
 
 # --- catalogue and plugins --------------------------------------------------------------

@@ -68,7 +68,53 @@ def prepare_plugins(config: Config) -> Config:
     return Config(config.settings, config.path, tables)
 
 
-async def run_demo(config: Config, duration: float | None) -> None:
+def _where_to_look(runtime: Runtime, data_dir: Path) -> list[str]:
+    env = f"OSIRIS_NATS_URL={runtime.nats_url} "
+    lines = ["", "open:"]
+    gateway = None
+    for c in runtime.cells:
+        url = c.status().facts.get("url")
+        if url:
+            lines.append(f"  {c.name:<14} {url}")
+            if c.name == "gateway":
+                gateway = url
+    if gateway:
+        lines += [
+            f"  {'':<14} {gateway}/health · {gateway}/schema · "
+            f"{gateway}/static/audio_console.html",
+            "", "try (in another terminal):",
+            f"  curl -s {gateway}/health",
+            f"  curl -s -X POST {gateway}/propose_trade_adjustments/ "
+            "-H 'content-type: application/json' -d '{\"prompt\": \"XYZ gapped up on volume\"}'",
+        ]
+    else:
+        lines += ["", "try (in another terminal):"]
+    lines += [
+        f"  {env}osiris tail '>'                 # every event as it happens",
+        f"  {env}osiris plugins                  # plugins, actors and live state",
+        f"  {env}osiris request osiris.{runtime.cells[0].name}.control "
+        "'{\"op\": \"status\"}'" if runtime.cells else "",
+        f"  osiris db query-runs -c <config with data_dir = {data_dir}>",
+        "",
+        "Ctrl-C stops the demo.",
+    ]
+    return [ln for ln in lines if ln is not None]
+
+
+async def _heartbeat(runtime: Runtime, every: float) -> None:
+    """A line every `every` seconds: what each actor has handled so far."""
+    t0 = asyncio.get_running_loop().time()
+    while True:
+        await asyncio.sleep(every)
+        t = asyncio.get_running_loop().time() - t0
+        busy = [f"{c.name} {c.handled}" for c in runtime.cells if c.handled]
+        bad = [f"{c.name}:{c.state.value}" for c in runtime.cells
+               if c.state.value not in ("running", "paused")]
+        print(f"demo t+{t:.0f}s handled: {', '.join(busy) or 'nothing yet'}"
+              + (f" · not running: {', '.join(bad)}" if bad else ""), flush=True)
+
+
+async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 15.0) -> None:
     cfg = prepare_plugins(_demo_config(config))
     runtime = Runtime(cfg, load_all=True)
     stop = asyncio.Event()
@@ -76,6 +122,7 @@ async def run_demo(config: Config, duration: float | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     out = sys.stdout
+    beat: asyncio.Task[None] | None = None
     try:
         await runtime.start()
         url = runtime.nats_url
@@ -87,17 +134,12 @@ async def run_demo(config: Config, duration: float | None) -> None:
         for r in skipped:
             print(f"plugin skipped: {r.name}: {r.error}", file=out)
         print(_table(runtime.cells), file=out)
-        print("\nwhere to look (in another terminal):", file=out)
-        env = f"OSIRIS_NATS_URL={url} "
-        print(f"  {env}osiris plugins          # plugins, actors and live state", file=out)
-        print(f"  {env}osiris subjects         # the subject catalogue", file=out)
-        print(f"  {env}osiris tail '>'         # every event as it happens", file=out)
-        for c in runtime.cells:
-            print(f"  {env}osiris request osiris.{c.name}.control '{{\"op\": \"status\"}}'",
-                  file=out)
-        print("Ctrl-C stops the demo.\n", file=out, flush=True)
+        print("\n".join(_where_to_look(runtime, cfg.data_dir)), file=out, flush=True)
+        beat = loop.create_task(_heartbeat(runtime, heartbeat_s))
         await _wait(stop, duration)
     finally:
+        if beat is not None:
+            beat.cancel()
         await runtime.stop()
         print("osiris demo stopped.", file=out, flush=True)
 

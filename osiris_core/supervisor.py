@@ -229,14 +229,18 @@ class ActorCell:
             await self._boot()
 
     async def _dispose_actor(self) -> None:
-        for t in list(self.background):
-            t.cancel()
-        self.background.clear()
+        """on_stop first (it may end its own tasks gracefully), then cancel what is left."""
         if self.actor is not None:
             try:
                 await self.actor.on_stop()
             except Exception:  # noqa: BLE001
                 self.log.exception("%s: on_stop failed", self.name)
+        left = [t for t in self.background if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            await asyncio.wait(left, timeout=5.0)
+        self.background.clear()
 
     async def _fail(self) -> None:
         """Leave the queue groups first (requests already delivered get a 503), then say so."""

@@ -1,27 +1,82 @@
-"""`osiris demo` starts every installed plugin on an embedded NATS and stops cleanly."""
+"""`osiris demo`: the whole loop on CPU, as a user runs it (subprocess, real everything)."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osiris_core.natsserver import free_port
+
+OSIRIS = [sys.executable, "-c", "from osiris_core.cli import main; main()"]
 
 
-def test_demo_runs_installed_plugins_and_prints_where_to_look(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", "from osiris_core.cli import main; main()", "demo",
-         "--duration", "2"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "osiris demo — NATS at nats://127.0.0.1:" in out.stdout
-    assert "example" in out.stdout and "running" in out.stdout
-    assert "plugin skipped: broken_import" in out.stdout  # reported, not fatal
-    assert "osiris request osiris.example.control" in out.stdout
-    assert out.stdout.rstrip().endswith("osiris demo stopped.")
+def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(tmp_path: Path) -> None:
+    gateway_installed = subprocess.run(
+        [sys.executable, "-c", "import osiris_gateway"], capture_output=True).returncode == 0
+    port = free_port()
+    (tmp_path / "osiris.toml").write_text(f"[plugins.gateway]\nport = {port}\n"
+                                          if gateway_installed else "")
+    log = (tmp_path / "demo.out").open("w")
+    proc = subprocess.Popen([*OSIRIS, "demo", "--status-every", "2"], cwd=tmp_path,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    out = tmp_path / "demo.out"
+    try:
+        deadline = time.monotonic() + 240  # first run builds the tiny models
+        while "Ctrl-C stops the demo." not in out.read_text():
+            assert proc.poll() is None, out.read_text()[-3000:]
+            assert time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.2)
+        text = out.read_text()
+        assert "osiris demo — NATS at nats://127.0.0.1:" in text
+        assert "plugin skipped: broken_import" in text  # reported, not fatal
+        assert "demo: preparing slow" in text  # register_demo ran
+        assert (tmp_path / "osiris_data" / "slow-demo-ready").read_text() == "ok"
+        table = text[text.index("ACTOR"):text.index("open:")]
+        rows = {ln.split()[0]: ln.split()[2] for ln in table.splitlines()[1:] if ln.strip()}
+        assert rows and all(state == "running" for state in rows.values()), table
+        if gateway_installed:
+            assert f"http://127.0.0.1:{port}" in text
+            status, health = http("GET", f"http://127.0.0.1:{port}/health")
+            assert status == 200 and health["status"] in ("ok", "partial_error")
+            if "hermes" in rows and "phi3" in rows and "orchestrator" in rows:
+                assert health["status"] == "ok" and health["hermes_loaded"]
+                status, body = http("POST", f"http://127.0.0.1:{port}/propose_trade_adjustments/",
+                                    {"prompt": "XYZ gapped up on volume"})
+                assert status == 200, body
+                assert {"transaction_id", "phi3_proposal",
+                                          "hermes_assessment"} <= set(body)
+        while "demo t+" not in out.read_text():  # the progress line
+            assert proc.poll() is None
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0, out.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert "osiris demo stopped." in out.read_text()
+    assert "Traceback" not in out.read_text(), out.read_text()[-3000:]
     assert (tmp_path / "osiris_data" / "nats" / "jetstream").is_dir()
-    # register_demo: the slow plugin prepared its assets and its proposed config was used
-    assert "demo: preparing slow" in out.stdout
-    assert (tmp_path / "osiris_data" / "slow-demo-ready").read_text() == "ok"
 
 
 def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path) -> None:
@@ -29,6 +84,7 @@ def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path)
     from osiris_core.config import Config
     from osiris_core.demo import prepare_plugins
 
+    pytest.importorskip("osiris_testplugins")
     settings = OsirisSettings(data_dir=str(tmp_path / "data"))
     proposed = prepare_plugins(Config(settings))
     assert proposed.plugin_tables["slow"] == {"delay_s": 0.01}

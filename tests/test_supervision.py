@@ -136,3 +136,12 @@ async def test_concurrency_is_bounded(
             *(bus.request("test.slow.work", {"n": i}) for i in range(40)))
         assert sorted(r["n"] for r in replies) == list(range(40))
         assert rt.cell("slow").actor.facts()["peak"] == 4  # type: ignore[union-attr]
+
+
+async def test_on_stop_runs_before_background_tasks_are_cancelled(
+    osiris_config: Callable[..., Config], osiris_runtime: Any
+) -> None:
+    async with osiris_runtime(osiris_config(plugins=["slow"])) as rt:
+        actor = rt.cell("slow").actor
+        assert actor.ended == ""
+    assert actor.ended == "gracefully"

@@ -25,6 +25,22 @@ class SlowActor(Actor[SlowConfig]):
     async def on_start(self) -> None:
         self.active = 0
         self.peak = 0
+        self.ticking = True
+        self.ended = ""
+        self.ticker = self.spawn(self._tick(), "ticker")
+
+    async def _tick(self) -> None:
+        try:
+            while self.ticking:
+                await asyncio.sleep(0.01)
+            self.ended = "gracefully"
+        except asyncio.CancelledError:
+            self.ended = "cancelled"
+            raise
+
+    async def on_stop(self) -> None:
+        self.ticking = False  # ask our own task to finish; the framework cancels only leftovers
+        await self.ticker
 
     @service("test.slow.work")
     async def work(self, req: SlowRequest) -> dict[str, int]:
