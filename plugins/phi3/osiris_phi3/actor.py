@@ -76,8 +76,18 @@ class Phi3(Actor[Phi3Config]):
             "adapter": self.active, "adapter_version": self.active,
             "previous_adapter": self.previous, "adapters": sorted(e.adapter_files),
             "lora_inputs": e.has_lora_inputs, "load_s": e.load_s,
+            # GenAI does not report its allocations; its weights dominate and are read whole
+            "bytes_resident": self._weight_bytes() if e.loaded else 0,
             "load_error": self.load_error, **self.stats, **self.last_pause,
         }
+
+    def _weight_bytes(self) -> int:
+        if not hasattr(self, "_weights"):
+            folder = Path(str(self.engine.path))
+            self._weights = sum(f.stat().st_size for f in folder.glob("*")
+                                if f.is_file() and (f.suffix in (".onnx", ".data")
+                                                    or f.name.endswith(".onnx.data")))
+        return self._weights
 
     def _require_loaded(self) -> None:
         if self.load_error:

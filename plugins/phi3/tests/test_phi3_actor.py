@@ -226,8 +226,11 @@ async def test_request_during_pause_is_answered_after_resume(tiny_models, osiris
                                                              osiris_runtime, bus):
     async with osiris_runtime(_cfg(osiris_config, tiny_models / "phi3-onnx")):
         before = (await _complete(bus)).token_ids
+        weights = (await _ctl(bus, "status")).status.facts["bytes_resident"]
+        assert weights > 10_000  # the gpu supervisor budgets with it
         r = await _ctl(bus, "pause")
         assert r.status.state == "paused" and r.status.facts["loaded"] is False
+        assert r.status.facts["bytes_resident"] == 0
         pending = [asyncio.create_task(_complete(bus)) for _ in range(3)]
         done, _ = await asyncio.wait(pending, timeout=0.3)
         assert not done
