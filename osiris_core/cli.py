@@ -106,10 +106,15 @@ def run(config_path: str | None, only: str | None) -> None:
 @click.option("--status-every", type=float, default=15.0, show_default=True,
               help="Seconds between the one-line progress reports.")
 def demo(config_path: str | None, duration: float | None, status_every: float) -> None:
-    """The whole loop on CPU: tiny models, embedded NATS, every installed plugin."""
+    """The whole loop on CPU: tiny models, embedded NATS, every installed plugin.
+
+    Uses the built-in defaults (not ./osiris.toml) unless -c names a file.
+    """
     from .demo import run_demo
 
-    config = get_config(config_path)
+    # the demo runs on the embedded defaults: a production ./osiris.toml (real checkpoints,
+    # GPU budget) must not leak into it; -c opts in to a file explicitly
+    config = load_config(config_path, search_cwd=False)
     setup_logging(config.settings.log_level)
     run_async(run_demo(config, duration, status_every))
 

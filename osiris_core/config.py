@@ -106,8 +106,8 @@ class Config:
         )
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load `path`, or `./osiris.toml` when it exists, or the built-in defaults alone."""
+def load_config(path: str | os.PathLike[str] | None = None, *, search_cwd: bool = True) -> Config:
+    """Load `path`, or `./osiris.toml` when it exists (and `search_cwd`), or the defaults."""
     defaults = tomllib.loads(resources.files(__package__).joinpath("defaults.toml").read_text())
     file_path: Path | None = None
     doc: dict[str, Any] = {}
@@ -115,7 +115,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         file_path = Path(path)
         if not file_path.is_file():
             raise ConfigError(f"config file not found: {file_path}")
-    elif Path(DEFAULT_CONFIG_FILE).is_file():
+    elif search_cwd and Path(DEFAULT_CONFIG_FILE).is_file():
         file_path = Path(DEFAULT_CONFIG_FILE)
     source = str(file_path) if file_path else "built-in defaults"
     if file_path is not None:

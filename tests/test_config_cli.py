@@ -174,3 +174,14 @@ def test_subjects_catalogue_is_printed(tmp_path: Path) -> None:
     full = json.loads(osiris("subjects", "--json").stdout)
     gen = next(s for s in full if s["subject"] == "osiris.hermes.generate")
     assert gen["request_schema"]["$defs"]["GenerateRequest"]["required"] == ["prompt"]
+
+
+def test_demo_ignores_a_production_osiris_toml_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, '[osiris]\nplugins = ["hermes"]\n[plugins.hermes]\nmodel = "/srv/8B"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config().plugin_tables == {"hermes": {"model": "/srv/8B"}}
+    defaults = load_config(search_cwd=False)
+    assert defaults.path is None and defaults.plugin_tables == {}
+    assert "hermes" in defaults.settings.plugins  # the built-in plugin set

@@ -37,7 +37,8 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(tmp_path: Path
     (tmp_path / "osiris.toml").write_text(f"[plugins.gateway]\nport = {port}\n"
                                           if gateway_installed else "")
     log = (tmp_path / "demo.out").open("w")
-    proc = subprocess.Popen([*OSIRIS, "demo", "--status-every", "2"], cwd=tmp_path,
+    proc = subprocess.Popen([*OSIRIS, "demo", "-c", "osiris.toml", "--status-every", "2"],
+                            cwd=tmp_path,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     out = tmp_path / "demo.out"
     try:
