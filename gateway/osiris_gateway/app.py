@@ -30,7 +30,7 @@ from .controllers.ops import ActorsController, HealthController
 from .controllers.voice import StaticController, VoiceController
 from .errors import exception_handlers
 from .metrics import metrics_middleware
-from .security import api_key_guard
+from .security import api_key_middleware
 from .state import GatewayState
 
 __all__ = ["CONFIG_ENV", "create_app", "load_gateway_config", "plugin_routes"]
@@ -143,8 +143,7 @@ def create_app(
     app = Litestar(
         route_handlers=[*BUILTIN, *plugin_routes(plugins), *extra_routes],
         lifespan=[lifespan],
-        guards=[api_key_guard],
-        middleware=[metrics_middleware],
+        middleware=[metrics_middleware, api_key_middleware],
         exception_handlers=exception_handlers,
         cors_config=cors,
         request_max_body_size=config.max_body_bytes,
