@@ -228,7 +228,7 @@ def test_schemathesis_over_openapi(system: System) -> None:
 
     def run(operation: Any) -> None:
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             nonlocal cases

@@ -11,10 +11,10 @@ from pathlib import PurePath
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
-from osiris_core.contracts import ControlReply, ControlRequest
+from osiris_core.contracts import ControlRequest
 from osiris_core.errors import ServiceError
 from osiris_core.subjects import control
 
@@ -52,13 +52,14 @@ def _actor(name: str) -> str:
 
 async def _control(request: Request[Any, Any, Any], name: str, op: str,
                    args: dict[str, Any] | None = None,
-                   timeout: float | None = None) -> ActorControlReply:
+                   timeout: float | None = None) -> Response[ActorControlReply]:
+    """The actor's ControlReply JSON passes through as it is (no decode, no re-encode)."""
     gw = request.app.state.gw
     actor = _actor(name)
     try:
-        reply: ControlReply = await gw.call(
+        raw: bytes = await gw.call(
             None, actor, control(actor), ControlRequest(op=op, args=args or {}),
-            reply_type=ControlReply, timeout=timeout)
+            reply_type=bytes, timeout=timeout)
     except ServiceError as e:
         if e.code == 503 and "no actor is serving" in e.message:
             raise HttpError(404, ErrorBody(error=f"no live actor named {actor!r}", actor=actor,
@@ -66,8 +67,7 @@ async def _control(request: Request[Any, Any, Any], name: str, op: str,
         body = service_error_body(e)
         body.actor = actor
         raise HttpError(status_for(e), body) from None
-    return ActorControlReply(ok=reply.ok, status=msgspec.to_builtins(reply.status),
-                             result=reply.result)
+    return Response(raw, media_type=MediaType.JSON)  # type: ignore[arg-type]
 
 
 CONTROL_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 502, 503, 504)
@@ -84,28 +84,28 @@ class ActorsController(Controller):
 
     @get("/{name:str}", summary="One actor's status (osiris.<name>.control status)",
          responses=error_responses(400, 401, 404, 502, 503, 504))
-    async def status(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+    async def status(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
         return await _control(request, name, "status")
 
     @post("/{name:str}/pause", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Pause a model actor (frees its accelerator memory)")
-    async def pause(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+    async def pause(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
         return await _control(request, name, "pause", timeout=60.0)
 
     @post("/{name:str}/resume", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Resume a paused actor")
-    async def resume(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+    async def resume(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
         return await _control(request, name, "resume", timeout=120.0)
 
     @post("/{name:str}/restart", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Restart an actor (also revives a failed one)")
-    async def restart(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ActorControlReply:
+    async def restart(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
         return await _control(request, name, "restart", timeout=120.0)
 
     @post("/{name:str}/adapters", guards=[admin_guard], status_code=200,
           responses=CONTROL_ERRORS, summary="Load (and activate) an adapter on a model actor")
     async def load_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
-                           data: JSONBody[AdapterBody]) -> ActorControlReply:
+                           data: JSONBody[AdapterBody]) -> Response[ActorControlReply]:
         args = msgspec.to_builtins(data)
         args["name"] = data.name or PurePath(data.path).name  # an adapter is known by a name
         return await _control(request, name, "load_adapter", args, timeout=120.0)
@@ -113,5 +113,5 @@ class ActorsController(Controller):
     @delete("/{name:str}/adapters/{adapter:str}", guards=[admin_guard], status_code=200,
             responses=CONTROL_ERRORS, summary="Unload an adapter from a model actor")
     async def unload_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
-                             adapter: FromPath[str]) -> ActorControlReply:
+                             adapter: FromPath[str]) -> Response[ActorControlReply]:
         return await _control(request, name, "unload_adapter", {"name": adapter}, timeout=60.0)
