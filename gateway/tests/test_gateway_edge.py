@@ -196,3 +196,19 @@ async def test_cors_off_unless_configured(gateway, nats_url) -> None:
     async with gateway(nats_url, cors_origins=["http://ui.example"]) as url, client(url) as c:
         r = await c.options("/generate/", headers=pre)
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
+
+
+def test_closed_by_default_and_keys_from_env(tmp_path, monkeypatch) -> None:
+    from osiris_gateway.config import GatewayConfig
+
+    from osiris_core.config import load_config
+
+    cfg = GatewayConfig()
+    assert (cfg.host, cfg.port, cfg.api_key, cfg.admin_key, cfg.cors_origins,
+            cfg.max_body_bytes) == ("127.0.0.1", 8000, "", "", [], 1024 * 1024)
+    path = tmp_path / "osiris.toml"
+    path.write_text('[plugins.gateway]\napi_key = "from-file"\nport = 9001\n')
+    monkeypatch.setenv("OSIRIS_API_KEY", "from-env")
+    monkeypatch.setenv("OSIRIS_ADMIN_KEY", "admin-env")
+    gw = load_config(path).plugin("gateway", GatewayConfig)
+    assert (gw.api_key, gw.admin_key, gw.port) == ("from-env", "admin-env", 9001)
