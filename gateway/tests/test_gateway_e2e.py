@@ -162,6 +162,38 @@ def test_token_streaming_sse(system: System) -> None:
     assert [t["index"] for t in tokens] == list(range(len(tokens)))
 
 
+def test_stream_disconnect_sends_the_cancel_notice(system: System, nats_url: str) -> None:
+    """A client that leaves mid-stream: the gateway unsubscribes and tells hermes which
+    request to drop (`osiris.hermes.cancel`, the id of the `Osiris-Request-Id` it sent)."""
+    import asyncio
+
+    import nats
+
+    async def go() -> list[bytes]:
+        nc = await nats.connect(nats_url)
+        got: list[bytes] = []
+        seen = asyncio.Event()
+
+        async def cb(msg: Any) -> None:
+            got.append(msg.data)
+            seen.set()
+
+        await nc.subscribe("osiris.hermes.cancel", cb=cb)
+        await nc.flush()
+        async with httpx.AsyncClient(base_url=system.url, timeout=60) as c, c.stream(
+                "POST", "/generate/hermes", json={"prompt": "Go on and on", "max_length": 1024,
+                                                  "stream": True}) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    break  # one token, then leave
+        await asyncio.wait_for(seen.wait(), 30)
+        await nc.close()
+        return got
+
+    got = asyncio.run(go())
+    assert json.loads(got[0])["request_id"]
+
+
 def _sse(lines: Any) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     frame: dict[str, str] = {}

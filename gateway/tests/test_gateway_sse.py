@@ -100,3 +100,23 @@ async def test_disconnected_client_frees_its_subscription(gateway, nats_url, bus
 
 async def _zero(c: httpx.AsyncClient) -> bool:
     return await subscriptions(c) == 0
+
+
+async def test_health_polls_share_one_scatter(gateway, nats_url, bus: Bus, osiris_config,
+                                              osiris_runtime) -> None:
+    """Many pollers, one `osiris.runtime.status` round per cache window."""
+    scatters: list[str] = []
+
+    async def spy(msg: Any) -> None:
+        scatters.append(msg.reply)
+
+    await bus.nc.subscribe("osiris.runtime.status", cb=spy)
+    await bus.nc.flush()
+    async with osiris_runtime(osiris_config(["example"])), \
+            gateway(nats_url, health_cache_s=30.0) as url, client(url) as c:
+        replies = await asyncio.gather(*(c.get("/health") for _ in range(20)))
+        assert {r.status_code for r in replies} == {200}
+        assert all(any(a["name"] == "example" for a in r.json()["actors"]) for r in replies)
+        assert len(scatters) == 1
+        again = (await c.get("/health/")).json()
+        assert len(scatters) == 1 and again["age_s"] >= 0
