@@ -85,6 +85,7 @@ def summarise(nodes: list[NodeStatus], now: float | None = None) -> HealthRespon
     phi3_file = any(bool(a.facts.get("model_file_exists")) for a in actors if a.name == "phi3")
     device = next((a.device for name in ("hermes", "phi3") for a in actors
                    if a.name == name and a.device), None) or "cpu"
+    device = device.split(":")[0]  # the seeds say "cuda" or "cpu"; actors keep "cuda:1"
     status: Literal["ok", "partial_error", "error"] = (
         "ok" if hermes and phi3 else "partial_error" if hermes or phi3 else "error")
     return HealthResponse(
