@@ -5,7 +5,9 @@ the OpenAI client, schemathesis over /schema, and the audio console in headless 
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +25,14 @@ PROPOSAL_FIELDS = {"ticker", "action", "side", "new_stop_pct", "new_target_pct",
                    "rationale"}
 PLUGINS = ["gateway", "hermes", "phi3", "orchestrator", "feedback", "tts"]
 pytestmark = pytest.mark.slow
+
+
+def need(module: str) -> Any:
+    """The must-show tests may skip on a laptop without the test extras, never in CI
+    (`CI` set): there a missing `pip install osiris-gateway[test]` is an error."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason="pip install -e 'gateway[test]'")
 
 
 class System:
@@ -209,7 +219,7 @@ def _sse(lines: Any) -> list[dict[str, str]]:
 
 
 def test_openai_client(system: System) -> None:
-    openai = pytest.importorskip("openai")
+    openai = need("openai")
     oa = openai.OpenAI(base_url=system.url + "/v1", api_key="unused", max_retries=0)
     assert {m.id for m in oa.models.list()} == {"hermes", "phi3"}
     chat = oa.chat.completions.create(model="hermes", max_tokens=16,
@@ -245,7 +255,7 @@ def test_schemathesis_over_openapi(system: System) -> None:
     """Stateless, a few hundred cases: no 5xx, and every response (status, content type,
     headers, body) as the schema documents it. Acceptance of every schema-valid request is
     not checked: prompts are limited in tokens, which a JSON Schema cannot express."""
-    schemathesis = pytest.importorskip("schemathesis")
+    schemathesis = need("schemathesis")
     from schemathesis import checks as sc
 
     CHECKS = [sc.not_a_server_error, sc.status_code_conformance, sc.content_type_conformance,
@@ -280,10 +290,11 @@ def test_schemathesis_over_openapi(system: System) -> None:
 
 
 def test_audio_console_in_headless_chromium(system: System) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = need("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
     if not (chromium and driver_bin):
+        assert not os.environ.get("CI"), "CI must install chromium and chromium-driver"
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
     from selenium.webdriver.support.ui import WebDriverWait
 
