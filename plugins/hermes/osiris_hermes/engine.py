@@ -15,6 +15,8 @@ from typing import Any
 
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 
+MIN_SAMPLING_TEMPERATURE = 0.01
+
 TINY_HINT = "run 'osiris models tiny DIR' and point [plugins.hermes].model at DIR/hermes"
 
 
@@ -290,7 +292,8 @@ class HermesEngine:
                 return torch.full((input_ids.shape[0],), stop_flag.is_set(), dtype=torch.bool,
                                   device=input_ids.device)
 
-        sample = bool(temperature and temperature > 0)
+        # below ~1e-2 the softmax of float32 logits overflows to NaN: that is greedy anyway
+        sample = bool(temperature and temperature >= MIN_SAMPLING_TEMPERATURE)
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
                               "stopping_criteria": StoppingCriteriaList([_Stop()]),
                               "pad_token_id": self.tokenizer.pad_token_id}

@@ -167,3 +167,11 @@ async def test_clear_errors_and_the_actor_keeps_serving(tmp_path, tiny_models, o
         with pytest.raises(BadRequest) as e:
             await bus.request(HERMES_GENERATE, {"prompt": "hi", "bogus": 1}, timeout=10)
         assert "bogus" in str(e.value)
+
+
+async def test_a_tiny_temperature_is_greedy_not_a_crash(tiny_models, osiris_config,
+                                                        osiris_runtime, bus):
+    async with osiris_runtime(_cfg(osiris_config, tiny_models / "hermes")):
+        greedy = await _gen(bus)
+        for t in (1e-6, 0.001):
+            assert (await _gen(bus, temperature=t)).generated_text == greedy.generated_text

@@ -104,6 +104,7 @@ class Phi3(Actor[Phi3Config]):
         prompt = self._prompt(req.prompt, examples)
         ids = self.engine.encode(prompt, req.max_length)
         last = ""
+        truncated = False
         attempts = 1 + max(0, self.config.retries)
         for attempt in range(attempts):
             temp = req.temperature if attempt == 0 else self.config.retry_temperature
@@ -115,6 +116,7 @@ class Phi3(Actor[Phi3Config]):
             try:
                 proposal = validate(text)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                truncated = isinstance(e, msgspec.DecodeError) and "truncated" in str(e)
                 last = f"{e} in {text[:200]!r}"
                 self.stats["invalid_total"] += 1
                 self.log.warning("phi3: attempt %d/%d invalid: %s", attempt + 1, attempts, last)
@@ -122,6 +124,10 @@ class Phi3(Actor[Phi3Config]):
             self.stats["attempts_last"] = attempt + 1
             return proposal
         self.stats["attempts_last"] = attempts
+        if truncated:  # the guided JSON was still open when max_length ran out: the caller's fix
+            raise BadRequest(f"max_length {req.max_length} is too small to finish a proposal "
+                             f"(the JSON was cut off: {text[-80:]!r}); ask for more tokens",
+                             field="max_length")
         raise ServiceError(f"phi3 could not produce a valid proposal in {attempts} attempts "
                            f"(max_length {req.max_length}): {last}", code=502,
                            attempts=attempts)

@@ -267,3 +267,12 @@ async def test_clear_errors_and_the_actor_keeps_serving(tmp_path, tiny_models, o
         assert "no adapter" in str(e.value)
         assert isinstance(await bus.request(PHI3_GENERATE, {"prompt": "ok?", "max_length": 200},
                                             reply_type=TradeProposal, timeout=60), TradeProposal)
+
+
+async def test_a_max_length_too_small_for_a_proposal_is_a_400_naming_it(
+        tiny_models, osiris_config, osiris_runtime, bus):
+    async with osiris_runtime(_cfg(osiris_config, tiny_models / "phi3-onnx")):
+        with pytest.raises(BadRequest) as e:
+            await bus.request(PHI3_GENERATE, {"prompt": "XYZ", "max_length": 8}, timeout=60)
+        assert e.value.field == "max_length" and "too small" in e.value.message
+        assert (await bus.request(PHI3_GENERATE, {"prompt": "XYZ"}, timeout=60))["ticker"]
