@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, RequestContext, service
-from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
+from osiris_core import Actor, RequestContext, on_event, service
+from osiris_core.contracts import CancelRequest, GenerateChunk, GenerateReply, GenerateRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
-from osiris_core.subjects import HERMES_GENERATE
+from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 
 from .config import HermesConfig
 from .engine import HermesEngine, ModelError
@@ -34,6 +34,8 @@ class Hermes(Actor[HermesConfig]):
         self.model_lock = asyncio.Lock()  # adapter swaps and pause wait for generations
         self.load_error: str | None = None
         self.last_pause: dict[str, Any] = {}
+        self.cancellable: dict[str, threading.Event] = {}
+        self.cancelled = 0
         await self._load()
 
     async def _load(self) -> None:
@@ -79,6 +81,7 @@ class Hermes(Actor[HermesConfig]):
             "model_file_exists": e.model_file_exists(),
             "device": e.device, "quantization": e.quantization,
             "bytes_resident": e.bytes_resident(), "where": e.where,
+            "cancelled": self.cancelled,
             "adapter": e.active_adapter, "adapters": sorted(e.adapters),
             "load_s": e.load_s, "load_error": self.load_error, **self.last_pause,
         }
@@ -147,9 +150,19 @@ class Hermes(Actor[HermesConfig]):
                                         system=self.config.system_prompt,
                                         limit=self.config.max_prompt_tokens)
         stream_to = ctx.reply if req.stream and ctx.reply else None
-        async with self.gen_lock:
-            self._require_loaded()
-            text, n_new, n_chunks = await self._run(ids, req, stream_to)
+        stop_flag = threading.Event()
+        rid = ctx.headers.get(REQUEST_ID_HEADER)
+        if rid:
+            self.cancellable[rid] = stop_flag
+        try:
+            async with self.gen_lock:
+                self._require_loaded()
+                if stop_flag.is_set():
+                    raise Unavailable("request cancelled by the caller before it started")
+                text, n_new, n_chunks = await self._run(ids, req, stream_to, stop_flag)
+        finally:
+            if rid:
+                self.cancellable.pop(rid, None)
         usage = {"prompt_tokens": len(ids), "completion_tokens": n_new,
                  "total_tokens": len(ids) + n_new}
         if stream_to:
@@ -157,13 +170,20 @@ class Hermes(Actor[HermesConfig]):
                                  usage=usage)
         return GenerateReply(generated_text=text, usage=usage)
 
-    async def _run(self, ids: list[int], req: GenerateRequest,
-                   stream_to: str | None) -> tuple[str, int, int]:
+    @on_event(cancel("hermes"), queue=False)
+    async def on_cancel(self, req: CancelRequest) -> None:
+        """The caller gave up (e.g. its HTTP client left): stop that generation early."""
+        flag = self.cancellable.get(req.request_id)
+        if flag is not None:
+            flag.set()
+            self.cancelled += 1
+
+    async def _run(self, ids: list[int], req: GenerateRequest, stream_to: str | None,
+                   stop_flag: threading.Event) -> tuple[str, int, int]:
         loop = asyncio.get_running_loop()
         engine = self.engine
         stops = [s for s in (req.stop or []) if s]
         hold = max((len(s) for s in stops), default=1) - 1
-        stop_flag = threading.Event()
         new_ids: list[int] = []
         sent = ""
         chunks = 0

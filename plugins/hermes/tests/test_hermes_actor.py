@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from osiris_core.contracts import ControlReply, GenerateChunk, GenerateReply
@@ -175,3 +176,25 @@ async def test_a_tiny_temperature_is_greedy_not_a_crash(tiny_models, osiris_conf
         greedy = await _gen(bus)
         for t in (1e-6, 0.001):
             assert (await _gen(bus, temperature=t)).generated_text == greedy.generated_text
+
+
+async def test_cancel_notice_stops_a_running_generation(tiny_models, osiris_config,
+                                                        osiris_runtime, bus):
+    from osiris_core.subjects import REQUEST_ID_HEADER, cancel
+
+    async with osiris_runtime(_cfg(osiris_config, tiny_models / "hermes")):
+        inbox = bus.nc.new_inbox()
+        sub = await bus.nc.subscribe(inbox)
+        await bus.nc.publish(str(HERMES_GENERATE), msgspec.json.encode(
+            {"prompt": PROMPT, "max_length": 2000, "stream": True}), reply=inbox,
+            headers={REQUEST_ID_HEADER: "r-1"})
+        first = msgspec.json.decode((await sub.next_msg(timeout=60)).data, type=GenerateChunk)
+        assert not first.done
+        await bus.publish(cancel("hermes"), {"request_id": "r-1"})
+        while True:
+            chunk = msgspec.json.decode((await sub.next_msg(timeout=60)).data,
+                                        type=GenerateChunk)
+            if chunk.done:
+                break
+        assert chunk.usage is not None and chunk.usage["completion_tokens"] < 2000
+        assert (await _ctl(bus, "status")).status.facts["cancelled"] == 1
