@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from .contracts import NodeStatus
 from .errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
@@ -29,9 +30,17 @@ from .errors import (
     ServiceError,
     Unavailable,
 )
-from .subjects import Subject
+from .subjects import RUNTIME_STATUS, Subject
 
-__all__ = ["MSG_ID_HEADER", "Bus", "connect", "encode", "nats_reachable", "raise_for_error"]
+__all__ = [
+    "MSG_ID_HEADER",
+    "Bus",
+    "connect",
+    "encode",
+    "gather_nodes",
+    "nats_reachable",
+    "raise_for_error",
+]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 NO_RESPONDERS_GRACE_S = 0.25
@@ -251,3 +260,40 @@ class Bus:
         finally:
             await sub.unsubscribe()
         return replies
+
+
+QUIET_S = 0.03  # after the last runtime answered, how long to wait for another
+_decode_node = msgspec.json.Decoder(NodeStatus)
+
+
+async def gather_nodes(bus: Bus, window: float) -> list[NodeStatus]:
+    """Every runtime's `osiris.runtime.status`: stops `QUIET_S` after the last reply, or
+    after `window` (used by /health, the gpu supervisor and `osiris plugins`)."""
+    nc = bus.nc
+    inbox = nc.new_inbox()
+    replies: list[NodeStatus] = []
+    arrived = asyncio.Event()
+
+    async def collect(msg: Msg) -> None:
+        try:
+            replies.append(_decode_node.decode(msg.data))
+        except msgspec.MsgspecError:
+            return
+        arrived.set()
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(RUNTIME_STATUS.name, b"", reply=inbox)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        wait = window
+        while True:
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), max(min(wait, deadline - loop.time()), 0))
+            except TimeoutError:
+                break
+            wait = QUIET_S
+    finally:
+        await sub.unsubscribe()
+    return replies

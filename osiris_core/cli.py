@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import msgspec
 
-from .bus import Bus, connect
+from .bus import Bus, connect, gather_nodes
 from .config import Config, load_config
-from .contracts import NodeStatus
 from .errors import ConfigError, OsirisError, ServiceError
 from .plugins import discover, load_plugins
-from .subjects import RUNTIME_STATUS
 
 __all__ = ["cli", "main"]
 
@@ -183,11 +180,7 @@ async def _live_states(config: Config, timeout: float) -> dict[str, list[str]]:
         return {}
     try:
         states: dict[str, list[str]] = {}
-        for msg in await Bus(nc).gather(RUNTIME_STATUS.name, timeout=timeout):
-            try:
-                node = msgspec.json.decode(msg.data, type=NodeStatus)
-            except msgspec.DecodeError:
-                continue
+        for node in await gather_nodes(Bus(nc), timeout):
             for a in node.actors:
                 states.setdefault(a.name, []).append(a.state)
         return states

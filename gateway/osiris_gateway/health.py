@@ -12,48 +12,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from osiris_core.bus import Bus
+from osiris_core.bus import gather_nodes
 from osiris_core.contracts import NodeStatus
-from osiris_core.subjects import RUNTIME_STATUS
 
 from .schemas import HealthActor, HealthResponse
 
 __all__ = ["HealthCollector", "summarise"]
-
-QUIET_S = 0.03  # after the last reply, how long to wait for another runtime to answer
-_decode_node = msgspec.json.Decoder(NodeStatus)
-
-
-async def gather_nodes(bus: Bus, window: float) -> list[NodeStatus]:
-    """Every runtime's status: stop `QUIET_S` after the last reply, or after `window`."""
-    nc = bus.nc
-    inbox = nc.new_inbox()
-    replies: list[NodeStatus] = []
-    arrived = asyncio.Event()
-
-    async def collect(msg: Any) -> None:
-        try:
-            replies.append(_decode_node.decode(msg.data))
-        except msgspec.MsgspecError:
-            return
-        arrived.set()
-
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        await nc.publish(RUNTIME_STATUS.name, b"", reply=inbox)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + window
-        wait = window
-        while True:
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), max(min(wait, deadline - loop.time()), 0))
-            except TimeoutError:
-                break
-            wait = QUIET_S
-    finally:
-        await sub.unsubscribe()
-    return replies
 
 
 def _actor(node: str, a: Any) -> HealthActor:

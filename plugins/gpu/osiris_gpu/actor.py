@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, BadRequest, ServiceError, on_event, service
+from osiris_core.bus import gather_nodes
 from osiris_core.contracts import (
     ActorWanted,
     ControlReply,
@@ -22,7 +23,7 @@ from osiris_core.contracts import (
 from osiris_core.subjects import ACTOR_WANTED, GPU_EVENTS, GPU_STATUS, control
 
 from .config import GB, GpuConfig
-from .discovery import Tracked, gather_nodes, is_model_actor, weights_on_disk
+from .discovery import Tracked, is_model_actor, weights_on_disk
 from .probe import Probe, Reading, open_probe
 
 CONFIRM_EVERY_S = 0.05  # NVML re-read interval while waiting for a pause to show

@@ -4,53 +4,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
+from osiris_core.contracts import ActorStatus
 
-from osiris_core.bus import Bus
-from osiris_core.contracts import ActorStatus, NodeStatus
-from osiris_core.subjects import RUNTIME_STATUS
-
-QUIET_S = 0.03  # after the last runtime answered, how long to wait for another
 WEIGHT_SUFFIXES = (".onnx", ".data", ".safetensors", ".bin", ".pt", ".gguf", ".onnx_data")
-_decode_node = msgspec.json.Decoder(NodeStatus)
-
-
-async def gather_nodes(bus: Bus, window: float) -> list[NodeStatus]:
-    """Every runtime's status: stop QUIET_S after the last reply, or after `window`."""
-    nc = bus.nc
-    inbox = nc.new_inbox()
-    replies: list[NodeStatus] = []
-    arrived = asyncio.Event()
-
-    async def collect(msg: Any) -> None:
-        try:
-            replies.append(_decode_node.decode(msg.data))
-        except msgspec.MsgspecError:
-            return
-        arrived.set()
-
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        await nc.publish(RUNTIME_STATUS.name, b"", reply=inbox)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + window
-        wait = window
-        while True:
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), max(min(wait, deadline - loop.time()), 0))
-            except TimeoutError:
-                break
-            wait = QUIET_S
-    finally:
-        await sub.unsubscribe()
-    return replies
 
 
 def is_model_actor(status: ActorStatus, named: set[str]) -> bool:
