@@ -187,13 +187,15 @@ class Bus:
         item_type: type[T],
         timeout: float = 30.0,
         done: Callable[[T], bool] = lambda item: bool(getattr(item, "done", False)),
+        headers: dict[str, str] | None = None,
     ) -> AsyncIterator[T]:
         """Streaming request: publish with a private reply inbox, yield each chunk until one
-        is `done`. `timeout` bounds the wait for each chunk. Raises like `request`."""
+        is `done`. `timeout` bounds the wait for each chunk. Raises like `request`.
+        An empty message decodes as `{}` (for `item_type=Any` callers)."""
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=0)
         try:
-            await self.nc.publish(str(subject), encode(payload), reply=inbox)
+            await self.nc.publish(str(subject), encode(payload), reply=inbox, headers=headers)
             first = True
             while True:
                 try:
@@ -204,7 +206,7 @@ class Bus:
                     raise Unavailable(f"no actor is serving {subject}")
                 first = False
                 raise_for_error(msg)
-                item = msgspec.json.decode(msg.data, type=item_type)
+                item = msgspec.json.decode(msg.data or b"{}", type=item_type)
                 yield item
                 if done(item):
                     return

@@ -13,12 +13,11 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
-from nats.errors import TimeoutError as NatsTimeout
 
-from osiris_core.bus import Bus, encode, raise_for_error
+from osiris_core.bus import Bus, encode
 from osiris_core.config import OsirisSettings
 from osiris_core.contracts import CancelRequest
-from osiris_core.errors import RequestTimeout, ServiceError, Unavailable
+from osiris_core.errors import ServiceError, Unavailable
 from osiris_core.subjects import REQUEST_ID_HEADER, Catalogue, cancel
 
 from .config import GatewayConfig
@@ -143,33 +142,18 @@ class GatewayState:
         not a chunk (an actor that does not stream) is yielded once as the final item.
         Leaving the loop early (client gone) unsubscribes and cancels upstream."""
         t = timeout if timeout is not None else self.config.generate_timeout_s
-        nc = self.bus.nc
         rid = self.request_id()
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
         finished = False
         t0 = time.perf_counter()
         outcome = "ok"
         self.sse_subs += 1
         self.metrics.sse_subscriptions.inc()
         try:
-            await nc.publish(subject, encode(payload), reply=inbox,
-                             headers={REQUEST_ID_HEADER: rid})
-            first = True
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=t)
-                except (TimeoutError, NatsTimeout):
-                    raise RequestTimeout(f"no reply from {actor} within {t:g}s") from None
-                if first and msg.headers and msg.headers.get("Status") == "503":
-                    raise Unavailable(f"no actor is serving {subject}")
-                first = False
-                raise_for_error(msg)
-                item = _decode_any.decode(msg.data) if msg.data else {}
-                if not isinstance(item, dict):
-                    item = {"value": item}
-                is_chunk = "index" in item and "text" in item
-                if not is_chunk:
+            async for raw in self.bus.stream(subject, payload, item_type=Any, timeout=t,
+                                             headers={REQUEST_ID_HEADER: rid},
+                                             done=_stream_done):
+                item: dict[str, Any] = raw if isinstance(raw, dict) else {"value": raw}
+                if not _is_chunk(item):  # an actor that answers in one piece
                     item = {"done": True, "reply": item}
                 finished = bool(item.get("done"))
                 yield item
@@ -182,8 +166,6 @@ class GatewayState:
         finally:
             self.sse_subs -= 1
             self.metrics.sse_subscriptions.dec()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
             if not finished:
                 outcome = "disconnected"
                 await self.cancel_upstream(actor, rid)
@@ -250,3 +232,13 @@ def _matches(pattern: str, subject: str) -> bool:
         if i >= len(s) or (tok != "*" and tok != s[i]):
             return False
     return len(p) == len(s)
+
+
+def _is_chunk(item: Any) -> bool:
+    """A GenerateChunk-shaped dict (as opposed to a whole reply)."""
+    return isinstance(item, dict) and "index" in item and "text" in item
+
+
+def _stream_done(item: Any) -> bool:
+    """The last message of a stream: a `done` chunk, or a whole (non-chunk) reply."""
+    return not _is_chunk(item) or bool(item.get("done"))
