@@ -94,7 +94,7 @@ def _where_to_look(runtime: Runtime, data_dir: Path) -> list[str]:
         f"  {env}osiris plugins                  # plugins, actors and live state",
         f"  {env}osiris request osiris.{runtime.cells[0].name}.control "
         "'{\"op\": \"status\"}'" if runtime.cells else "",
-        f"  osiris db query-runs -c <config with data_dir = {data_dir}>",
+        f"  {env}osiris db query-runs            # the orchestrator's run log (LanceDB)",
         "",
         "Ctrl-C stops the demo.",
     ]
