@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,17 @@ def test_demo_ignores_a_production_osiris_toml_in_the_working_folder(
     defaults = load_config(search_cwd=False)
     assert defaults.path is None and defaults.plugin_tables == {}
     assert "hermes" in defaults.settings.plugins  # the built-in plugin set
+
+
+def test_kill_9_of_osiris_run_takes_its_embedded_nats_server_along(tmp_path: Path) -> None:
+    port = free_port()
+    path = write(tmp_path, f'[osiris]\nnats_url = "nats://127.0.0.1:{port}"\nplugins = ["example"]\n')
+    proc = OsirisProcess(path).start()
+    assert nats_reachable(f"nats://127.0.0.1:{port}")
+    proc.kill()  # SIGKILL: no chance to stop the child itself
+    assert proc.wait(10) == -9
+    for _ in range(100):
+        if not nats_reachable(f"nats://127.0.0.1:{port}", timeout=0.1):
+            break
+        time.sleep(0.05)
+    assert not nats_reachable(f"nats://127.0.0.1:{port}", timeout=0.1)
