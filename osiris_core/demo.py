@@ -68,7 +68,7 @@ def prepare_plugins(config: Config) -> Config:
     return Config(config.settings, config.path, tables)
 
 
-def _where_to_look(runtime: Runtime, data_dir: Path) -> list[str]:
+def _where_to_look(runtime: Runtime) -> list[str]:
     env = f"OSIRIS_NATS_URL={runtime.nats_url} "
     lines = ["", "open:"]
     gateway = None
@@ -134,7 +134,7 @@ async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 
         for r in skipped:
             print(f"plugin skipped: {r.name}: {r.error}", file=out)
         print(_table(runtime.cells), file=out)
-        print("\n".join(_where_to_look(runtime, cfg.data_dir)), file=out, flush=True)
+        print("\n".join(_where_to_look(runtime)), file=out, flush=True)
         beat = loop.create_task(_heartbeat(runtime, heartbeat_s))
         await _wait(stop, duration)
     finally:

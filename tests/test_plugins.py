@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from osiris_core import Config
+from osiris_core import Config, OsirisSettings
 from osiris_core.bus import Bus
 from osiris_core.plugins import load_plugins
 from osiris_core.testing import OsirisProcess
@@ -38,8 +38,7 @@ def test_env_allow_list_narrows_the_configured_set(monkeypatch: pytest.MonkeyPat
 
 def test_broken_plugins_are_reported_by_name_and_the_rest_load() -> None:
     loaded = load_plugins(["broken_import", "broken_register", "example"])
-    loaded.collect_actors(loaded.validate_configs(Config(settings=__import__(
-        "osiris_core").OsirisSettings())))
+    loaded.collect_actors(loaded.validate_configs(Config(settings=OsirisSettings())))
     recs = loaded.records
     assert "fails to import on purpose" in (recs["broken_import"].error or "")
     assert recs["broken_import"].error.startswith("import:")  # type: ignore[union-attr]

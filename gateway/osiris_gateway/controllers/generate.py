@@ -137,17 +137,23 @@ def _chunk_json(item: dict[str, Any]) -> str:
     return msgspec.json.encode({"text": item.get("text", ""), "index": item.get("index", 0)}).decode()
 
 
+async def call_model(request: Request[Any, Any, Any], model: str, req: GenerateRequest) -> Any:
+    """One non-streamed generation: hermes → GenerateReply, phi3 → TradeProposal; actor
+    errors become the seeds' HTTP errors."""
+    gw = request.app.state.gw
+    reply_type = GenerateReply if model == "hermes" else TradeProposal
+    try:
+        return await gw.call(request, model, MODELS[model], req, reply_type=reply_type,
+                             timeout=gw.config.generate_timeout_s)
+    except ServiceError as e:
+        raise model_error(model, e) from None
+
+
 async def generate(request: Request[Any, Any, Any], model: str, body: ModelBody) -> Any:
     req = to_request(body)
     if body.stream:
         return await stream_events(request, model, req)
-    gw = request.app.state.gw
-    reply_type = GenerateReply if model == "hermes" else TradeProposal
-    try:
-        reply = await gw.call(request, model, MODELS[model], req, reply_type=reply_type,
-                              timeout=gw.config.generate_timeout_s)
-    except ServiceError as e:
-        raise model_error(model, e) from None
+    reply = await call_model(request, model, req)
     if model == "hermes":
         return GenerateResponse(generated_text=reply.generated_text)
     return reply

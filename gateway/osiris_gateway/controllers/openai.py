@@ -18,7 +18,7 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from osiris_core.contracts import GenerateReply, GenerateRequest, TradeProposal
+from osiris_core.contracts import GenerateRequest
 from osiris_core.errors import ServiceError
 
 from ..errors import HttpError
@@ -37,7 +37,14 @@ from ..schemas import (
 )
 from ..security import rate_limit_guard
 from ..sse import EventStream
-from .generate import MODELS, error_responses, model_error, open_stream, sampling_temperature
+from .generate import (
+    MODELS,
+    call_model,
+    error_responses,
+    model_error,
+    open_stream,
+    sampling_temperature,
+)
 
 __all__ = ["OpenAIController", "render_prompt"]
 
@@ -104,7 +111,6 @@ class OpenAIController(Controller):
                                     container=OpenAIErrorBody))
     async def chat(self, request: Request[Any, Any, Any],
                    data: JSONBody[ChatRequest]) -> ChatCompletion:
-        gw = request.app.state.gw
         model = _model_for(data)
         max_tokens = data.max_completion_tokens or data.max_tokens or DEFAULT_MAX_TOKENS
         if model == "phi3":  # a JSON answer is complete or useless: give it room to finish
@@ -119,12 +125,7 @@ class OpenAIController(Controller):
             include_usage = bool(data.stream_options and data.stream_options.include_usage)
             return await _stream(request, model, req, cid, created, max_tokens,  # type: ignore[return-value]
                                  include_usage, data.model)
-        reply_type = GenerateReply if model == "hermes" else TradeProposal
-        try:
-            reply = await gw.call(request, model, MODELS[model], req, reply_type=reply_type,
-                                  timeout=gw.config.generate_timeout_s)
-        except ServiceError as e:
-            raise model_error(model, e) from None
+        reply = await call_model(request, model, req)
         usage = _usage(getattr(reply, "usage", None))
         return ChatCompletion(
             id=cid, created=created, model=data.model, usage=usage,
