@@ -192,18 +192,29 @@ class Bus:
         """Streaming request: publish with a private reply inbox, yield each chunk until one
         is `done`. `timeout` bounds the wait for each chunk. Raises like `request`.
         An empty message decodes as `{}` (for `item_type=Any` callers)."""
+        name = str(subject)
+        data = encode(payload)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=0)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(timeout, NO_RESPONDERS_GRACE_S)
+        pause = 0.002
         try:
-            await self.nc.publish(str(subject), encode(payload), reply=inbox, headers=headers)
+            await self.nc.publish(name, data, reply=inbox, headers=headers)
             first = True
             while True:
                 try:
                     msg = await sub.next_msg(timeout=timeout)
                 except (TimeoutError, NatsTimeout):
-                    raise RequestTimeout(f"no chunk on {subject} within {timeout:g}s") from None
+                    raise RequestTimeout(f"no chunk on {name} within {timeout:g}s") from None
                 if first and msg.headers and msg.headers.get("Status") == "503":
-                    raise Unavailable(f"no actor is serving {subject}")
+                    # no responders: the same brief grace as `request` (interest can lag)
+                    if loop.time() + pause > give_up:
+                        raise Unavailable(f"no actor is serving {name}")
+                    await asyncio.sleep(pause)
+                    pause *= 2
+                    await self.nc.publish(name, data, reply=inbox, headers=headers)
+                    continue
                 first = False
                 raise_for_error(msg)
                 item = msgspec.json.decode(msg.data or b"{}", type=item_type)

@@ -32,6 +32,26 @@ async def test_fresh_responder_is_found_even_right_after_another_unsubscribed(
         await nc.close()
 
 
+async def test_fresh_stream_responder_is_found_even_right_after_another_unsubscribed(
+    nats_url: str, bus: Bus
+) -> None:
+    """The same grace for streaming requests (a CI run once saw `bus.stream` report a
+    just-restarted actor as unserved)."""
+    for i in range(100):
+        nc = await nats.connect(nats_url)
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            await msg.respond(b'{"text": "", "index": 0, "done": true}')
+
+        sub = await nc.subscribe("test.bus.fresh_stream", queue="q", cb=answer)
+        await nc.flush()
+        chunks = [c async for c in bus.stream("test.bus.fresh_stream", {"i": i},
+                                              item_type=GenerateChunk)]
+        assert [c.done for c in chunks] == [True]
+        await sub.drain()
+        await nc.close()
+
+
 async def test_unserved_subject_is_reported_quickly(bus: Bus) -> None:
     with pytest.raises(Unavailable, match="no actor is serving test.bus.nobody"):
         await bus.request("test.bus.nobody", {}, timeout=5)
