@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -68,8 +70,18 @@ def prepare_plugins(config: Config) -> Config:
     return Config(config.settings, config.path, tables)
 
 
+def _osiris_command() -> str:
+    """How the user can type `osiris` again: plain when it is on PATH, else the path this
+    demo was started with (the README's `.venv/bin/osiris`)."""
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) != "osiris" or shutil.which("osiris"):
+        return "osiris"
+    full = os.path.abspath(argv0)
+    return os.path.relpath(full) if full.startswith(os.getcwd() + os.sep) else full
+
+
 def _where_to_look(runtime: Runtime) -> list[str]:
-    env = f"OSIRIS_NATS_URL={runtime.nats_url} "
+    env = f"OSIRIS_NATS_URL={runtime.nats_url} {_osiris_command()} "
     lines = ["", "open:"]
     gateway = None
     for c in runtime.cells:
@@ -90,11 +102,11 @@ def _where_to_look(runtime: Runtime) -> list[str]:
     else:
         lines += ["", "try (in another terminal):"]
     lines += [
-        f"  {env}osiris tail '>'                 # every event as it happens",
-        f"  {env}osiris plugins                  # plugins, actors and live state",
-        f"  {env}osiris request osiris.{runtime.cells[0].name}.control "
+        f"  {env}tail '>'                 # every event as it happens",
+        f"  {env}plugins                  # plugins, actors and live state",
+        f"  {env}request osiris.{runtime.cells[0].name}.control "
         "'{\"op\": \"status\"}'" if runtime.cells else "",
-        f"  {env}osiris db query-runs            # the orchestrator's run log (LanceDB)",
+        f"  {env}db query-runs            # the orchestrator's run log (LanceDB)",
         "",
         "Ctrl-C stops the demo.",
     ]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 
 from .bus import nats_reachable
@@ -78,7 +79,10 @@ class EmbeddedNats:
         log_path = self.store_dir / "nats-server.log"
         conf = self.store_dir / "nats-server.conf"
         conf.write_text(f"max_payload: {MAX_PAYLOAD}\n")
-        with open(log_path, "ab") as log_file:
+        with open(log_path, "ab") as log_file, warnings.catch_warnings():
+            # lancedb warns on any fork once imported; this child only runs a prctl, then exec
+            warnings.filterwarnings("ignore", message="lancedb fork support",
+                                    category=RuntimeWarning)
             self.proc = subprocess.Popen(
                 [binary, "-c", str(conf), "-js", "-sd", str(self.store_dir), "-a", self.host,
                  "-p", str(self.port), "-l", str(log_path)],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.quiet import quiet
 
 MIN_SAMPLING_TEMPERATURE = 0.01
 
@@ -107,6 +108,10 @@ class HermesEngine:
         # gptqmodel (imported by transformers for GPTQ folders) aborts on 2-core machines
         # unless told how many CPU workers to use
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(2, os.cpu_count() or 1)))
+        with quiet():  # banners and "Loading weights" bars; our log line says it loaded
+            self._load()
+
+    def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

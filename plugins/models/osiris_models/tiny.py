@@ -19,10 +19,13 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from osiris_core.quiet import quiet
 
 RECIPE = 5  # bump when any step below changes what it writes
 SEED = 1234
@@ -289,7 +292,9 @@ def build_tiny(root: Path | str, progress: Progress | None = None, force: bool =
                 continue
             t0 = time.perf_counter()
             say(f"[{i}/{len(STEPS)}] {name} …")
-            fn(root)
+            with quiet(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # third-party deprecations, not ours
+                fn(root)
             done.append(name)
             (root / MANIFEST).write_text(json.dumps(
                 {"recipe": RECIPE, "versions": _versions(), "done": done, "outputs": OUTPUTS},
