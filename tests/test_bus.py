@@ -8,7 +8,7 @@ from typing import Any
 import nats
 import pytest
 
-from osiris_core import BadRequest, Config, Unavailable
+from osiris_core import BadRequest, Config, RequestTimeout, Unavailable
 from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateChunk
 
@@ -92,3 +92,23 @@ async def test_embedded_server_takes_messages_beyond_the_default_1_mib(bus: Bus)
     await bus.nc.flush()
     assert await bus.request("test.bus.big", payload, reply_type=bytes) == b"xxxxx"
     await sub.unsubscribe()
+
+
+async def test_durable_publish_without_a_stream_is_unavailable_and_a_lost_ack_times_out(
+    nats_url: str
+) -> None:
+    nc = await nats.connect(nats_url)
+    bus = Bus(nc, ack_timeout=0.3)
+    try:
+        with pytest.raises(Unavailable, match="no JetStream stream captures test.bus.nostream"):
+            await bus.publish("test.bus.nostream", {"a": 1}, msg_id="m1", durable=True)
+        # someone listens, but no stream stores it: nothing acknowledges, so no "durable" reply
+        sub = await nc.subscribe("test.bus.listened")
+        with pytest.raises(RequestTimeout, match="no JetStream ack within 0.3s"):
+            await bus.publish("test.bus.listened", {"a": 1}, msg_id="m2", durable=True)
+        await sub.unsubscribe()
+        assert not bus._acks.waiting  # nothing left behind
+        with pytest.raises(ValueError, match="needs a msg_id"):
+            await bus.publish("test.bus.nostream", {"a": 1}, durable=True)
+    finally:
+        await nc.close()
