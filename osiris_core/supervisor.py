@@ -564,17 +564,33 @@ class ActorCell:
             self.log.exception("%s: cannot bind durable consumer %s", self.name, durable)
             self.crash(e)
             return
+        # Batch handlers overlap the next fetch with the current write (one batch ahead at
+        # most): a LanceDB write of 256 rows takes ~10 ms in a thread, time in which the
+        # loop decodes the next batch. Single-event handlers keep strict fetch-handle order.
+        handling: asyncio.Task[None] | None = None
         try:
             while self._consuming:
                 if self.state is not State.RUNNING:
+                    if handling is not None:
+                        await handling
+                        handling = None
                     if not await self._event_ready() or not self._consuming:
                         return
                 try:
                     msgs = await psub.fetch(max(spec.batch, 64), timeout=FETCH_TIMEOUT_S)
                 except (TimeoutError, NatsTimeout):
                     continue
-                await self._handle_durable(spec, decode, msgs)
+                if handling is not None:
+                    await handling
+                    handling = None
+                if spec.batch > 1:
+                    handling = asyncio.ensure_future(self._handle_durable(spec, decode, msgs))
+                else:
+                    await self._handle_durable(spec, decode, msgs)
         finally:
+            if handling is not None:
+                with contextlib.suppress(Exception):
+                    await handling
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
 
