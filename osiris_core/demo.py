@@ -107,10 +107,12 @@ def _where_to_look(runtime: Runtime) -> list[str]:
         f"  {env}request osiris.{runtime.cells[0].name}.control "
         "'{\"op\": \"status\"}'" if runtime.cells else "",
         f"  {env}db query-runs            # the orchestrator's run log (LanceDB)",
-        "",
-        "Ctrl-C stops the demo.",
     ]
-    return [ln for ln in lines if ln is not None]
+    if any(c.name == "trainer" for c in runtime.cells):
+        lines.append(f"  {env}train --now              # corrections sent to /feedback/phi3/ "
+                     "→ an adapter for phi3")
+    lines += ["", "Ctrl-C stops the demo."]
+    return lines
 
 
 async def _heartbeat(runtime: Runtime, every: float) -> None:

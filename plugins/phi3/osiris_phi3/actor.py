@@ -27,6 +27,7 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 from .config import Phi3Config
 from .contracts import PHI3_COMPLETE, Phi3Completion
 from .engine import Phi3Engine
+from .prompt import chat_prompt
 from .schema import SCHEMA_JSON, validate
 
 
@@ -163,9 +164,7 @@ class Phi3(Actor[Phi3Config]):
             parts += [msgspec.json.encode(p).decode() for p in examples]
             parts.append("")
         parts.append(prompt)
-        user = "\n".join(parts)
-        return (f"<|system|>\n{self.config.system_prompt}<|end|>\n<|user|>\n{user}<|end|>\n"
-                "<|assistant|>\n")
+        return chat_prompt(self.config.system_prompt, "\n".join(parts))
 
     async def _few_shot(self) -> list[TradeProposal]:
         """Latest corrected proposals (seed 004); none when no feedback actor answers."""

@@ -1,0 +1,52 @@
+"""osiris-trainer: the `trainer` actor. Turns feedback corrections into a LoRA adapter for
+phi3 (SFT, then DPO against the original proposals; QLoRA on CUDA), keeps it only if it beats
+the adapter in service on held-out corrections, exports it to `.onnx_adapter` and publishes
+it on `osiris.adapters.published`, where phi3 hot-loads it. `osiris train [--now]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osiris_core import hookimpl
+
+from .config import TrainerConfig
+from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
+
+__all__ = ["TRAINER_TRAIN", "TrainRequest", "TrainResult", "TrainerConfig"]
+
+
+@hookimpl
+def register_config(register: Any) -> None:
+    register(TrainerConfig)
+
+
+@hookimpl
+def register_subjects(register: Any) -> None:
+    register(TRAINER_TRAIN)
+
+
+@hookimpl
+def register_actors(register: Any) -> None:
+    from .actor import TrainerActor
+
+    register(TrainerActor)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from .cli import train
+
+    cli.add_command(train)
+
+
+@hookimpl
+def register_demo(register: Any) -> None:
+    def prepare(data_dir: Any) -> dict[str, Any]:
+        from osiris_models import build_tiny, default_tiny_dir
+
+        root = build_tiny(default_tiny_dir(data_dir), progress=lambda m: print(f"  {m}"))
+        # the demo trains on request (`osiris train --now`), not at 02:00
+        return {"base_model": str(root / "phi3"), "schedule": "", "min_examples": 2, "sft_steps": 30,
+                "dpo_steps": 10}
+
+    register(prepare)

@@ -1,0 +1,253 @@
+"""The trainer actor: reads corrections from the feedback store, trains an adapter in a
+child process (SFT + DPO, QLoRA on CUDA), and publishes it on `osiris.adapters.published`
+only when it beats the adapter in service on held-out corrections. Daily, or on request."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from osiris_core import Actor, ServiceError, Unavailable, service
+from osiris_core.contracts import AdapterPublished, StoreQuery, StoreRows
+from osiris_core.subjects import ADAPTERS_PUBLISHED, STORE_QUERY
+
+from .config import TrainerConfig
+from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
+from .dataset import build_examples, split
+from .job import PROGRESS, JobSpec
+
+STATE_FILE = "trainer-state.json"
+IN_CHUNK = 200  # transaction ids per `id IN (...)` store query
+
+
+class TrainerState(msgspec.Struct, kw_only=True):
+    """What survives a restart: the adapter in service and the newest correction trained on."""
+
+    version: str | None = None
+    peft_dir: str | None = None
+    last_feedback_ts: str = ""
+    last: TrainResult | None = None
+
+
+def next_run(schedule: str, now: datetime) -> datetime | None:
+    """The next local HH:MM after `now`; None when the schedule is off."""
+    if not schedule:
+        return None
+    hh, mm = (int(x) for x in schedule.split(":"))
+    at = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class TrainerActor(Actor[TrainerConfig]):
+    name = "trainer"
+    description = "feedback corrections → eval-gated LoRA adapters for phi3"
+
+    async def on_start(self) -> None:
+        cfg = self.config
+        self.root = Path(self.ctx.data_dir) / cfg.adapters_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state = self._load_state()
+        self.lock = asyncio.Lock()
+        self.running_since: str | None = None
+        self.progress: collections.deque[str] = collections.deque(maxlen=20)
+        self.next_at: datetime | None = None
+        if not cfg.base_model:
+            self.log.info("trainer: idle until [plugins.trainer] base_model names the Phi-3 "
+                          "Hugging Face folder phi3's ONNX was built from")
+        if cfg.schedule:
+            self.spawn(self._schedule_loop(), "schedule")
+
+    # --- state ----------------------------------------------------------------------------
+    def _load_state(self) -> TrainerState:
+        path = self.root / STATE_FILE
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=TrainerState)
+        except FileNotFoundError:
+            return TrainerState()
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            self.log.warning("trainer: ignoring unreadable %s: %s", path, e)
+            return TrainerState()
+
+    def _save_state(self) -> None:
+        path = self.root / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(self.state))
+        os.replace(tmp, path)
+
+    def facts(self) -> dict[str, Any]:
+        last = self.state.last
+        return {"base_model": self.config.base_model or None, "schedule": self.config.schedule,
+                "next_run": self.next_at.isoformat() if self.next_at else None,
+                "running_since": self.running_since,
+                "progress": self.progress[-1] if self.progress else None,
+                "adapter_version": self.state.version,
+                "last_run": msgspec.to_builtins(last) if last else None}
+
+    # --- scheduling -----------------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        while True:
+            self.next_at = next_run(self.config.schedule, datetime.now().astimezone())
+            assert self.next_at is not None
+            await asyncio.sleep(max(0.0, (self.next_at - datetime.now().astimezone())
+                                    .total_seconds()))
+            if self.lock.locked():
+                continue
+            try:
+                async with self.lock:
+                    res = await self._cycle(force=False)
+                self.log.info("trainer: scheduled run: %s", res.reason)
+            except ServiceError as e:
+                self.log.warning("trainer: scheduled run failed: %s", e.message)
+            except Exception:  # noqa: BLE001 - the schedule outlives one bad run
+                self.log.exception("trainer: scheduled run crashed")
+
+    # --- the service ----------------------------------------------------------------------
+    @service(TRAINER_TRAIN)
+    async def train(self, req: TrainRequest) -> TrainResult:
+        """One training cycle now (`osiris train --now`)."""
+        if self.lock.locked():
+            raise Unavailable(f"a training run is already in progress (since "
+                              f"{self.running_since}): {self.progress[-1] if self.progress else ''}")
+        async with self.lock:
+            return await self._cycle(force=req.force)
+
+    def _base_model(self) -> Path:
+        cfg = self.config
+        base = Path(cfg.base_model).expanduser() if cfg.base_model else None
+        if base is None or not (base / "config.json").is_file():
+            raise Unavailable(
+                f"trainer base model {'not set' if base is None else f'not found: {base}'} "
+                "(set [plugins.trainer] base_model to the Phi-3 Hugging Face folder phi3's "
+                "ONNX was built from, e.g. '<models>/phi3' after 'osiris models tiny <models>')")
+        return base
+
+    def _current_peft(self) -> str | None:
+        """The adapter in service, which a new one must beat (None: the base model)."""
+        p = self.state.peft_dir
+        return p if p and Path(p).is_dir() else None
+
+    async def _cycle(self, *, force: bool) -> TrainResult:
+        base = self._base_model()
+        started = now_iso()
+        self.running_since = started
+        self.progress.clear()
+        try:
+            result = await self._train_from_store(base, force, started)
+        finally:
+            self.running_since = None
+        self.state.last = result
+        self._save_state()
+        return result
+
+    async def _train_from_store(self, base: Path, force: bool, started: str) -> TrainResult:
+        cfg = self.config
+        self._say("reading corrections from the feedback store")
+        feedback = await self._rows(StoreQuery(
+            table="feedback", filter="corrected_proposal IS NOT NULL", limit=cfg.max_examples,
+            order_by="timestamp", descending=True))
+        newest = max((str(r.get("timestamp") or "") for r in feedback), default="")
+        if not feedback:
+            return self._done(started, False, "no corrections in the feedback store yet "
+                              "(feedback with a corrected_proposal)")
+        if not force and newest <= self.state.last_feedback_ts:
+            return self._done(started, False, f"no new corrections since the last run "
+                              f"({self.state.last_feedback_ts or 'none yet'}); force to retrain")
+        tids = sorted({str(r.get("transaction_id")) for r in feedback})
+        proposals: list[dict[str, Any]] = []
+        for i in range(0, len(tids), IN_CHUNK):
+            ids = ", ".join("'" + t.replace("'", "''") + "'" for t in tids[i:i + IN_CHUNK])
+            proposals += await self._rows(StoreQuery(table="proposals", filter=f"id IN ({ids})",
+                                                     limit=IN_CHUNK))
+        examples, skipped = build_examples(feedback, proposals)
+        why_skipped = ", ".join(f"{v} {k}" for k, v in skipped.items() if v)
+        if len(examples) < max(cfg.min_examples, 2):
+            return self._done(started, False,
+                              f"{len(examples)} usable corrections, {max(cfg.min_examples, 2)} "
+                              "needed" + (f" (skipped: {why_skipped})" if why_skipped else ""),
+                              examples=len(examples))
+        train, held = split(examples, cfg.eval_fraction)
+        version = "v" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        out_dir = self.root / version
+        outcome = await self._run_job(JobSpec(
+            config=cfg, base_model=str(base), version=version, out_dir=str(out_dir),
+            current_peft=self._current_peft(), train=train, held=held))
+        self.state.last_feedback_ts = newest
+        counts = {"examples": len(examples), "train_examples": len(train),
+                  "eval_examples": len(held)}
+        if not outcome["passed"]:
+            return self._done(started, False, "not published: " + outcome["reason"],
+                              metrics=outcome["metrics"], phases_s=outcome["phases_s"], **counts)
+        evt = AdapterPublished(version=version, path=outcome["adapter_file"],
+                               base_model=str(base), created=now_iso(),
+                               metrics=outcome["metrics"])
+        await self.publish(ADAPTERS_PUBLISHED, evt, msg_id=f"adapter-{version}")
+        self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
+        (out_dir / "report.json").write_text(json.dumps(
+            {**msgspec.to_builtins(evt), **counts, "skipped": skipped,
+             "phases_s": outcome["phases_s"]}, indent=2))
+        self._say(f"published {version}")
+        return self._done(started, True, "published: " + outcome["reason"], version=version,
+                          path=outcome["adapter_file"], metrics=outcome["metrics"],
+                          phases_s=outcome["phases_s"], **counts)
+
+    def _done(self, started: str, published: bool, reason: str, **kw: Any) -> TrainResult:
+        self._say(reason)
+        return TrainResult(published=published, reason=reason, started=started,
+                           finished=now_iso(), **kw)
+
+    def _say(self, msg: str) -> None:
+        self.progress.append(msg)
+        self.log.info("trainer: %s", msg)
+
+    async def _rows(self, q: StoreQuery) -> list[dict[str, Any]]:
+        try:
+            res: StoreRows = await self.request(STORE_QUERY, q, reply_type=StoreRows, timeout=30)
+        except Unavailable:
+            raise Unavailable("the feedback store does not answer (run the feedback plugin): "
+                              "corrections are read through osiris.store.query") from None
+        return res.rows
+
+    async def _run_job(self, spec: JobSpec) -> dict[str, Any]:
+        """Run `osiris_trainer.job` in a child process; its progress lines become ours."""
+        with tempfile.TemporaryDirectory(prefix="osiris-trainer-") as tmp:
+            spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+            spec_file.write_bytes(msgspec.json.encode(spec))
+            t0 = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "osiris_trainer.job", str(spec_file), str(result_file),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            tail: collections.deque[str] = collections.deque(maxlen=30)
+            assert proc.stdout is not None
+            try:
+                async for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip()
+                    if line.startswith(PROGRESS):
+                        self._say(line[len(PROGRESS):])
+                    elif line:
+                        tail.append(line)
+                code = await proc.wait()
+            except asyncio.CancelledError:
+                proc.kill()
+                await proc.wait()
+                raise
+            if code != 0 or not result_file.exists():
+                detail = "\n".join(tail)
+                raise ServiceError(f"training job failed (exit {code}) after "
+                                   f"{time.perf_counter() - t0:.1f}s: {detail[-1500:]}")
+            out: dict[str, Any] = json.loads(result_file.read_text())
+            return out

@@ -1,0 +1,66 @@
+"""`[plugins.trainer]`: what to train on, how, when, and the gate a new adapter must pass."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from osiris_phi3.config import DEFAULT_SYSTEM
+
+from osiris_core import PluginConfig
+
+
+class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
+    base_model: str = ""
+    """The Hugging Face folder of the Phi-3 that phi3's ONNX folder was built from (tiny:
+    `<models>/phi3`). Empty: the trainer idles and says what to set."""
+    export_precision: Literal["fp32", "fp16", "int8", "int4"] = "fp32"
+    """Precision phi3's GenAI folder was built with (`osiris models tiny`: fp32); the
+    `.onnx_adapter` is exported to fit it."""
+    export_provider: Literal["cpu", "cuda"] = "cpu"
+    adapters_dir: str = "adapters"
+    """Under `data_dir`: one folder per trained version (PEFT weights, .onnx_adapter, report)."""
+    schedule: str = "02:00"
+    """Daily training time, HH:MM local time; empty turns the schedule off (`osiris train
+    --now` still works)."""
+    min_examples: int = 4
+    """Corrections needed (train + eval) before a run trains at all."""
+    max_examples: int = 2000
+    """Newest corrections read from the feedback store."""
+    eval_fraction: float = 0.25
+    """Share of examples held out for the gate (chosen by id, so stable across runs)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    qlora: bool = True
+    """On CUDA, load the base model in 4-bit NF4 (bitsandbytes) and train LoRA on top."""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: list[str] = msgspec.field(
+        default_factory=lambda: ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"])
+    """Must be the modules phi3's ONNX folder exposes as LoRA inputs (the tiny build's)."""
+    sft_steps: int = 60
+    dpo_steps: int = 20
+    """0 skips DPO; otherwise corrections (chosen) vs the original proposals (rejected)."""
+    dpo_beta: float = 0.1
+    learning_rate: float = 2e-3
+    batch_size: int = 4
+    max_length: int = 1024
+    """Tokens of prompt + completion kept per example."""
+    min_improvement: float = 0.01
+    """The gate: held-out loss of the corrections must fall by at least this fraction
+    against the adapter in service (or the base model), and preference accuracy must not
+    drop. Otherwise nothing is published."""
+    system_prompt: str = DEFAULT_SYSTEM
+    """Must equal `[plugins.phi3] system_prompt`: the adapter learns the prompt phi3 sends."""
+    seed: int = 0
+    train_timeout_s: float = 6 * 3600.0
+    """How long `osiris train --now` waits for the run."""
+
+    def __post_init__(self) -> None:
+        if self.schedule:
+            hh, _, mm = self.schedule.partition(":")
+            if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"schedule {self.schedule!r} is not HH:MM (e.g. \"02:00\"; "
+                                 "empty turns it off)")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError("eval_fraction must be between 0 and 1")

@@ -1,0 +1,83 @@
+"""Feedback corrections → training examples (prompt, chosen, rejected), split for the gate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from osiris_core.contracts import TradeProposal
+
+_enc = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Example:
+    """One correction: the user text phi3 answered, the corrected proposal (chosen) and what
+    phi3 had proposed (rejected; None when the store lacks it)."""
+
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str | None
+
+
+def _proposal(value: Any) -> TradeProposal | None:
+    if value in (None, ""):
+        return None
+    raw = value.encode() if isinstance(value, str) else _enc.encode(value)
+    try:
+        return msgspec.json.decode(raw, type=TradeProposal)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def build_examples(feedback: list[dict[str, Any]],
+                   proposals: list[dict[str, Any]]) -> tuple[list[Example], dict[str, int]]:
+    """Join corrections with the proposals they correct (by transaction_id).
+
+    Returns the examples (newest correction per transaction wins) and counts of what was
+    skipped and why: a correction whose proposal is unknown has no prompt to train on, and
+    one whose corrected proposal does not validate is not a target worth learning.
+    """
+    by_tid = {p.get("transaction_id") or p.get("id"): p for p in proposals}
+    skipped = {"no_prompt": 0, "invalid_correction": 0, "duplicate": 0}
+    seen: set[str] = set()
+    out: list[Example] = []
+    for row in sorted(feedback, key=lambda r: str(r.get("timestamp") or ""), reverse=True):
+        tid = str(row.get("transaction_id") or "")
+        corrected = _proposal(row.get("corrected_proposal"))
+        if corrected is None:
+            skipped["invalid_correction"] += 1
+            continue
+        if tid in seen:
+            skipped["duplicate"] += 1
+            continue
+        prop = by_tid.get(tid)
+        if not prop or not prop.get("prompt"):
+            skipped["no_prompt"] += 1
+            continue
+        seen.add(tid)
+        original = _proposal(prop.get("phi3_proposal"))
+        chosen = _enc.encode(corrected).decode()
+        rejected = _enc.encode(original).decode() if original is not None else None
+        out.append(Example(id=str(row.get("id") or tid), prompt=str(prop["prompt"]),
+                           chosen=chosen, rejected=rejected if rejected != chosen else None))
+    return out, skipped
+
+
+def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:
+    """Hold out about `eval_fraction` of the examples, chosen by a hash of their id (stable:
+    an example stays on its side as new ones arrive), at least one on each side."""
+    def bucket(e: Example) -> float:
+        return int(hashlib.sha1(e.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    held = [e for e in examples if bucket(e) < eval_fraction]
+    train = [e for e in examples if bucket(e) >= eval_fraction]
+    if not held and len(train) > 1:
+        held, train = [train[-1]], train[:-1]
+    if not train and len(held) > 1:
+        train, held = held[:-1], [held[-1]]
+    return train, held

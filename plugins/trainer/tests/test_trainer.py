@@ -1,0 +1,202 @@
+"""The trainer on the tiny models, with the real feedback store and phi3 actor: corrections
+become an adapter that passes the gate, phi3 hot-loads it and proposes what the users
+corrected to; without new corrections, or without a gain, nothing is published."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from osiris_phi3.config import DEFAULT_SYSTEM
+from osiris_phi3.contracts import PHI3_COMPLETE, Phi3Completion
+from osiris_phi3.prompt import chat_prompt
+from osiris_trainer import TRAINER_TRAIN, TrainerConfig, TrainResult
+from osiris_trainer.dataset import build_examples, split
+
+from osiris_core import Unavailable
+from osiris_core.contracts import (
+    AdapterPublished,
+    ControlReply,
+    FeedbackAck,
+    ProposalCreated,
+    StoreQuery,
+    StoreRows,
+    TradeProposal,
+)
+from osiris_core.subjects import (
+    ADAPTERS_PUBLISHED,
+    FEEDBACK_SUBMIT,
+    PHI3_GENERATE,
+    PROPOSAL_CREATED,
+    STORE_QUERY,
+    control,
+)
+
+TARGET = TradeProposal(ticker="ZZZ", action="hold", side="LONG", new_stop_pct=2.0,
+                       new_target_pct=6.0, confidence=0.8, rationale="steady")
+N = 10
+
+
+def _tables(tiny: Path, **trainer: Any) -> dict[str, dict[str, Any]]:
+    return {"phi3": {"model": str(tiny / "phi3-onnx"), "provider": "cpu", "few_shot": 0},
+            "trainer": {"base_model": str(tiny / "phi3"), "schedule": "", "sft_steps": 40,
+                        "dpo_steps": 10, "min_examples": 4, **trainer}}
+
+
+async def _train(bus: Any, force: bool = False) -> TrainResult:
+    res: TrainResult = await bus.request(TRAINER_TRAIN, {"force": force}, reply_type=TrainResult,
+                                         timeout=300)
+    return res
+
+
+async def _rows(bus: Any, table: str, at_least: int) -> list[dict[str, Any]]:
+    for _ in range(600):
+        rows = (await bus.request(STORE_QUERY, StoreQuery(table=table, limit=1000),
+                                  reply_type=StoreRows, timeout=10)).rows
+        if len(rows) >= at_least:
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{table}: fewer than {at_least} rows")
+
+
+async def _phi3_adapter(bus: Any) -> Any:
+    reply = await bus.request(control("phi3"), {"op": "status"}, reply_type=ControlReply,
+                              timeout=30)
+    return reply.status.facts.get("adapter")
+
+
+def _prompt(i: int) -> str:
+    return f"Stock {i} moved {i}.5% today on volume {1000 + i}."
+
+
+async def test_corrections_become_an_adapter_that_phi3_hot_loads(
+        tiny_models: Path, osiris_config: Any, osiris_runtime: Any, bus: Any) -> None:
+    cfg = osiris_config(plugins=["feedback", "phi3", "trainer"], tables=_tables(tiny_models))
+    published: list[AdapterPublished] = []
+
+    async def on_published(msg: Any) -> None:
+        published.append(msgspec.json.decode(msg.data, type=AdapterPublished))
+
+    sub = await bus.nc.subscribe(str(ADAPTERS_PUBLISHED), cb=on_published)
+    async with osiris_runtime(cfg):
+        first = await _train(bus)
+        assert not first.published and "no corrections in the feedback store yet" in first.reason
+
+        # what phi3 proposed (random tiny model), then what the users corrected it to
+        for i in range(N):
+            original = await bus.request(PHI3_GENERATE, {"prompt": _prompt(i), "max_length": 200},
+                                         reply_type=TradeProposal, timeout=60)
+            await bus.publish(PROPOSAL_CREATED, ProposalCreated(
+                transaction_id=f"t{i}", timestamp=f"2026-12-01T00:00:{i:02d}+00:00",
+                prompt=_prompt(i), phi3_proposal=original), msg_id=f"t{i}")
+        await _rows(bus, "proposals", N)
+        before = [await bus.request(PHI3_GENERATE, {"prompt": _prompt(i), "max_length": 200},
+                                    reply_type=TradeProposal, timeout=60) for i in range(3)]
+        assert all(p.ticker != "ZZZ" for p in before)
+        raw = chat_prompt(DEFAULT_SYSTEM, _prompt(0))
+        base_text = (await bus.request(PHI3_COMPLETE, {"prompt": raw, "max_length": 24},
+                                       reply_type=Phi3Completion, timeout=60)).generated_text
+        for i in range(N):
+            ack = await bus.request(FEEDBACK_SUBMIT, {
+                "transaction_id": f"t{i}", "feedback_type": "correction",
+                "corrected_proposal": msgspec.to_builtins(TARGET)}, reply_type=FeedbackAck)
+            assert ack.transaction_known
+        await bus.request(FEEDBACK_SUBMIT, {"transaction_id": "nowhere", "feedback_type":
+                                            "correction",
+                                            "corrected_proposal": msgspec.to_builtins(TARGET)})
+        await _rows(bus, "feedback", N + 1)
+
+        res = await _train(bus)
+        assert res.published, res.reason
+        assert res.examples == N and res.train_examples + res.eval_examples == N
+        assert res.metrics["nll_after"] < res.metrics["nll_before"]
+        assert {"load", "sft", "dpo", "eval_after", "export"} <= set(res.phases_s)
+        assert res.path and res.path.endswith(".onnx_adapter")
+        assert await asyncio.to_thread(os.path.isfile, res.path)
+        for _ in range(600):  # phi3 applies the durable event
+            if await _phi3_adapter(bus) == res.version:
+                break
+            await asyncio.sleep(0.05)
+        assert await _phi3_adapter(bus) == res.version
+        assert [p.version for p in published] == [res.version]
+
+        # served proposals now follow the corrections, for prompts it trained on and not
+        after = [await bus.request(PHI3_GENERATE, {"prompt": _prompt(i), "max_length": 200},
+                                   reply_type=TradeProposal, timeout=60) for i in (0, 1, 42)]
+        assert [p.ticker for p in after] == ["ZZZ", "ZZZ", "ZZZ"]
+        text = (await bus.request(PHI3_COMPLETE, {"prompt": raw, "max_length": 24},
+                                  reply_type=Phi3Completion, timeout=60)).generated_text
+        assert text != base_text and "ZZZ" in text
+
+        again = await _train(bus)  # nothing new since: no run
+        assert not again.published and "no new corrections" in again.reason
+
+    # restarted with a learning rate of 0, a forced run can only reproduce the base model:
+    # worse than the adapter in service, so the gate holds it back
+    cfg0 = osiris_config(plugins=["feedback", "phi3", "trainer"], name="lr0.toml",
+                         tables=_tables(tiny_models, learning_rate=0.0))
+    async with osiris_runtime(cfg0):
+        assert await _phi3_adapter(bus) == res.version  # phi3 restored it at start
+        cli = [sys.executable, "-c", "from osiris_core.cli import main; main()", "train",
+               "-c", str(cfg0.path)]
+        status = await asyncio.to_thread(subprocess.run, cli, capture_output=True, text=True,
+                                         timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert f"adapter    {res.version}" in status.stdout
+        assert "no new corrections" in status.stdout  # the last run survived the restart
+        now = await asyncio.to_thread(subprocess.run, [*cli, "--now"], capture_output=True,
+                                      text=True, timeout=120)
+        assert now.returncode == 1 and "not published: no new corrections" in now.stdout
+        forced = await _train(bus, force=True)
+        assert not forced.published and "did not beat" in forced.reason, forced.reason
+        assert forced.metrics["nll_after"] > res.metrics["nll_after"]
+        assert await _phi3_adapter(bus) == res.version
+    await sub.unsubscribe()
+    assert len(published) == 1
+
+
+async def test_without_a_base_model_the_reason_is_said(
+        tiny_models: Path, osiris_config: Any, osiris_runtime: Any, bus: Any) -> None:
+    cfg = osiris_config(plugins=["trainer"], tables={"trainer": {"schedule": ""}})
+    async with osiris_runtime(cfg):
+        with pytest.raises(Unavailable, match=r"base model not set \(set \[plugins.trainer\]"):
+            await _train(bus)
+        reply = await bus.request(control("trainer"), {"op": "status"}, reply_type=ControlReply)
+        assert reply.status.state == "running"
+
+
+def test_examples_join_corrections_to_their_prompts_and_split_stably() -> None:
+    target = msgspec.json.encode(TARGET).decode()
+    feedback = [{"id": f"f{i}", "transaction_id": f"t{i}", "corrected_proposal": target,
+                 "timestamp": f"2026-12-01T00:00:{i:02d}"} for i in range(20)]
+    feedback += [{"id": "x", "transaction_id": "t0", "corrected_proposal": target,
+                  "timestamp": "2026-11-01"},  # older correction of the same proposal
+                 {"id": "y", "transaction_id": "t1", "corrected_proposal": '{"ticker": 1}',
+                  "timestamp": "2026-12-02"},
+                 {"id": "z", "transaction_id": "gone", "corrected_proposal": target}]
+    proposals = [{"id": f"t{i}", "transaction_id": f"t{i}", "prompt": _prompt(i),
+                  "phi3_proposal": target if i == 3 else msgspec.to_builtins(
+                      msgspec.structs.replace(TARGET, ticker="AAA"))} for i in range(20)]
+    examples, skipped = build_examples(feedback, proposals)
+    assert len(examples) == 20
+    assert skipped == {"no_prompt": 1, "invalid_correction": 1, "duplicate": 1}
+    by_id = {e.id: e for e in examples}
+    assert by_id["f5"].prompt == _prompt(5) and '"ZZZ"' in by_id["f5"].chosen
+    assert '"AAA"' in (by_id["f5"].rejected or "")
+    assert by_id["f3"].rejected is None  # the correction equals the original: no pair
+    train, held = split(examples, 0.25)
+    assert train and held and len(train) + len(held) == 20
+    train2, held2 = split(examples + [examples[0]], 0.25)
+    assert {e.id for e in held} <= {e.id for e in held2}
+
+
+def test_config_rejects_a_bad_schedule() -> None:
+    with pytest.raises(ValueError, match="schedule '25:00' is not HH:MM"):
+        TrainerConfig(schedule="25:00")
+    assert TrainerConfig(schedule="").schedule == ""
