@@ -64,11 +64,8 @@ def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
     return model, tok
 
 
-_system = ""
-
-
-def prompt_text(e: Example) -> str:
-    return chat_prompt(_system, e.prompt)
+def prompt_text(e: Example, system: str) -> str:
+    return chat_prompt(system, e.prompt)
 
 
 def _logprob(model: Any, tok: Any, prompt: str, completion: str, max_length: int) -> tuple[float, int]:
@@ -88,18 +85,18 @@ def _logprob(model: Any, tok: Any, prompt: str, completion: str, max_length: int
     return float(picked.sum()), n_c
 
 
-def evaluate(model: Any, tok: Any, held: list[Example], max_length: int) -> dict[str, float]:
+def evaluate(model: Any, tok: Any, held: list[Example], cfg: TrainerConfig) -> dict[str, float]:
     """Held-out loss of the corrections (mean NLL per token) and, where the original proposal
     is known, how often the model prefers the correction to it."""
     model.eval()
     nll, n_tok, wins, pairs = 0.0, 0, 0, 0
     for e in held:
-        p = prompt_text(e)
-        lp, n = _logprob(model, tok, p, e.chosen, max_length)
+        p = prompt_text(e, cfg.system_prompt)
+        lp, n = _logprob(model, tok, p, e.chosen, cfg.max_length)
         nll -= lp
         n_tok += n
         if e.rejected is not None:
-            lr, m = _logprob(model, tok, p, e.rejected, max_length)
+            lr, m = _logprob(model, tok, p, e.rejected, cfg.max_length)
             pairs += 1
             wins += int(lp / max(n, 1) > lr / max(m, 1))
     out = {"nll": nll / max(n_tok, 1)}
@@ -122,7 +119,8 @@ def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], device: 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    data = Dataset.from_list([{"prompt": prompt_text(e), "completion": e.chosen + tok.eos_token}
+    data = Dataset.from_list([{"prompt": prompt_text(e, cfg.system_prompt),
+                               "completion": e.chosen + tok.eos_token}
                               for e in train])
     args = SFTConfig(**_common_args(cfg, device, work, cfg.sft_steps),
                      completion_only_loss=True)
@@ -136,7 +134,7 @@ def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], device: 
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    data = Dataset.from_list([{"prompt": prompt_text(e), "chosen": e.chosen,
+    data = Dataset.from_list([{"prompt": prompt_text(e, cfg.system_prompt), "chosen": e.chosen,
                                "rejected": e.rejected} for e in pairs])
     args = DPOConfig(**_common_args(cfg, device, work, cfg.dpo_steps), beta=cfg.dpo_beta)
     # a PEFT model with no ref_model: the reference is the same weights with the adapter
@@ -178,8 +176,6 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         phases[name] = round(now - t, 3)
         t = now
 
-    global _system
-    _system = cfg.system_prompt
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     say(f"loading {base} on {device}" + (" (4-bit QLoRA)" if device == "cuda" and cfg.qlora else ""))
@@ -187,10 +183,10 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
     phase("load")
     if current_peft is not None:
         serving = PeftModel.from_pretrained(model, str(current_peft), adapter_name="serving")
-        before = evaluate(serving, tok, held, cfg.max_length)
+        before = evaluate(serving, tok, held, cfg)
         model = serving.unload()  # back to the plain base for the new adapter
     else:
-        before = evaluate(model, tok, held, cfg.max_length)
+        before = evaluate(model, tok, held, cfg)
     phase("eval_before")
     say(f"in service: held-out loss {before['nll']:.4f}"
         + (f", preference accuracy {before['pref_acc']:.2f}" if "pref_acc" in before else ""))
@@ -207,7 +203,7 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
             say(f"DPO: {len(pairs)} pairs (correction vs original), {cfg.dpo_steps} steps")
             metrics["dpo_loss"] = dpo(cfg, peft, tok, pairs, device, work)
             phase("dpo")
-    after = evaluate(peft, tok, held, cfg.max_length)
+    after = evaluate(peft, tok, held, cfg)
     phase("eval_after")
     metrics["nll_after"] = after["nll"]
     if "pref_acc" in before:
