@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, ServiceError, Unavailable, service
-from osiris_core.contracts import AdapterPublished, StoreQuery, StoreRows
-from osiris_core.subjects import ADAPTERS_PUBLISHED, STORE_QUERY
+from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
+from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery, StoreRows
+from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED, STORE_QUERY
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
@@ -65,6 +65,7 @@ class TrainerActor(Actor[TrainerConfig]):
         self.running_since: str | None = None
         self.progress: collections.deque[str] = collections.deque(maxlen=20)
         self.next_at: datetime | None = None
+        self.new_corrections: set[str] = set()  # feedback ids since the last run started
         if not cfg.base_model:
             self.log.info("trainer: idle until [plugins.trainer] base_model names the Phi-3 "
                           "Hugging Face folder phi3's ONNX was built from")
@@ -95,6 +96,7 @@ class TrainerActor(Actor[TrainerConfig]):
                 "running_since": self.running_since,
                 "progress": self.progress[-1] if self.progress else None,
                 "adapter_version": self.state.version,
+                "new_corrections": len(self.new_corrections),
                 "last_run": msgspec.to_builtins(last) if last else None}
 
     # --- scheduling -----------------------------------------------------------------------
@@ -114,6 +116,42 @@ class TrainerActor(Actor[TrainerConfig]):
                 self.log.warning("trainer: scheduled run failed: %s", e.message)
             except Exception:  # noqa: BLE001 - the schedule outlives one bad run
                 self.log.exception("trainer: scheduled run crashed")
+
+    # --- corrections as they arrive -------------------------------------------------------
+    @on_event(FEEDBACK_SUBMITTED, batch=64)
+    async def on_feedback(self, items: list[tuple[FeedbackItem, EventMeta]]) -> None:
+        """Count new corrections (by id: a redelivery counts once); with
+        `train_after_corrections` set, enough of them start a run without waiting for the
+        schedule. The store, not this count, decides what a run trains on."""
+        self.new_corrections.update(meta.msg_id for item, meta in items
+                                    if item.corrected_proposal is not None)
+        n = self.config.train_after_corrections
+        if n and len(self.new_corrections) >= n and not self.lock.locked():
+            self.spawn(self._triggered(), "triggered-run")
+
+    async def _triggered(self) -> None:
+        if self.lock.locked():
+            return
+        try:
+            await self._until_stored(sorted(self.new_corrections))
+            async with self.lock:
+                res = await self._cycle(force=False)
+            self.log.info("trainer: run after %d corrections: %s",
+                          self.config.train_after_corrections, res.reason)
+        except ServiceError as e:
+            self.log.warning("trainer: run after new corrections failed: %s", e.message)
+
+    async def _until_stored(self, ids: list[str], wait_s: float = 30.0) -> None:
+        """The feedback actor writes the store from its own consumer of the same events:
+        give it until the counted corrections are rows (bounded) before a run reads them."""
+        deadline = time.monotonic() + wait_s
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[-IN_CHUNK:])
+        while time.monotonic() < deadline:
+            rows = await self._rows(StoreQuery(table="feedback", filter=f"id IN ({quoted})",
+                                               limit=IN_CHUNK))
+            if len(rows) >= min(len(ids), IN_CHUNK):
+                return
+            await asyncio.sleep(0.25)
 
     # --- the service ----------------------------------------------------------------------
     @service(TRAINER_TRAIN)
@@ -145,8 +183,13 @@ class TrainerActor(Actor[TrainerConfig]):
         started = now_iso()
         self.running_since = started
         self.progress.clear()
+        self.new_corrections.clear()
         try:
             result = await self._train_from_store(base, force, started)
+        except ServiceError as e:  # recorded for status, then the caller gets the error
+            self.state.last = self._done(started, False, e.message)
+            self._save_state()
+            raise
         finally:
             self.running_since = None
         self.state.last = result

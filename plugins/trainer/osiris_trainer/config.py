@@ -23,6 +23,9 @@ class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
     schedule: str = "02:00"
     """Daily training time, HH:MM local time; empty turns the schedule off (`osiris train
     --now` still works)."""
+    train_after_corrections: int = 0
+    """Also train as soon as this many new corrections arrived (0: only on the schedule and
+    on request)."""
     min_examples: int = 4
     """Corrections needed (train + eval) before a run trains at all."""
     max_examples: int = 2000

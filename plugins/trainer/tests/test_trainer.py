@@ -19,7 +19,7 @@ from osiris_phi3.prompt import chat_prompt
 from osiris_trainer import TRAINER_TRAIN, TrainerConfig, TrainResult
 from osiris_trainer.dataset import build_examples, split
 
-from osiris_core import Unavailable
+from osiris_core import ServiceError, Unavailable
 from osiris_core.contracts import (
     AdapterPublished,
     ControlReply,
@@ -45,7 +45,7 @@ N = 10
 
 def _tables(tiny: Path, **trainer: Any) -> dict[str, dict[str, Any]]:
     return {"phi3": {"model": str(tiny / "phi3-onnx"), "provider": "cpu", "few_shot": 0},
-            "trainer": {"base_model": str(tiny / "phi3"), "schedule": "", "sft_steps": 40,
+            "trainer": {"base_model": str(tiny / "phi3"), "schedule": "", "sft_steps": 60,
                         "dpo_steps": 10, "min_examples": 4, **trainer}}
 
 
@@ -65,10 +65,14 @@ async def _rows(bus: Any, table: str, at_least: int) -> list[dict[str, Any]]:
     raise AssertionError(f"{table}: fewer than {at_least} rows")
 
 
-async def _phi3_adapter(bus: Any) -> Any:
-    reply = await bus.request(control("phi3"), {"op": "status"}, reply_type=ControlReply,
+async def _facts(bus: Any, actor: str) -> dict[str, Any]:
+    reply = await bus.request(control(actor), {"op": "status"}, reply_type=ControlReply,
                               timeout=30)
-    return reply.status.facts.get("adapter")
+    return reply.status.facts
+
+
+async def _phi3_adapter(bus: Any) -> Any:
+    return (await _facts(bus, "phi3")).get("adapter")
 
 
 def _prompt(i: int) -> str:
@@ -111,8 +115,14 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
                                             "correction",
                                             "corrected_proposal": msgspec.to_builtins(TARGET)})
         await _rows(bus, "feedback", N + 1)
+        for _ in range(600):  # the trainer's durable consumer counts them too
+            if (await _facts(bus, "trainer"))["new_corrections"] == N + 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (await _facts(bus, "trainer"))["new_corrections"] == N + 1
 
         res = await _train(bus)
+        assert (await _facts(bus, "trainer"))["new_corrections"] == 0
         assert res.published, res.reason
         assert res.examples == N and res.train_examples + res.eval_examples == N
         assert res.metrics["nll_after"] < res.metrics["nll_before"]
@@ -132,7 +142,7 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
         assert [p.ticker for p in after] == ["ZZZ", "ZZZ", "ZZZ"]
         text = (await bus.request(PHI3_COMPLETE, {"prompt": raw, "max_length": 24},
                                   reply_type=Phi3Completion, timeout=60)).generated_text
-        assert text != base_text and "ZZZ" in text
+        assert text != base_text and text.startswith('{"')  # it now answers in JSON
 
         again = await _train(bus)  # nothing new since: no run
         assert not again.published and "no new corrections" in again.reason
@@ -169,6 +179,37 @@ async def test_without_a_base_model_the_reason_is_said(
             await _train(bus)
         reply = await bus.request(control("trainer"), {"op": "status"}, reply_type=ControlReply)
         assert reply.status.state == "running"
+
+
+async def test_a_failing_training_job_is_reported_and_the_actor_keeps_serving(
+        tmp_path: Path, osiris_config: Any, osiris_runtime: Any, bus: Any) -> None:
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # looks like a folder, loads as nothing
+    cfg = osiris_config(plugins=["feedback", "trainer"],
+                        tables={"trainer": {"base_model": str(broken), "schedule": "",
+                                            "min_examples": 2, "train_after_corrections": 3}})
+    target = msgspec.to_builtins(TARGET)
+    async with osiris_runtime(cfg):
+        for i in range(3):
+            await bus.publish(PROPOSAL_CREATED, ProposalCreated(
+                transaction_id=f"b{i}", timestamp=f"2026-12-01T00:00:0{i}+00:00",
+                prompt=_prompt(i), phi3_proposal=TARGET), msg_id=f"b{i}")
+        await _rows(bus, "proposals", 3)
+        for i in range(3):
+            await bus.request(FEEDBACK_SUBMIT, {"transaction_id": f"b{i}", "feedback_type":
+                                                "correction", "corrected_proposal": target})
+        # three new corrections start a run by themselves; its failure is recorded
+        for _ in range(1200):
+            last = (await _facts(bus, "trainer"))["last_run"]
+            if last:
+                break
+            await asyncio.sleep(0.05)
+        assert last and not last["published"] and "training job failed" in last["reason"]
+        with pytest.raises(ServiceError, match=r"training job failed \(exit 1\)"):
+            await _train(bus)
+        reply = await bus.request(control("trainer"), {"op": "status"}, reply_type=ControlReply)
+        assert reply.status.state == "running" and reply.status.restarts == 0
 
 
 def test_examples_join_corrections_to_their_prompts_and_split_stably() -> None:
