@@ -27,7 +27,7 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 from .config import Phi3Config
 from .contracts import PHI3_COMPLETE, Phi3Completion
 from .engine import Phi3Engine
-from .prompt import chat_prompt
+from .prompt import chat_prompt, user_prompt
 from .schema import SCHEMA_JSON, validate
 
 
@@ -158,13 +158,8 @@ class Phi3(Actor[Phi3Config]):
         self._require_loaded()
 
     def _prompt(self, prompt: str, examples: list[TradeProposal]) -> str:
-        parts = []
-        if examples:
-            parts.append("Corrected proposals from earlier feedback (follow their style):")
-            parts += [msgspec.json.encode(p).decode() for p in examples]
-            parts.append("")
-        parts.append(prompt)
-        return chat_prompt(self.config.system_prompt, "\n".join(parts))
+        shots = [msgspec.json.encode(p).decode() for p in examples]
+        return chat_prompt(self.config.system_prompt, user_prompt(prompt, shots))
 
     async def _few_shot(self) -> list[TradeProposal]:
         """Latest corrected proposals (seed 004); none when no feedback actor answers."""

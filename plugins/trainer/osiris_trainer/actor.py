@@ -23,7 +23,7 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED, STORE_Q
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
-from .dataset import build_examples, split
+from .dataset import build_examples, split, with_few_shot
 from .job import PROGRESS, JobSpec
 
 STATE_FILE = "trainer-state.json"
@@ -222,7 +222,7 @@ class TrainerActor(Actor[TrainerConfig]):
                               f"{len(examples)} usable corrections, {max(cfg.min_examples, 2)} "
                               "needed" + (f" (skipped: {why_skipped})" if why_skipped else ""),
                               examples=len(examples))
-        train, held = split(examples, cfg.eval_fraction)
+        train, held = split(with_few_shot(examples, cfg.few_shot), cfg.eval_fraction)
         version = "v" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         out_dir = self.root / version
         outcome = await self._run_job(JobSpec(

@@ -53,6 +53,9 @@ class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
     """The gate: held-out loss of the corrections must fall by at least this fraction
     against the adapter in service (or the base model), and preference accuracy must not
     drop. Otherwise nothing is published."""
+    few_shot: int = 3
+    """Must equal `[plugins.phi3] few_shot`: phi3 prepends that many recent corrections to
+    each prompt, so training prompts carry them too."""
     system_prompt: str = DEFAULT_SYSTEM
     """Must equal `[plugins.phi3] system_prompt`: the adapter learns the prompt phi3 sends."""
     seed: int = 0

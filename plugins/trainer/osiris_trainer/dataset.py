@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from osiris_phi3.prompt import user_prompt
 
 from osiris_core.contracts import TradeProposal
 
@@ -66,6 +67,19 @@ def build_examples(feedback: list[dict[str, Any]],
         out.append(Example(id=str(row.get("id") or tid), prompt=str(prop["prompt"]),
                            chosen=chosen, rejected=rejected if rejected != chosen else None))
     return out, skipped
+
+
+def with_few_shot(examples: list[Example], n: int) -> list[Example]:
+    """Each prompt as phi3 serves it: up to `n` of the newest *other* corrections prepended
+    as few-shot examples (`examples` newest first, as `build_examples` returns them)."""
+    if n <= 0:
+        return examples
+    out = []
+    for e in examples:
+        shots = [x.chosen for x in examples if x.id != e.id][:n]
+        out.append(Example(id=e.id, prompt=user_prompt(e.prompt, shots), chosen=e.chosen,
+                           rejected=e.rejected))
+    return out
 
 
 def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:

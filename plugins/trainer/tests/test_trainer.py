@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from osiris_phi3.config import DEFAULT_SYSTEM
 from osiris_phi3.contracts import PHI3_COMPLETE, Phi3Completion
-from osiris_phi3.prompt import chat_prompt
+from osiris_phi3.prompt import FEW_SHOT_HEADER, chat_prompt, user_prompt
 from osiris_trainer import TRAINER_TRAIN, TrainerConfig, TrainResult
-from osiris_trainer.dataset import build_examples, split
+from osiris_trainer.dataset import Example, build_examples, split, with_few_shot
 
 from osiris_core import ServiceError, Unavailable
 from osiris_core.contracts import (
@@ -45,7 +45,8 @@ N = 10
 
 def _tables(tiny: Path, **trainer: Any) -> dict[str, dict[str, Any]]:
     return {"phi3": {"model": str(tiny / "phi3-onnx"), "provider": "cpu", "few_shot": 0},
-            "trainer": {"base_model": str(tiny / "phi3"), "schedule": "", "sft_steps": 60,
+            "trainer": {"base_model": str(tiny / "phi3"), "schedule": "", "few_shot": 0,
+                        "sft_steps": 60,
                         "dpo_steps": 10, "min_examples": 4, **trainer}}
 
 
@@ -235,6 +236,16 @@ def test_examples_join_corrections_to_their_prompts_and_split_stably() -> None:
     assert train and held and len(train) + len(held) == 20
     train2, held2 = split(examples + [examples[0]], 0.25)
     assert {e.id for e in held} <= {e.id for e in held2}
+
+
+def test_training_prompts_carry_the_few_shot_corrections_phi3_would_prepend() -> None:
+    exs = [Example(id=f"f{i}", prompt=_prompt(i), chosen=f'{{"n": {i}}}', rejected=None)
+           for i in range(5)]  # newest first
+    shot = with_few_shot(exs, 2)
+    assert shot[0].prompt == user_prompt(_prompt(0), ['{"n": 1}', '{"n": 2}'])
+    assert shot[3].prompt == user_prompt(_prompt(3), ['{"n": 0}', '{"n": 1}'])
+    assert shot[3].prompt.startswith(FEW_SHOT_HEADER) and shot[3].prompt.endswith(_prompt(3))
+    assert with_few_shot(exs, 0) == exs
 
 
 def test_config_rejects_a_bad_schedule() -> None:
