@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +47,28 @@ def _table(cells: list[ActorCell]) -> str:
     return "\n".join(lines)
 
 
-def prepare_plugins(config: Config) -> Config:
-    """Run every plugin's demo preparation; merge what they return into their tables.
+Hint = tuple[str, str, str]
+"""(plugin, osiris command line without `osiris`, what it shows): the demo's "try" lines."""
 
-    Values a user set in the config file win over what a plugin proposes.
+
+def prepare_plugins(config: Config) -> tuple[Config, list[Hint]]:
+    """Run every plugin's demo preparation; merge what they return into their tables and
+    collect the commands they suggest. Values a user set in the config file win over what a
+    plugin proposes.
     """
     loaded = load_plugins(None)
     prepares: list[tuple[str, Callable[[Path], dict[str, Any]]]] = []
-    loaded.call_each("register_demo",
-                     lambda rec: {"register": lambda fn: prepares.append((rec.name, fn))})
+    found: list[Hint] = []
+
+    def registrar(rec: Any) -> dict[str, Any]:
+        def register(fn: Callable[[Path], dict[str, Any]],
+                     hints: Sequence[tuple[str, str]] = ()) -> None:
+            prepares.append((rec.name, fn))
+            found.extend((rec.name, cmd, what) for cmd, what in hints)
+
+        return {"register": register}
+
+    loaded.call_each("register_demo", registrar)
     tables = {k: dict(v) for k, v in config.plugin_tables.items()}
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +80,7 @@ def prepare_plugins(config: Config) -> Config:
             print(f"demo: {name}: preparation failed: {type(e).__name__}: {e}", flush=True)
             continue
         tables[name] = {**proposed, **tables.get(name, {})}
-    return Config(config.settings, config.path, tables)
+    return Config(config.settings, config.path, tables), found
 
 
 def _osiris_command() -> str:
@@ -80,7 +93,7 @@ def _osiris_command() -> str:
     return os.path.relpath(full) if full.startswith(os.getcwd() + os.sep) else full
 
 
-def _where_to_look(runtime: Runtime) -> list[str]:
+def _where_to_look(runtime: Runtime, hints: list[Hint]) -> list[str]:
     env = f"OSIRIS_NATS_URL={runtime.nats_url} {_osiris_command()} "
     lines = ["", "open:"]
     gateway = None
@@ -108,9 +121,8 @@ def _where_to_look(runtime: Runtime) -> list[str]:
         "'{\"op\": \"status\"}'" if runtime.cells else "",
         f"  {env}db query-runs            # the orchestrator's run log (LanceDB)",
     ]
-    if any(c.name == "trainer" for c in runtime.cells):
-        lines.append(f"  {env}train --now              # corrections sent to /feedback/phi3/ "
-                     "→ an adapter for phi3")
+    running = {c.plugin for c in runtime.cells}
+    lines += [f"  {env}{cmd:<24} # {what}" for plugin, cmd, what in hints if plugin in running]
     lines += ["", "Ctrl-C stops the demo."]
     return lines
 
@@ -129,7 +141,7 @@ async def _heartbeat(runtime: Runtime, every: float) -> None:
 
 
 async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 15.0) -> None:
-    cfg = prepare_plugins(_demo_config(config))
+    cfg, hints = prepare_plugins(_demo_config(config))
     runtime = Runtime(cfg, load_all=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,7 +160,7 @@ async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 
         for r in skipped:
             print(f"plugin skipped: {r.name}: {r.error}", file=out)
         print(_table(runtime.cells), file=out)
-        print("\n".join(_where_to_look(runtime)), file=out, flush=True)
+        print("\n".join(_where_to_look(runtime, hints)), file=out, flush=True)
         beat = loop.create_task(_heartbeat(runtime, heartbeat_s))
         await _wait(stop, duration)
     finally:

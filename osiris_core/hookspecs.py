@@ -79,7 +79,8 @@ def register_demo(register: Callable[[Callable[[Path], dict[str, Any]]], None]) 
     (synchronously, in order, with its own progress output): it creates what the plugin needs
     under `data_dir` when absent (re-runs are no-ops) and returns settings for this plugin's
     `[plugins.<name>]` table, e.g. `{"model": str(data_dir / "models" / "phi3-onnx")}`.
-    Returns nothing.
+    `register(prepare, hints=[("train --now", "what it shows"), …])` also lists `osiris`
+    command lines the demo suggests once this plugin's actors run. Returns nothing.
     """
 
 

@@ -51,6 +51,7 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(tmp_path: Path
         assert "osiris demo — NATS at nats://127.0.0.1:" in text
         assert "plugin skipped: broken_import" in text  # reported, not fatal
         assert "demo: preparing slow" in text  # register_demo ran
+        assert "request test.slow.count '{\"n\": 3}'" in text  # and its hint is offered
         assert (tmp_path / "osiris_data" / "slow-demo-ready").read_text() == "ok"
         table = text[text.index("ACTOR"):text.index("open:")]
         rows = {ln.split()[0]: ln.split()[2] for ln in table.splitlines()[1:] if ln.strip()}
@@ -87,7 +88,8 @@ def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path)
 
     pytest.importorskip("osiris_testplugins")
     settings = OsirisSettings(data_dir=str(tmp_path / "data"))
-    proposed = prepare_plugins(Config(settings))
+    proposed, hints = prepare_plugins(Config(settings))
+    assert ("slow", "request test.slow.count '{\"n\": 3}'", "a token stream") in hints
     assert proposed.plugin_tables["slow"] == {"delay_s": 0.01}
-    mine = prepare_plugins(Config(settings, plugin_tables={"slow": {"delay_s": 2.0}}))
+    mine, _ = prepare_plugins(Config(settings, plugin_tables={"slow": {"delay_s": 2.0}}))
     assert mine.plugin_tables["slow"] == {"delay_s": 2.0}

@@ -49,4 +49,5 @@ def register_demo(register: Any) -> None:
         return {"base_model": str(root / "phi3"), "schedule": "", "min_examples": 2, "sft_steps": 30,
                 "dpo_steps": 10}
 
-    register(prepare)
+    register(prepare, hints=[("train --now",
+                              "corrections sent to /feedback/phi3/ → an adapter for phi3")])

@@ -104,4 +104,4 @@ def prepare_demo(data_dir: Any) -> dict[str, Any]:
 
 @hookimpl
 def register_demo(register: Any) -> None:
-    register(prepare_demo)
+    register(prepare_demo, hints=[("request test.slow.count '{\"n\": 3}'", "a token stream")])
