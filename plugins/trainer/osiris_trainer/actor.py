@@ -25,6 +25,7 @@ from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
 from .dataset import build_examples, split, with_few_shot
 from .job import PROGRESS, JobSpec
+from .train import Outcome
 
 STATE_FILE = "trainer-state.json"
 IN_CHUNK = 200  # transaction ids per `id IN (...)` store query
@@ -46,6 +47,11 @@ def next_run(schedule: str, now: datetime) -> datetime | None:
     hh, mm = (int(x) for x in schedule.split(":"))
     at = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
     return at if at > now else at + timedelta(days=1)
+
+
+def id_in(ids: list[str]) -> str:
+    """An `osiris.store.query` filter matching these ids (quotes doubled, SQL-style)."""
+    return "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
 
 
 def now_iso() -> str:
@@ -145,10 +151,9 @@ class TrainerActor(Actor[TrainerConfig]):
         """The feedback actor writes the store from its own consumer of the same events:
         give it until the counted corrections are rows (bounded) before a run reads them."""
         deadline = time.monotonic() + wait_s
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[-IN_CHUNK:])
+        where = id_in(ids[-IN_CHUNK:])
         while time.monotonic() < deadline:
-            rows = await self._rows(StoreQuery(table="feedback", filter=f"id IN ({quoted})",
-                                               limit=IN_CHUNK))
+            rows = await self._rows(StoreQuery(table="feedback", filter=where, limit=IN_CHUNK))
             if len(rows) >= min(len(ids), IN_CHUNK):
                 return
             await asyncio.sleep(0.25)
@@ -202,19 +207,18 @@ class TrainerActor(Actor[TrainerConfig]):
         feedback = await self._rows(StoreQuery(
             table="feedback", filter="corrected_proposal IS NOT NULL", limit=cfg.max_examples,
             order_by="timestamp", descending=True))
-        newest = max((str(r.get("timestamp") or "") for r in feedback), default="")
         if not feedback:
             return self._done(started, False, "no corrections in the feedback store yet "
                               "(feedback with a corrected_proposal)")
+        newest = max(str(r.get("timestamp") or "") for r in feedback)
         if not force and newest <= self.state.last_feedback_ts:
             return self._done(started, False, f"no new corrections since the last run "
                               f"({self.state.last_feedback_ts or 'none yet'}); force to retrain")
         tids = sorted({str(r.get("transaction_id")) for r in feedback})
         proposals: list[dict[str, Any]] = []
         for i in range(0, len(tids), IN_CHUNK):
-            ids = ", ".join("'" + t.replace("'", "''") + "'" for t in tids[i:i + IN_CHUNK])
-            proposals += await self._rows(StoreQuery(table="proposals", filter=f"id IN ({ids})",
-                                                     limit=IN_CHUNK))
+            proposals += await self._rows(StoreQuery(
+                table="proposals", filter=id_in(tids[i:i + IN_CHUNK]), limit=IN_CHUNK))
         examples, skipped = build_examples(feedback, proposals)
         why_skipped = ", ".join(f"{v} {k}" for k, v in skipped.items() if v)
         if len(examples) < max(cfg.min_examples, 2):
@@ -231,21 +235,21 @@ class TrainerActor(Actor[TrainerConfig]):
         self.state.last_feedback_ts = newest
         counts = {"examples": len(examples), "train_examples": len(train),
                   "eval_examples": len(held)}
-        if not outcome["passed"]:
-            return self._done(started, False, "not published: " + outcome["reason"],
-                              metrics=outcome["metrics"], phases_s=outcome["phases_s"], **counts)
-        evt = AdapterPublished(version=version, path=outcome["adapter_file"],
+        if not outcome.passed or outcome.adapter_file is None:
+            return self._done(started, False, "not published: " + outcome.reason,
+                              metrics=outcome.metrics, phases_s=outcome.phases_s, **counts)
+        evt = AdapterPublished(version=version, path=outcome.adapter_file,
                                base_model=str(base), created=now_iso(),
-                               metrics=outcome["metrics"])
+                               metrics=outcome.metrics)
         await self.publish(ADAPTERS_PUBLISHED, evt, msg_id=f"adapter-{version}")
         self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
         (out_dir / "report.json").write_text(json.dumps(
             {**msgspec.to_builtins(evt), **counts, "skipped": skipped,
-             "phases_s": outcome["phases_s"]}, indent=2))
+             "phases_s": outcome.phases_s}, indent=2))
         self._say(f"published {version}")
-        return self._done(started, True, "published: " + outcome["reason"], version=version,
-                          path=outcome["adapter_file"], metrics=outcome["metrics"],
-                          phases_s=outcome["phases_s"], **counts)
+        return self._done(started, True, "published: " + outcome.reason, version=version,
+                          path=outcome.adapter_file, metrics=outcome.metrics,
+                          phases_s=outcome.phases_s, **counts)
 
     def _done(self, started: str, published: bool, reason: str, **kw: Any) -> TrainResult:
         self._say(reason)
@@ -264,7 +268,7 @@ class TrainerActor(Actor[TrainerConfig]):
                               "corrections are read through osiris.store.query") from None
         return res.rows
 
-    async def _run_job(self, spec: JobSpec) -> dict[str, Any]:
+    async def _run_job(self, spec: JobSpec) -> Outcome:
         """Run `osiris_trainer.job` in a child process; its progress lines become ours."""
         with tempfile.TemporaryDirectory(prefix="osiris-trainer-") as tmp:
             spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
@@ -292,5 +296,4 @@ class TrainerActor(Actor[TrainerConfig]):
                 detail = "\n".join(tail)
                 raise ServiceError(f"training job failed (exit {code}) after "
                                    f"{time.perf_counter() - t0:.1f}s: {detail[-1500:]}")
-            out: dict[str, Any] = json.loads(result_file.read_text())
-            return out
+            return msgspec.json.decode(result_file.read_bytes(), type=Outcome)

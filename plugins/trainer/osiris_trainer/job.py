@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import msgspec
@@ -45,7 +44,7 @@ def main(argv: list[str]) -> int:
 
     outcome = run(spec.config, Path(spec.base_model), spec.train, spec.held, Path(spec.out_dir),
                   spec.version, Path(spec.current_peft) if spec.current_peft else None, say)
-    Path(argv[2]).write_bytes(msgspec.json.encode(asdict(outcome)))
+    Path(argv[2]).write_bytes(msgspec.json.encode(outcome))
     return 0
 
 
