@@ -1,11 +1,20 @@
-"""Model-actor benchmark on the tiny models (CPU): tokens/s and first-token latency.
+"""Model-actor benchmark (CPU): decode tokens/s and time to first token.
 
-Run from the repository root (builds the tiny models into build/tiny-models when absent):
+Run from the repository root:
 
-    .venv/bin/python bench/models.py            # median of 5
-    .venv/bin/python bench/models.py --quick    # median of 2
+    .venv/bin/python bench/models.py                 # the real small model (SmolLM2-135M), median of 5
+    .venv/bin/python bench/models.py --tiny          # the tiny models
+    .venv/bin/python bench/models.py --quick         # median of 2
 
-Rows (each a ratio to the baseline of its group, measured in the same run):
+Small model (builds build/small-models when absent). Rows, each a ratio to the baseline of its
+group, measured in the same run; llama.cpp (llama-cpp-python on the same GGUF) is a row when
+it is installed (see bench/RESULTS.md for the portable build):
+  phi3   GenAI int4 in-process, greedy, unguided (baseline) | the phi3 actor over NATS
+         (osiris.phi3.complete) | llama.cpp Q4_1
+  hermes transformers fp32 in-process (baseline) | the hermes actor over NATS | llama.cpp Q4_1
+  ttft   time to first token: one-token requests (phi3), first streamed chunk (hermes)
+
+Tiny models (`--tiny`), rows:
   phi3   torch greedy on the tiny Phi-3 (baseline) | ONNX fp32 (GenAI) greedy | ONNX int4 |
          GenAI JSON-schema guided vs unguided (same model, same prompt)
   hermes torch greedy in-process (baseline) | through the hermes actor over NATS | GPTQ 4-bit
@@ -160,9 +169,15 @@ def first_token_in_process(folder: Path, reps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tiny", action="store_true", help="the tiny models instead of the small one")
     args = ap.parse_args()
     reps = 2 if args.quick else 5
     sys.path.insert(0, str(ROOT))
+    if not args.tiny:
+        from small_models import main as small_main
+
+        small_main(reps)
+        return
     from osiris_models import build_tiny
     from osiris_phi3.schema import SCHEMA_JSON
 

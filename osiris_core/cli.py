@@ -102,18 +102,21 @@ def run(config_path: str | None, only: str | None) -> None:
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--status-every", type=float, default=15.0, show_default=True,
               help="Seconds between the one-line progress reports.")
-def demo(config_path: str | None, duration: float | None, status_every: float) -> None:
-    """The whole loop on CPU: tiny models, embedded NATS, every installed plugin.
+@click.option("--tiny", is_flag=True,
+              help="Run the random-weight tiny models (built in seconds) instead of the real "
+                   "small model (SmolLM2-135M-Instruct).")
+def demo(config_path: str | None, duration: float | None, status_every: float, tiny: bool) -> None:
+    """The whole loop on CPU: the real small model, embedded NATS, every installed plugin.
 
     Uses the built-in defaults (not ./osiris.toml) unless -c names a file.
     """
-    from .demo import run_demo
+    from .demo import DemoOptions, run_demo
 
     # the demo runs on the embedded defaults: a production ./osiris.toml (real checkpoints,
     # GPU budget) must not leak into it; -c opts in to a file explicitly
     config = load_config(config_path, search_cwd=False)
     setup_logging(config.settings.log_level)
-    run_async(run_demo(config, duration, status_every))
+    run_async(run_demo(config, duration, status_every, DemoOptions(tiny=tiny)))
 
 
 # --- catalogue and plugins --------------------------------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from .config import Config
@@ -17,7 +18,7 @@ from .plugins import load_plugins
 from .runtime import Runtime
 from .supervisor import ActorCell
 
-__all__ = ["run_demo"]
+__all__ = ["DemoOptions", "run_demo"]
 
 DEMO_PORT = 4222
 
@@ -47,21 +48,40 @@ def _table(cells: list[ActorCell]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the user asked of `osiris demo`, handed to each plugin's `prepare`."""
+
+    tiny: bool = False
+    """`--tiny`: the random-weight tiny models (seconds to build) instead of the real small
+    model."""
+
+
 Hint = tuple[str, str, str]
 """(plugin, osiris command line without `osiris`, what it shows): the demo's "try" lines."""
 
 
-def prepare_plugins(config: Config) -> tuple[Config, list[Hint]]:
+def _takes_options(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def prepare_plugins(config: Config, options: DemoOptions | None = None) -> tuple[Config, list[Hint]]:
     """Run every plugin's demo preparation; merge what they return into their tables and
     collect the commands they suggest. Values a user set in the config file win over what a
     plugin proposes.
     """
     loaded = load_plugins(None)
-    prepares: list[tuple[str, Callable[[Path], dict[str, Any]]]] = []
+    options = options or DemoOptions()
+    prepares: list[tuple[str, Callable[..., dict[str, Any]]]] = []
     found: list[Hint] = []
 
     def registrar(rec: Any) -> dict[str, Any]:
-        def register(fn: Callable[[Path], dict[str, Any]],
+        def register(fn: Callable[..., dict[str, Any]],
                      hints: Sequence[tuple[str, str]] = ()) -> None:
             prepares.append((rec.name, fn))
             found.extend((rec.name, cmd, what) for cmd, what in hints)
@@ -75,7 +95,7 @@ def prepare_plugins(config: Config) -> tuple[Config, list[Hint]]:
     for name, prepare in prepares:
         print(f"demo: preparing {name} …", flush=True)
         try:
-            proposed = prepare(data_dir)
+            proposed = prepare(data_dir, options) if _takes_options(prepare) else prepare(data_dir)
         except Exception as e:  # noqa: BLE001 - one plugin's demo assets must not stop the rest
             print(f"demo: {name}: preparation failed: {type(e).__name__}: {e}", flush=True)
             continue
@@ -140,8 +160,9 @@ async def _heartbeat(runtime: Runtime, every: float) -> None:
               + (f" · not running: {', '.join(bad)}" if bad else ""), flush=True)
 
 
-async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 15.0) -> None:
-    cfg, hints = prepare_plugins(_demo_config(config))
+async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 15.0,
+                   options: DemoOptions | None = None) -> None:
+    cfg, hints = prepare_plugins(_demo_config(config), options)
     runtime = Runtime(cfg, load_all=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

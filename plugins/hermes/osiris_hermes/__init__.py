@@ -11,6 +11,9 @@ from .config import HermesConfig
 
 __all__ = ["HermesConfig"]
 
+DEMO_SYSTEM = ("You are a careful risk analyst. Answer in two or three plain English sentences: "
+               "the main risk of the trade, and whether its stop and target make sense.")
+
 
 @hookimpl
 def register_config(register: Any) -> None:
@@ -26,10 +29,13 @@ def register_actors(register: Any) -> None:
 
 @hookimpl
 def register_demo(register: Any) -> None:
-    def prepare(data_dir: Any) -> dict[str, Any]:
-        from osiris_models import build_tiny, default_tiny_dir
+    def prepare(data_dir: Any, options: Any) -> dict[str, Any]:
+        from osiris_models import demo_models
 
-        root = build_tiny(default_tiny_dir(data_dir), progress=lambda m: print(f"  {m}"))
-        return {"model": str(root / "hermes"), "device": "cpu"}
+        models = demo_models(data_dir, tiny=options.tiny, progress=lambda m: print(f"  {m}"))
+        out: dict[str, Any] = {"model": str(models.hermes), "device": "cpu"}
+        if models.kind == "small":
+            out["system_prompt"] = DEMO_SYSTEM
+        return out
 
     register(prepare)

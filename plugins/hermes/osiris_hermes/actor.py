@@ -221,8 +221,10 @@ class Hermes(Actor[HermesConfig]):
         try:
             out = await asyncio.to_thread(
                 engine.generate, ids, max_new_tokens=req.max_length,
-                temperature=req.temperature, top_p=req.top_p, on_token=on_token,
-                stop_flag=stop_flag)
+                temperature=self.config.temperature if req.temperature is None else req.temperature,
+                top_p=req.top_p, on_token=on_token, stop_flag=stop_flag,
+                repetition_penalty=self.config.repetition_penalty,
+                no_repeat_ngram_size=self.config.no_repeat_ngram_size)
         finally:
             queue.put_nowait(None)
             await pumper

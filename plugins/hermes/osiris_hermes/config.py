@@ -24,6 +24,12 @@ class HermesConfig(PluginConfig, frozen=True, kw_only=True):
     chat_template: bool = True
     """Wrap the prompt as one user turn with the tokenizer's chat template, when it has one."""
     system_prompt: str = ""
+    temperature: float = 0.0
+    """Sampling temperature when a request sets none; 0 decodes greedily (reproducible)."""
+    repetition_penalty: float = 1.1
+    """> 1 discourages repeated tokens (a small model otherwise loops); 1 turns it off."""
+    no_repeat_ngram_size: int = 4
+    """No n-gram of this many tokens is generated twice; 0 turns it off."""
     pause_mode: Literal["auto", "offload", "drop"] = "auto"
     """What pause does with the weights: `offload` moves them to CPU RAM, `drop` frees them
     (resume reloads from disk). `auto`: offload, except drop for quantised models and on CPU."""
@@ -31,3 +37,8 @@ class HermesConfig(PluginConfig, frozen=True, kw_only=True):
     """PEFT adapters loaded at start: name → folder. `adapter` picks the active one."""
     adapter: str = ""
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
+            raise ValueError("temperature must be >= 0, repetition_penalty > 0 and "
+                             "no_repeat_ngram_size >= 0")

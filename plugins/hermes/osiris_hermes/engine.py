@@ -284,7 +284,8 @@ class HermesEngine:
 
     def generate(self, prompt_ids: list[int], *, max_new_tokens: int, temperature: float | None,
                  top_p: float | None, on_token: Callable[[int], None] | None,
-                 stop_flag: threading.Event) -> list[int]:
+                 stop_flag: threading.Event, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> list[int]:
         """Generate (greedy unless temperature > 0); returns the new token ids."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -302,6 +303,10 @@ class HermesEngine:
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
                               "stopping_criteria": StoppingCriteriaList([_Stop()]),
                               "pad_token_id": self.tokenizer.pad_token_id}
+        if repetition_penalty != 1.0:
+            kw["repetition_penalty"] = repetition_penalty
+        if no_repeat_ngram_size > 0:
+            kw["no_repeat_ngram_size"] = no_repeat_ngram_size
         if sample:
             kw["temperature"] = temperature
             if top_p is not None:

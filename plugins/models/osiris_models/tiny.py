@@ -14,22 +14,15 @@ Layout (each step writes to a temporary folder and renames it, so a killed build
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-import time
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from osiris_core.quiet import quiet
+from .recipe import Progress, Recipe, staged
 
 RECIPE = 5  # bump when any step below changes what it writes
 SEED = 1234
-MANIFEST = "tiny.json"
 
 # what the tiny models look like (hidden 64, 2 layers: ~1k tok/s greedy in torch on CPU)
 HIDDEN, LAYERS, HEADS, INTERMEDIATE, CONTEXT = 64, 2, 4, 128, 4096
@@ -38,70 +31,6 @@ HIDDEN, LAYERS, HEADS, INTERMEDIATE, CONTEXT = 64, 2, 4, 128, 4096
 INIT_RANGE = 0.2
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-Progress = Callable[[str], None]
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {}
-    for pkg in ("torch", "transformers", "tokenizers", "peft", "gptqmodel", "onnxruntime-genai"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:  # noqa: BLE001
-            out[pkg] = "missing"
-    return out
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((root / MANIFEST).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def is_up_to_date(root: Path) -> bool:
-    """True when `root` holds a complete build of this recipe with these library versions."""
-    m = _read_manifest(root)
-    return (m.get("recipe") == RECIPE and m.get("versions") == _versions()
-            and set(m.get("done", [])) >= {name for name, _ in STEPS}
-            and all((root / p).exists() for p in m.get("outputs", [])))
-
-
-def is_complete(root: Path) -> bool:
-    """True when `root` holds every output of this recipe (built with any library versions)."""
-    m = _read_manifest(root)
-    return (m.get("recipe") == RECIPE and set(m.get("done", [])) >= {n for n, _ in STEPS}
-            and all((root / p).exists() for p in OUTPUTS))
-
-
-@contextmanager
-def _lock(root: Path) -> Any:
-    import fcntl
-
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextmanager
-def _staged(final: Path) -> Any:
-    """Yield a temp folder next to `final`; on success it replaces `final` atomically."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _seed() -> None:
@@ -119,7 +48,7 @@ def _seed() -> None:
 def step_tokenizer(root: Path) -> None:
     from .tokenizer import train_tokenizer
 
-    with _staged(root / "tokenizer") as tmp:
+    with staged(root / "tokenizer") as tmp:
         train_tokenizer().save(str(tmp / "tokenizer.json"))  # type: ignore[attr-defined]
 
 
@@ -146,7 +75,7 @@ def step_hermes(root: Path) -> None:
         pad_token_id=tok.token_to_id(PAD), tie_word_embeddings=False, torch_dtype="float32",
     )
     model = LlamaForCausalLM(cfg).eval().to(torch.float32)
-    with _staged(root / "hermes") as tmp:
+    with staged(root / "hermes") as tmp:
         model.save_pretrained(tmp)
         GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
                          pad_token_id=cfg.pad_token_id, do_sample=False).save_pretrained(tmp)
@@ -170,7 +99,7 @@ def step_hermes_gptq(root: Path) -> None:
     calib = [list(tok(s)["input_ids"]) for s in sentences(64, seed=7)]
     _seed()
     sink = io.StringIO()
-    with _staged(root / "hermes-gptq") as tmp, redirect_stdout(sink), redirect_stderr(sink):
+    with staged(root / "hermes-gptq") as tmp, redirect_stdout(sink), redirect_stderr(sink):
         qcfg = QuantizeConfig(bits=4, group_size=32, desc_act=False, sym=True, format="gptq")
         model = GPTQModel.load(str(src), qcfg, device="cpu")
         model.quantize(calib, batch_size=8)
@@ -197,7 +126,7 @@ def step_hermes_adapters(root: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     out = root / "hermes-adapters"
-    with _staged(out) as tmp:
+    with staged(out) as tmp:
         for i, name in enumerate(("a", "b")):
             base = AutoModelForCausalLM.from_pretrained(root / "hermes")
             _lora(base, LLAMA_LORA_TARGETS, SEED + i).save_pretrained(tmp / name)
@@ -221,7 +150,7 @@ def step_phi3(root: Path) -> None:
         tie_word_embeddings=False, torch_dtype="float32",
     )
     model = Phi3ForCausalLM(cfg).eval().to(torch.float32)
-    with _staged(root / "phi3") as tmp:
+    with staged(root / "phi3") as tmp:
         model.save_pretrained(tmp)
         GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
                          pad_token_id=cfg.pad_token_id, do_sample=False).save_pretrained(tmp)
@@ -231,7 +160,7 @@ def step_phi3(root: Path) -> None:
 def step_phi3_adapters(root: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    with _staged(root / "phi3-adapters") as tmp:
+    with staged(root / "phi3-adapters") as tmp:
         for i, name in enumerate(("a", "b")):
             base = AutoModelForCausalLM.from_pretrained(root / "phi3")
             _lora(base, PHI3_LORA_TARGETS, SEED + 10 + i).save_pretrained(tmp / name)
@@ -273,32 +202,14 @@ OUTPUTS = ["tokenizer", "hermes", "hermes-gptq", "hermes-adapters", "phi3", "phi
            "phi3-onnx", "phi3-adapters/a.onnx_adapter", "phi3-onnx-int4"]
 
 
+TINY = Recipe("tiny", RECIPE, STEPS, OUTPUTS)
+
+
+def is_complete(root: Path) -> bool:
+    """True when `root` holds every tiny output (built with any library versions)."""
+    return TINY.is_complete(root)
+
+
 def build_tiny(root: Path | str, progress: Progress | None = None, force: bool = False) -> Path:
     """Build every tiny model under `root` (a no-op when it is up to date) → `root`."""
-    root = Path(root).expanduser().resolve()
-    say = progress or (lambda _msg: None)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with _lock(root):
-        if not force and is_up_to_date(root):
-            say(f"tiny models in {root} are up to date")
-            return root
-        m = _read_manifest(root)
-        same = m.get("recipe") == RECIPE and m.get("versions") == _versions() and not force
-        done: list[str] = list(m.get("done", [])) if same else []
-        t_all = time.perf_counter()
-        for i, (name, fn) in enumerate(STEPS, 1):
-            if name in done:
-                say(f"[{i}/{len(STEPS)}] {name}: up to date")
-                continue
-            t0 = time.perf_counter()
-            say(f"[{i}/{len(STEPS)}] {name} …")
-            with quiet(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # third-party deprecations, not ours
-                fn(root)
-            done.append(name)
-            (root / MANIFEST).write_text(json.dumps(
-                {"recipe": RECIPE, "versions": _versions(), "done": done, "outputs": OUTPUTS},
-                indent=2))
-            say(f"[{i}/{len(STEPS)}] {name}: done in {time.perf_counter() - t0:.1f}s")
-        say(f"tiny models ready in {root} ({time.perf_counter() - t_all:.1f}s)")
-    return root
+    return TINY.build(root, progress, force)

@@ -32,10 +32,10 @@ def register_actors(register: Any) -> None:
 
 @hookimpl
 def register_demo(register: Any) -> None:
-    def prepare(data_dir: Any) -> dict[str, Any]:
-        from osiris_models import build_tiny, default_tiny_dir
+    def prepare(data_dir: Any, options: Any) -> dict[str, Any]:
+        from osiris_models import demo_models
 
-        root = build_tiny(default_tiny_dir(data_dir), progress=lambda m: print(f"  {m}"))
-        return {"model": str(root / "phi3-onnx"), "provider": "cpu"}
+        models = demo_models(data_dir, tiny=options.tiny, progress=lambda m: print(f"  {m}"))
+        return {"model": str(models.phi3), "provider": "cpu"}
 
     register(prepare)

@@ -27,8 +27,8 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 from .config import Phi3Config
 from .contracts import PHI3_COMPLETE, Phi3Completion
 from .engine import Phi3Engine
-from .prompt import chat_prompt, user_prompt
-from .schema import SCHEMA_JSON, validate
+from .prompt import chat_prompt, detect_format, user_prompt
+from .schema import named_tickers, proposal_schema, validate
 
 
 class Phi3(Actor[Phi3Config]):
@@ -38,6 +38,9 @@ class Phi3(Actor[Phi3Config]):
     async def on_start(self) -> None:
         path = Path(self.config.model or Path(self.ctx.data_dir) / "models" / "phi3-onnx")
         self.engine = Phi3Engine(path.expanduser(), self.config.provider)  # noqa: ASYNC240
+        c = self.config
+        self.chat_format = detect_format(path) if c.chat_format == "auto" else c.chat_format
+        self.schema_json = self._schema(None)
         self.slots = asyncio.Semaphore(max(1, self.config.parallel))
         self.adapter_lock = asyncio.Lock()
         self.load_error: str | None = None
@@ -79,7 +82,8 @@ class Phi3(Actor[Phi3Config]):
             "lora_inputs": e.has_lora_inputs, "load_s": e.load_s,
             # GenAI does not report its allocations; its weights dominate and are read whole
             "bytes_resident": self._weight_bytes() if e.loaded else 0,
-            "load_error": self.load_error, **self.stats, **self.last_pause,
+            "load_error": self.load_error, "chat_format": self.chat_format,
+            **self.stats, **self.last_pause,
         }
 
     def _weight_bytes(self) -> int:
@@ -104,16 +108,19 @@ class Phi3(Actor[Phi3Config]):
         examples = await self._few_shot()
         prompt = self._prompt(req.prompt, examples)
         ids = self.engine.encode(prompt, req.max_length)
+        schema = self._schema(req.prompt)
         last = ""
         truncated = False
         attempts = 1 + max(0, self.config.retries)
         for attempt in range(attempts):
-            temp = req.temperature if attempt == 0 else self.config.retry_temperature
+            first = self.config.temperature if req.temperature is None else req.temperature
+            temp = first if attempt == 0 else self.config.retry_temperature
             async with self.slots:
                 self._require_loaded()
                 _, text = await asyncio.to_thread(
-                    self.engine.generate, ids, max_new=req.max_length, schema=SCHEMA_JSON,
-                    adapter=self.active, temperature=temp, top_p=req.top_p, seed=attempt)
+                    self.engine.generate, ids, max_new=req.max_length, schema=schema,
+                    adapter=self.active, temperature=temp, top_p=req.top_p, seed=attempt,
+                    repetition_penalty=self.config.repetition_penalty)
             try:
                 proposal = validate(text)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -148,6 +155,17 @@ class Phi3(Actor[Phi3Config]):
                               usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
                                      "total_tokens": len(ids) + len(out)})
 
+    def _schema(self, prompt: str | None) -> str:
+        """The guidance for one request: the configured bounds and, with `ground_ticker`,
+        `ticker` narrowed to the symbols the caller's prompt names."""
+        c = self.config
+        tickers = named_tickers(prompt) if prompt and c.ground_ticker else None
+        if not tickers and hasattr(self, "schema_json"):
+            return self.schema_json
+        return json.dumps(proposal_schema(
+            max_stop_pct=c.max_stop_pct, max_target_pct=c.max_target_pct,
+            rationale_max_chars=c.rationale_max_chars, tickers=tickers))
+
     def _check(self, req: GenerateRequest) -> None:
         if req.max_length < 1 or req.max_length > self.config.max_new_tokens_cap:
             raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap}",
@@ -159,7 +177,7 @@ class Phi3(Actor[Phi3Config]):
 
     def _prompt(self, prompt: str, examples: list[TradeProposal]) -> str:
         shots = [msgspec.json.encode(p).decode() for p in examples]
-        return chat_prompt(self.config.system_prompt, user_prompt(prompt, shots))
+        return chat_prompt(self.config.system_prompt, user_prompt(prompt, shots), self.chat_format)
 
     async def _few_shot(self) -> list[TradeProposal]:
         """Latest corrected proposals (seed 004); none when no feedback actor answers."""

@@ -139,13 +139,16 @@ class Phi3Engine:
 
     def generate(self, ids: list[int], *, max_new: int, schema: str | None,
                  adapter: str | None, temperature: float | None = None,
-                 top_p: float | None = None, seed: int | None = None) -> tuple[list[int], str]:
+                 top_p: float | None = None, seed: int | None = None,
+                 repetition_penalty: float = 1.0) -> tuple[list[int], str]:
         import onnxruntime_genai as og
 
         if not self.loaded:
             raise Unavailable("phi3 model not loaded")
         params = og.GeneratorParams(self.model)
         opts: dict[str, Any] = {"max_length": len(ids) + max_new}
+        if repetition_penalty != 1.0:
+            opts["repetition_penalty"] = float(repetition_penalty)
         if temperature:
             opts.update(do_sample=True, temperature=float(temperature), top_k=0)
             if top_p is not None:

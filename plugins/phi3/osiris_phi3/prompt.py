@@ -1,13 +1,17 @@
-"""Phi-3's chat prompt, shared by the actor (serving) and the trainer (training), so an
+"""The chat prompt phi3 sends, shared by the actor (serving) and the trainer (training), so an
 adapter is trained on exactly the text it will see."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
-__all__ = ["chat_prompt", "user_prompt"]
+__all__ = ["ChatFormat", "chat_prompt", "detect_format", "user_prompt"]
 
 FEW_SHOT_HEADER = "Corrected proposals from earlier feedback (follow their style):"
+
+ChatFormat = Literal["phi3", "chatml"]
 
 
 def user_prompt(prompt: str, examples: Sequence[str]) -> str:
@@ -18,6 +22,23 @@ def user_prompt(prompt: str, examples: Sequence[str]) -> str:
     return "\n".join([FEW_SHOT_HEADER, *examples, "", prompt])
 
 
-def chat_prompt(system: str, user: str) -> str:
-    """Phi-3 chat markup up to the assistant's turn."""
+def chat_prompt(system: str, user: str, fmt: ChatFormat = "phi3") -> str:
+    """The chat markup of the model's family, up to the assistant's turn: Phi-3's
+    `<|system|>…<|end|>`, or ChatML's `<|im_start|>…<|im_end|>` (SmolLM2, Hermes, Qwen)."""
+    if fmt == "chatml":
+        return (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                "<|im_start|>assistant\n")
     return f"<|system|>\n{system}<|end|>\n<|user|>\n{user}<|end|>\n<|assistant|>\n"
+
+
+def detect_format(folder: Path | str) -> ChatFormat:
+    """The chat format of a model folder (Hugging Face or GenAI), read from its chat
+    template; Phi-3's when the folder names none."""
+    root = Path(folder)
+    text = ""
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        try:
+            text += (root / name).read_text()
+        except OSError:
+            continue
+    return "chatml" if "<|im_start|>" in text else "phi3"

@@ -41,13 +41,14 @@ def register_commands(cli: Any) -> None:
 
 @hookimpl
 def register_demo(register: Any) -> None:
-    def prepare(data_dir: Any) -> dict[str, Any]:
-        from osiris_models import build_tiny, default_tiny_dir
+    def prepare(data_dir: Any, options: Any) -> dict[str, Any]:
+        from osiris_models import demo_models
 
-        root = build_tiny(default_tiny_dir(data_dir), progress=lambda m: print(f"  {m}"))
+        from .config import settings_for
+
+        m = demo_models(data_dir, tiny=options.tiny, progress=lambda m: print(f"  {m}"))
         # the demo trains on request (`osiris train --now`), not at 02:00
-        return {"base_model": str(root / "phi3"), "schedule": "", "min_examples": 2, "sft_steps": 30,
-                "dpo_steps": 10}
+        return settings_for(m.kind, str(m.trainer_base), m.export_precision, m.target_modules)
 
     register(prepare, hints=[("train --now",
                               "corrections sent to /feedback/phi3/ → an adapter for phi3")])

@@ -25,7 +25,7 @@ from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
 from .dataset import build_examples, split, with_few_shot
 from .job import PROGRESS, JobSpec
-from .train import Outcome
+from .train import Outcome, report_shots
 
 STATE_FILE = "trainer-state.json"
 IN_CHUNK = 200  # transaction ids per `id IN (...)` store query
@@ -226,7 +226,9 @@ class TrainerActor(Actor[TrainerConfig]):
                               f"{len(examples)} usable corrections, {max(cfg.min_examples, 2)} "
                               "needed" + (f" (skipped: {why_skipped})" if why_skipped else ""),
                               examples=len(examples))
-        train, held = split(with_few_shot(examples, cfg.few_shot), cfg.eval_fraction)
+        train, held = split(examples, cfg.eval_fraction)
+        train, held = (with_few_shot(train, cfg.few_shot),
+                       with_few_shot(held, report_shots(cfg), pool=train))
         version = "v" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         out_dir = self.root / version
         outcome = await self._run_job(JobSpec(
@@ -237,7 +239,8 @@ class TrainerActor(Actor[TrainerConfig]):
                   "eval_examples": len(held)}
         if not outcome.passed or outcome.adapter_file is None:
             return self._done(started, False, "not published: " + outcome.reason,
-                              metrics=outcome.metrics, phases_s=outcome.phases_s, **counts)
+                              metrics=outcome.metrics, phases_s=outcome.phases_s,
+                              report=outcome.report, **counts)
         evt = AdapterPublished(version=version, path=outcome.adapter_file,
                                base_model=str(base), created=now_iso(),
                                metrics=outcome.metrics)
@@ -245,11 +248,11 @@ class TrainerActor(Actor[TrainerConfig]):
         self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
         (out_dir / "report.json").write_text(json.dumps(
             {**msgspec.to_builtins(evt), **counts, "skipped": skipped,
-             "phases_s": outcome.phases_s}, indent=2))
+             "phases_s": outcome.phases_s, "report": outcome.report}, indent=2))
         self._say(f"published {version}")
         return self._done(started, True, "published: " + outcome.reason, version=version,
                           path=outcome.adapter_file, metrics=outcome.metrics,
-                          phases_s=outcome.phases_s, **counts)
+                          phases_s=outcome.phases_s, report=outcome.report, **counts)
 
     def _done(self, started: str, published: bool, reason: str, **kw: Any) -> TrainResult:
         self._say(reason)

@@ -16,6 +16,7 @@ from osiris_core.subjects import control
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
+from .evaluate import report_table
 
 POLL_S = 1.0
 
@@ -76,6 +77,9 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
     elif isinstance(out, TrainResult):
         click.echo(("published " + str(out.version) if out.published else "not published")
                    + f": {out.reason}")
+        if out.report:
+            click.echo(f"held-out ({out.eval_examples} corrections the run did not train on):")
+            click.echo(report_table(out.report))
         for k, v in out.metrics.items():
             click.echo(f"  {k:<16} {v:.4f}")
         if out.path:

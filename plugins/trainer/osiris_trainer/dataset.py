@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -17,12 +17,19 @@ _enc = msgspec.json.Encoder()
 @dataclass(frozen=True)
 class Example:
     """One correction: the user text phi3 answered, the corrected proposal (chosen) and what
-    phi3 had proposed (rejected; None when the store lacks it)."""
+    phi3 had proposed (rejected; None when the store lacks it), with the few-shot corrections
+    phi3 would prepend to that text (`with_few_shot`)."""
 
     id: str
     prompt: str
     chosen: str
     rejected: str | None
+    shots: tuple[str, ...] = ()
+
+    def user_text(self, shots: int | None = None) -> str:
+        """The user turn phi3 sends: the prompt after its few-shot corrections (the first
+        `shots` of them; all when None)."""
+        return user_prompt(self.prompt, self.shots if shots is None else self.shots[:shots])
 
 
 def _proposal(value: Any) -> TradeProposal | None:
@@ -69,17 +76,16 @@ def build_examples(feedback: list[dict[str, Any]],
     return out, skipped
 
 
-def with_few_shot(examples: list[Example], n: int) -> list[Example]:
-    """Each prompt as phi3 serves it: up to `n` of the newest *other* corrections prepended
-    as few-shot examples (`examples` newest first, as `build_examples` returns them)."""
+def with_few_shot(examples: list[Example], n: int,
+                  pool: list[Example] | None = None) -> list[Example]:
+    """Each example with the few-shot corrections phi3 would prepend: up to `n` of the newest
+    *other* corrections of `pool` (default: `examples`; newest first, as `build_examples`
+    returns them). Held-out examples take theirs from the training pool only, so nothing
+    they are scored on leaks into their prompt."""
     if n <= 0:
         return examples
-    out = []
-    for e in examples:
-        shots = [x.chosen for x in examples if x.id != e.id][:n]
-        out.append(Example(id=e.id, prompt=user_prompt(e.prompt, shots), chosen=e.chosen,
-                           rejected=e.rejected))
-    return out
+    src = examples if pool is None else pool
+    return [replace(e, shots=tuple(x.chosen for x in src if x.id != e.id)[:n]) for e in examples]
 
 
 def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osiris_phi3.prompt import chat_prompt
+from osiris_phi3.prompt import chat_prompt, detect_format
 
 from .config import TrainerConfig
 from .dataset import Example
+from .evaluate import EvalRow, Scoring, report_table, score
 
 Progress = Callable[[str], None]
 
@@ -27,6 +28,8 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
     adapter_file: str | None = None
+    report: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Held-out scores per configuration (`evaluate.ROWS`): valid, agreement, loglik, n."""
 
 
 def resolve_device(device: str) -> str:
@@ -64,45 +67,25 @@ def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
     return model, tok
 
 
-def prompt_text(e: Example, system: str) -> str:
-    return chat_prompt(system, e.prompt)
+def scoring(cfg: TrainerConfig, base: Path) -> Scoring:
+    """How held-out replies are produced and compared: phi3's prompt and decoding settings."""
+    fmt = detect_format(base) if cfg.chat_format == "auto" else cfg.chat_format
+    return Scoring(system=cfg.system_prompt, chat_format=fmt,
+                   max_new_tokens=cfg.eval_max_new_tokens,
+                   repetition_penalty=cfg.repetition_penalty,
+                   stop_tolerance=cfg.stop_tolerance, target_tolerance=cfg.target_tolerance,
+                   max_length=cfg.max_length)
 
 
-def _logprob(model: Any, tok: Any, prompt: str, completion: str, max_length: int) -> tuple[float, int]:
-    """Sum of log-probabilities of `completion`'s tokens after `prompt`, and their count."""
-    import torch
-
-    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    c_ids = tok(completion, add_special_tokens=False)["input_ids"]
-    ids = (p_ids + c_ids)[-max_length:]
-    n_c = min(len(c_ids), len(ids) - 1)
-    x = torch.tensor([ids], device=model.device)
-    with torch.no_grad():
-        logits = model(input_ids=x).logits[0, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1)
-    target = x[0, 1:]
-    picked = logp.gather(1, target[:, None])[:, 0][-n_c:]
-    return float(picked.sum()), n_c
+def report_shots(cfg: TrainerConfig) -> int:
+    """Few-shot corrections in the report's few-shot rows: as phi3 serves (`few_shot`), or
+    3 when phi3 serves none, so the report always shows what few-shot alone would do."""
+    return cfg.few_shot or 3
 
 
-def evaluate(model: Any, tok: Any, held: list[Example], cfg: TrainerConfig) -> dict[str, float]:
-    """Held-out loss of the corrections (mean NLL per token) and, where the original proposal
-    is known, how often the model prefers the correction to it."""
-    model.eval()
-    nll, n_tok, wins, pairs = 0.0, 0, 0, 0
-    for e in held:
-        p = prompt_text(e, cfg.system_prompt)
-        lp, n = _logprob(model, tok, p, e.chosen, cfg.max_length)
-        nll -= lp
-        n_tok += n
-        if e.rejected is not None:
-            lr, m = _logprob(model, tok, p, e.rejected, cfg.max_length)
-            pairs += 1
-            wins += int(lp / max(n, 1) > lr / max(m, 1))
-    out = {"nll": nll / max(n_tok, 1)}
-    if pairs:
-        out["pref_acc"] = wins / pairs
-    return out
+def prompt_text(e: Example, s: Scoring) -> str:
+    """The full prompt phi3 serves for `e` (its few-shot corrections included)."""
+    return chat_prompt(s.system, e.user_text(), s.chat_format)
 
 
 def _common_args(cfg: TrainerConfig, device: str, out: str, steps: int) -> dict[str, Any]:
@@ -114,12 +97,12 @@ def _common_args(cfg: TrainerConfig, device: str, out: str, steps: int) -> dict[
             "max_length": cfg.max_length}
 
 
-def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], device: str,
+def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], s: Scoring, device: str,
         work: str) -> float:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    data = Dataset.from_list([{"prompt": prompt_text(e, cfg.system_prompt),
+    data = Dataset.from_list([{"prompt": prompt_text(e, s),
                                "completion": e.chosen + tok.eos_token}
                               for e in train])
     args = SFTConfig(**_common_args(cfg, device, work, cfg.sft_steps),
@@ -129,12 +112,12 @@ def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], device: 
     return float(result.training_loss)
 
 
-def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], device: str,
+def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], s: Scoring, device: str,
         work: str) -> float:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    data = Dataset.from_list([{"prompt": prompt_text(e, cfg.system_prompt), "chosen": e.chosen,
+    data = Dataset.from_list([{"prompt": prompt_text(e, s), "chosen": e.chosen,
                                "rejected": e.rejected} for e in pairs])
     args = DPOConfig(**_common_args(cfg, device, work, cfg.dpo_steps), beta=cfg.dpo_beta)
     # a PEFT model with no ref_model: the reference is the same weights with the adapter
@@ -145,25 +128,37 @@ def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], device: 
     return float(result.training_loss)
 
 
-def gate(cfg: TrainerConfig, before: dict[str, float], after: dict[str, float]) -> tuple[bool, str]:
-    """The new adapter must lower held-out loss by `min_improvement` and not lose preference
-    accuracy; the reason says which number decided."""
-    want = before["nll"] * (1.0 - cfg.min_improvement)
-    if not math.isfinite(after["nll"]) or after["nll"] > want:
-        return False, (f"held-out loss {after['nll']:.4f} did not beat {want:.4f} "
-                       f"({before['nll']:.4f} in service, min_improvement "
-                       f"{cfg.min_improvement:g})")
-    if "pref_acc" in before and after.get("pref_acc", 0.0) < before["pref_acc"]:
-        return False, (f"preference accuracy fell from {before['pref_acc']:.2f} "
-                       f"to {after.get('pref_acc', 0.0):.2f}")
-    return True, (f"held-out loss {before['nll']:.4f} → {after['nll']:.4f}"
-                  + (f", preference accuracy {before['pref_acc']:.2f} → {after['pref_acc']:.2f}"
-                     if "pref_acc" in before else ""))
+def gate(cfg: TrainerConfig, before: EvalRow, after: EvalRow) -> tuple[bool, str]:
+    """The candidate (after) against what phi3 serves now (before), on the held-out prompts:
+    no fewer valid replies, no lower field agreement, no lower preference accuracy, and a
+    gain — held-out loss down by `min_improvement`, or agreement up. The reason names every
+    number that decided."""
+    nll_b, nll_a = -before.loglik, -after.loglik
+    want = nll_b * (1.0 - cfg.min_improvement)
+    loss_gain = math.isfinite(nll_a) and nll_a <= want
+    summary = (f"held-out loss {nll_b:.4f} → {nll_a:.4f}, field agreement "
+               f"{before.agreement:.0%} → {after.agreement:.0%}, valid {before.valid:.0%} → "
+               f"{after.valid:.0%}")
+    bad: list[str] = []
+    if after.valid < before.valid:
+        bad.append(f"valid replies fell from {before.valid:.0%} to {after.valid:.0%}")
+    if after.agreement < before.agreement:
+        bad.append(f"field agreement fell from {before.agreement:.0%} to {after.agreement:.0%}")
+    if before.pref_acc is not None and (after.pref_acc or 0.0) < before.pref_acc:
+        bad.append(f"preference accuracy fell from {before.pref_acc:.2f} "
+                   f"to {after.pref_acc or 0.0:.2f}")
+    if not loss_gain and after.agreement <= before.agreement:
+        bad.append(f"held-out loss {nll_a:.4f} did not beat {want:.4f} ({nll_b:.4f} in "
+                   f"service, min_improvement {cfg.min_improvement:g}) and agreement did not rise")
+    if bad:
+        return False, "; ".join(bad)
+    return True, summary
 
 
 def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example],
         out_dir: Path, version: str, current_peft: Path | None, say: Progress) -> Outcome:
-    """Train, gate, and (when it passes) save the PEFT adapter and export `.onnx_adapter`."""
+    """Score the base model (and the adapter in service), train, score the candidate, gate,
+    and (when it passes) save the PEFT adapter and export `.onnx_adapter`."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -180,39 +175,51 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
     device = resolve_device(cfg.device)
     say(f"loading {base} on {device}" + (" (4-bit QLoRA)" if device == "cuda" and cfg.qlora else ""))
     model, tok = load_model(cfg, base, device)
+    s = scoring(cfg, base)
+    served, shown = cfg.few_shot, report_shots(cfg)
     phase("load")
+    rows: dict[str, EvalRow] = {}
+    say(f"scoring the models in service on {len(held)} held-out corrections")
     if current_peft is not None:
         serving = PeftModel.from_pretrained(model, str(current_peft), adapter_name="serving")
-        before = evaluate(serving, tok, held, cfg)
+        rows["in_service"] = score(serving, tok, held, s, shots=served)
         model = serving.unload()  # back to the plain base for the new adapter
-    else:
-        before = evaluate(model, tok, held, cfg)
+    rows["base"] = score(model, tok, held, s, shots=0)
+    rows["few_shot"] = score(model, tok, held, s, shots=shown)
+    before = rows.get("in_service") or rows["few_shot" if served else "base"]
     phase("eval_before")
-    say(f"in service: held-out loss {before['nll']:.4f}"
-        + (f", preference accuracy {before['pref_acc']:.2f}" if "pref_acc" in before else ""))
+    say(f"in service: held-out loss {-before.loglik:.4f}, field agreement {before.agreement:.0%}, "
+        f"valid {before.valid:.0%}")
     peft = get_peft_model(model, LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
-    metrics: dict[str, float] = {"nll_before": before["nll"]}
+    metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="osiris-train-") as work:
         say(f"SFT: {len(train)} corrections, {cfg.sft_steps} steps")
-        metrics["sft_loss"] = sft(cfg, peft, tok, train, device, work)
+        metrics["sft_loss"] = sft(cfg, peft, tok, train, s, device, work)
         phase("sft")
         pairs = [e for e in train if e.rejected is not None]
         if cfg.dpo_steps > 0 and pairs:
             say(f"DPO: {len(pairs)} pairs (correction vs original), {cfg.dpo_steps} steps")
-            metrics["dpo_loss"] = dpo(cfg, peft, tok, pairs, device, work)
+            metrics["dpo_loss"] = dpo(cfg, peft, tok, pairs, s, device, work)
             phase("dpo")
-    after = evaluate(peft, tok, held, cfg)
+    say("scoring the new adapter on the held-out corrections")
+    rows["adapter"] = score(peft, tok, held, s, shots=0)
+    rows["adapter_few_shot"] = score(peft, tok, held, s, shots=shown)
+    after = rows["adapter_few_shot" if served else "adapter"]
     phase("eval_after")
-    metrics["nll_after"] = after["nll"]
-    if "pref_acc" in before:
-        metrics["pref_acc_before"] = before["pref_acc"]
-        metrics["pref_acc_after"] = after.get("pref_acc", 0.0)
+    metrics.update(nll_before=-before.loglik, nll_after=-after.loglik,
+                   agreement_before=before.agreement, agreement_after=after.agreement,
+                   valid_before=before.valid, valid_after=after.valid)
+    if before.pref_acc is not None:
+        metrics["pref_acc_before"] = before.pref_acc
+        metrics["pref_acc_after"] = after.pref_acc or 0.0
+    report = {k: v.as_dict() for k, v in rows.items()}
+    say("held-out report:\n" + report_table(report))
     passed, reason = gate(cfg, before, after)
     say(("passed the gate: " if passed else "held back by the gate: ") + reason)
     if not passed:
-        return Outcome(False, reason, metrics, phases)
+        return Outcome(False, reason, metrics, phases, report=report)
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_dir = out_dir / "peft"
     peft.save_pretrained(str(peft_dir))
@@ -226,4 +233,4 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         shutil.rmtree(out_dir, ignore_errors=True)  # no half-written version is left behind
         raise
     phase("export")
-    return Outcome(True, reason, metrics, phases, str(file))
+    return Outcome(True, reason, metrics, phases, str(file), report)

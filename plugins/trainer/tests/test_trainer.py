@@ -242,10 +242,14 @@ def test_training_prompts_carry_the_few_shot_corrections_phi3_would_prepend() ->
     exs = [Example(id=f"f{i}", prompt=_prompt(i), chosen=f'{{"n": {i}}}', rejected=None)
            for i in range(5)]  # newest first
     shot = with_few_shot(exs, 2)
-    assert shot[0].prompt == user_prompt(_prompt(0), ['{"n": 1}', '{"n": 2}'])
-    assert shot[3].prompt == user_prompt(_prompt(3), ['{"n": 0}', '{"n": 1}'])
-    assert shot[3].prompt.startswith(FEW_SHOT_HEADER) and shot[3].prompt.endswith(_prompt(3))
+    assert shot[0].user_text() == user_prompt(_prompt(0), ['{"n": 1}', '{"n": 2}'])
+    assert shot[3].user_text() == user_prompt(_prompt(3), ['{"n": 0}', '{"n": 1}'])
+    assert shot[3].user_text().startswith(FEW_SHOT_HEADER) and shot[3].user_text().endswith(_prompt(3))
+    assert shot[3].user_text(0) == _prompt(3) and shot[3].prompt == _prompt(3)
     assert with_few_shot(exs, 0) == exs
+    # held-out examples take their shots from the training pool only
+    held = with_few_shot(exs[3:], 2, pool=exs[:3])
+    assert held[0].shots == held[1].shots == ('{"n": 0}', '{"n": 1}')
 
 
 def test_config_rejects_a_bad_schedule() -> None:
