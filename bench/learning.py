@@ -33,11 +33,13 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
     from osiris_trainer.learning import run_loop
 
     from osiris_core.bus import Bus, connect
+    from osiris_core.cli import setup_logging
     from osiris_core.config import load_config
     from osiris_core.natsserver import EmbeddedNats
     from osiris_core.runtime import Runtime
     from osiris_core.testing import write_config
 
+    setup_logging("INFO")  # the trainer's progress lines
     t0 = time.perf_counter()
     root = build_small(models_dir, progress=lambda m: print(f"models: {m}", flush=True))
     build_s = time.perf_counter() - t0

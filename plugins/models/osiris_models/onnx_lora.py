@@ -127,28 +127,39 @@ def export_onnx_adapter(hf_base: Path, peft_dir: Path, out_file: Path,
     and the trainer.)
     """
     with tempfile.TemporaryDirectory(prefix="osiris-adapter-") as tmp:
-        run_builder(hf_base, Path(tmp) / "m", precision, provider, adapter=peft_dir)
-        params = lora_initializers(Path(tmp) / "m")
+        _build_float_lora(hf_base, peft_dir, Path(tmp), precision, provider)
+        params = lora_initializers(Path(tmp))
     if not params:
         raise ValueError(f"{peft_dir}: the builder found no LoRA weights to export")
     write_adapter_file(params, out_file)
     return out_file
 
 
+def _build_float_lora(hf_dir: Path, adapter: Path, out: Path, precision: str,
+                      provider: str, options: dict[str, str] | None = None) -> None:
+    """Run the builder with `adapter` into `out`, the LoRA MatMuls kept in float even in an
+    int4/int8 build: quantised, they could not take run-time weights (and an adapter's
+    tensors would not fit the graph's float inputs)."""
+    extra: dict[str, str] = dict(options or {})
+    if precision in ("int4", "int8"):
+        probe = out.parent / f".{out.name}-probe"
+        try:
+            run_builder(hf_dir, probe, "fp32", provider, adapter=adapter)
+            extra["nodes_to_exclude"] = ",".join(lora_matmul_nodes(probe))
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
+    run_builder(hf_dir, out, precision, provider, adapter=adapter, extra=extra)
+
+
 def build_genai_with_lora(hf_dir: Path, shape_adapter: Path, out_dir: Path, precision: str,
-                          provider: str = "cpu") -> list[str]:
-    """Build a GenAI folder whose LoRA weights are graph inputs (shapes from `shape_adapter`)."""
+                          provider: str = "cpu", options: dict[str, str] | None = None) -> list[str]:
+    """Build a GenAI folder whose LoRA weights are graph inputs (shapes from `shape_adapter`);
+    `options` are the builder's extra options (quantisation settings)."""
     import numpy as np
 
-    extra: dict[str, str] = {}
     tmp = Path(tempfile.mkdtemp(prefix="osiris-genai-", dir=out_dir.parent))
     try:
-        if precision in ("int4", "int8"):
-            # keep the LoRA MatMuls in float: quantised, they could not take run-time weights
-            run_builder(hf_dir, tmp / "probe", "fp32", provider, adapter=shape_adapter)
-            extra["nodes_to_exclude"] = ",".join(lora_matmul_nodes(tmp / "probe"))
-            shutil.rmtree(tmp / "probe")
-        run_builder(hf_dir, tmp, precision, provider, adapter=shape_adapter, extra=extra)
+        _build_float_lora(hf_dir, shape_adapter, tmp, precision, provider, options)
         zeros = {k: np.zeros_like(v) for k, v in lora_initializers(tmp).items()}
         names = expose_lora_inputs(tmp)
         # GenAI feeds nothing to LoRA inputs when no adapter is active: this all-zero adapter

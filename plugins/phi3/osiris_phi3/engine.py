@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import threading
@@ -114,10 +115,26 @@ class Phi3Engine:
                 self.adapters.unload(name)
             try:
                 self.adapters.load(str(p), name)
+                self._smoke(name)
             except Exception as e:  # noqa: BLE001
                 self.adapter_files.pop(name, None)
+                with contextlib.suppress(Exception):
+                    self.adapters.unload(name)
                 raise BadRequest(f"adapter {p} does not fit this model: {e}", field="path") from None
             self.adapter_files[name] = str(p)
+
+    def _smoke(self, name: str) -> None:
+        """One token with the adapter active. `Adapters.load` reads any file; a tensor the
+        graph has no input for (or of the wrong type) only fails at generation — here, not
+        in a user's request."""
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=2, do_sample=False)
+        gen = og.Generator(self.model, params)
+        gen.set_active_adapter(self.adapters, name)
+        gen.append_tokens([0])
+        gen.generate_next_token()
 
     def unload_adapter(self, name: str) -> None:
         with self._adapter_lock:
