@@ -7,6 +7,7 @@ so a killed build leaves no half-written output and resumes at the step it was i
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -128,6 +129,10 @@ class Recipe:
                 with quiet(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # third-party deprecations, not ours
                     fn(root)
+                    # finalise what the libraries left for the garbage collector (gptqmodel's
+                    # TemporaryDirectory objects) here, where their ResourceWarning is ignored,
+                    # not later inside whatever test or request happens to trigger the GC
+                    gc.collect()
                 done.append(name)
                 (root / self.manifest).write_text(json.dumps(
                     {"recipe": self.version, "versions": inputs, "done": done,
