@@ -105,3 +105,16 @@ def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path)
     assert proposed.plugin_tables["slow"] == {"delay_s": 0.01}
     mine, _ = prepare_plugins(Config(settings, plugin_tables={"slow": {"delay_s": 2.0}}))
     assert mine.plugin_tables["slow"] == {"delay_s": 2.0}
+
+
+def test_prepare_functions_get_the_demo_options_when_they_ask_for_them() -> None:
+    from osiris_core.demo import _takes_options
+
+    def old(data_dir: Path) -> dict[str, Any]:
+        return {}
+
+    def new(data_dir: Path, options: Any) -> dict[str, Any]:
+        return {}
+
+    assert not _takes_options(old) and _takes_options(new)
+    assert _takes_options(lambda *a: {}) and not _takes_options(lambda d, *, k=1: {})

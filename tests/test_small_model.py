@@ -114,6 +114,7 @@ async def test_hermes_answers_in_english(folder: str, small_models: Path, osiris
     assert len(set(words)) / len(words) > 0.5, text  # no loop
 
 
+@pytest.mark.timeout(1500)  # ~8 minutes on 2 cores: 40 proposals, training, 10 more
 async def test_feedback_makes_held_out_proposals_follow_the_house_policy(
         small_models: Path, osiris_config: Any, osiris_runtime: Any, bus: Bus) -> None:
     from osiris_models.small import LORA_TARGETS
