@@ -60,9 +60,11 @@ def proposal_schema(*, max_stop_pct: float = MAX_STOP_PCT, max_target_pct: float
             "new_target_pct": {"type": "number", "minimum": 0,
                                "maximum": min(max_target_pct, MAX_TARGET_PCT)},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            # printable ASCII: no control characters, and a small model drifting into
+            # another script ("Quién tenga …") is steered back to plain English
             "rationale": {"type": "string", "minLength": 1,
                           "maxLength": min(rationale_max_chars, MAX_RATIONALE),
-                          "pattern": "^[^\\x00-\\x1f]*$"},
+                          "pattern": "^[ -~]*$"},
         },
         "required": ["ticker", "action", "side", "new_stop_pct", "new_target_pct", "confidence",
                      "rationale"],
