@@ -142,6 +142,13 @@ async def actor_rows(root: Path, reps: int) -> list[Row]:
 
             req = {"prompt": USER, "max_length": N}
             await bus.request(HERMES_GENERATE, req, reply_type=GenerateReply, timeout=120)
+            plain = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                r = await bus.request(HERMES_GENERATE, req, reply_type=GenerateReply, timeout=120)
+                plain.append(time.perf_counter() - t0)
+            rows.append(("hermes", "hermes actor over NATS", statistics.median(plain),
+                         (r.usage or {}).get("completion_tokens", 0)))
             times, firsts, n = [], [], 0
             for _ in range(reps):
                 t0 = time.perf_counter()
@@ -182,9 +189,9 @@ def main(reps: int) -> None:
     base: dict[str, float] = {}
     for group, label, t, n in rows:
         if group == "ttft":
-            key = "phi3" if "phi3" in label else "hermes" if "hermes" in label else "llama"
+            key = "ttft-phi3" if "phi3" in label else "ttft-hermes" if "hermes" in label else ""
             base.setdefault(key, t)
-            ratio = f"{t / base[key]:7.2f}x" if key in ("phi3", "hermes") else ""
+            ratio = f"{t / base[key]:7.2f}x" if key else ""
             print(f"{group:<7} {label:<42} {t * 1e3:9.1f} {'':>7} {'':>8} {ratio:>8}")
             continue
         rate = n / t
