@@ -40,7 +40,7 @@ class Phi3(Actor[Phi3Config]):
         self.engine = Phi3Engine(path.expanduser(), self.config.provider)  # noqa: ASYNC240
         c = self.config
         self.chat_format = detect_format(path) if c.chat_format == "auto" else c.chat_format
-        self.schema_json = self._schema(None)
+        self.schema_json = self._schema()
         self.slots = asyncio.Semaphore(max(1, self.config.parallel))
         self.adapter_lock = asyncio.Lock()
         self.load_error: str | None = None
@@ -108,7 +108,9 @@ class Phi3(Actor[Phi3Config]):
         examples = await self._few_shot()
         prompt = self._prompt(req.prompt, examples)
         ids = self.engine.encode(prompt, req.max_length)
-        schema = self._schema(req.prompt)
+        # with ground_ticker, the symbols the caller's prompt names (not the few-shot ones)
+        tickers = named_tickers(req.prompt) if self.config.ground_ticker else []
+        schema = self._schema(tickers) if tickers else self.schema_json
         last = ""
         truncated = False
         attempts = 1 + max(0, self.config.retries)
@@ -155,13 +157,9 @@ class Phi3(Actor[Phi3Config]):
                               usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
                                      "total_tokens": len(ids) + len(out)})
 
-    def _schema(self, prompt: str | None) -> str:
-        """The guidance for one request: the configured bounds and, with `ground_ticker`,
-        `ticker` narrowed to the symbols the caller's prompt names."""
+    def _schema(self, tickers: list[str] | None = None) -> str:
+        """The guidance: the configured bounds, and `ticker` narrowed to `tickers` if any."""
         c = self.config
-        tickers = named_tickers(prompt) if prompt and c.ground_ticker else None
-        if not tickers and hasattr(self, "schema_json"):
-            return self.schema_json
         return json.dumps(proposal_schema(
             max_stop_pct=c.max_stop_pct, max_target_pct=c.max_target_pct,
             rationale_max_chars=c.rationale_max_chars, tickers=tickers))
