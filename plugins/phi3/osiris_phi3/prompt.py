@@ -33,12 +33,17 @@ def chat_prompt(system: str, user: str, fmt: ChatFormat = "phi3") -> str:
 
 def detect_format(folder: Path | str) -> ChatFormat:
     """The chat format of a model folder (Hugging Face or GenAI), read from its chat
-    template; Phi-3's when the folder names none."""
+    template (`chat_template.jinja`, or `chat_template` in `tokenizer_config.json`; not the
+    rest of that file, whose special-token list may name ChatML's tokens either way);
+    Phi-3's when the folder has none."""
+    import json
+
     root = Path(folder)
-    text = ""
-    for name in ("chat_template.jinja", "tokenizer_config.json"):
+    try:
+        template = (root / "chat_template.jinja").read_text()
+    except OSError:
         try:
-            text += (root / name).read_text()
-        except OSError:
-            continue
-    return "chatml" if "<|im_start|>" in text else "phi3"
+            template = json.loads((root / "tokenizer_config.json").read_text()).get("chat_template")
+        except (OSError, ValueError, AttributeError):
+            template = None
+    return "chatml" if isinstance(template, str) and "<|im_start|>" in template else "phi3"

@@ -14,6 +14,11 @@ from osiris_phi3.schema import PROPOSAL_SCHEMA, named_tickers, proposal_schema, 
 
 def test_the_chat_format_is_read_from_the_folder(tmp_path: Path) -> None:
     assert detect_format(tmp_path) == "phi3"  # nothing to read: Phi-3's own markup
+    # a tokenizer whose special tokens include ChatML's, with a Phi-3 template: Phi-3
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "added_tokens_decoder": {"5": {"content": "<|im_start|>"}},
+        "chat_template": "{% for m in messages %}<|{{ m['role'] }}|>{% endfor %}"}))
+    assert detect_format(tmp_path) == "phi3"
     (tmp_path / "chat_template.jinja").write_text("{{'<|im_start|>' + message['role']}}")
     assert detect_format(tmp_path) == "chatml"
     assert chat_prompt("S", "U", "chatml") == (

@@ -127,6 +127,7 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
         assert res.published, res.reason
         assert res.examples == N and res.train_examples + res.eval_examples == N
         assert res.metrics["nll_after"] < res.metrics["nll_before"]
+        assert res.report["adapter"]["loglik"] > res.report["base"]["loglik"]
         assert {"load", "sft", "dpo", "eval_after", "export"} <= set(res.phases_s)
         assert res.path and res.path.endswith(".onnx_adapter")
         assert await asyncio.to_thread(os.path.isfile, res.path)
@@ -166,6 +167,10 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
         assert now.returncode == 1 and "not published: no new corrections" in now.stdout
         forced = await _train(bus, force=True)
         assert not forced.published and "did not beat" in forced.reason, forced.reason
+        # the held-out report: every configuration, the adapter in service among them
+        assert set(forced.report) == {"base", "few_shot", "adapter", "adapter_few_shot",
+                                      "in_service"}
+        assert all(set(r) >= {"valid", "agreement", "loglik", "n"} for r in forced.report.values())
         assert forced.metrics["nll_after"] > res.metrics["nll_after"]
         assert await _phi3_adapter(bus) == res.version
     await sub.unsubscribe()
