@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from .recipe import Progress, Recipe, library_versions, staged
+from .recipe import Progress, Recipe, Step, library_versions, staged
 
 RECIPE = 1  # bump when any step below changes what it writes
 SEED = 1234
@@ -139,7 +138,7 @@ def step_small_gptq(root: Path) -> None:
         tok.save_pretrained(tmp)
 
 
-STEPS: list[tuple[str, Any]] = [
+STEPS: list[Step] = [
     ("small", step_small),
     ("small-onnx", step_small_onnx),
     ("small-gptq", step_small_gptq),

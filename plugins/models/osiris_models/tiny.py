@@ -15,11 +15,10 @@ Layout (each step writes to a temporary folder and renames it, so a killed build
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .recipe import Progress, Recipe, staged
+from .recipe import Progress, Recipe, Step, staged
 
 RECIPE = 5  # bump when any step below changes what it writes
 SEED = 1234
@@ -187,7 +186,7 @@ def step_phi3_onnx_int4(root: Path) -> None:
                           "int4")
 
 
-STEPS: list[tuple[str, Callable[[Path], None]]] = [
+STEPS: list[Step] = [
     ("tokenizer", step_tokenizer),
     ("hermes", step_hermes),
     ("hermes-gptq", step_hermes_gptq),

@@ -88,14 +88,16 @@ def with_few_shot(examples: list[Example], n: int,
     return [replace(e, shots=tuple(x.chosen for x in src if x.id != e.id)[:n]) for e in examples]
 
 
+def bucket(id_: str) -> float:
+    """Where an example id falls in [0, 1]: `split` holds out those below `eval_fraction`."""
+    return int(hashlib.sha1(id_.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:
     """Hold out about `eval_fraction` of the examples, chosen by a hash of their id (stable:
     an example stays on its side as new ones arrive), at least one on each side."""
-    def bucket(e: Example) -> float:
-        return int(hashlib.sha1(e.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    held = [e for e in examples if bucket(e) < eval_fraction]
-    train = [e for e in examples if bucket(e) >= eval_fraction]
+    held = [e for e in examples if bucket(e.id) < eval_fraction]
+    train = [e for e in examples if bucket(e.id) >= eval_fraction]
     if not held and len(train) > 1:
         held, train = [train[-1]], train[:-1]
     if not train and len(held) > 1:

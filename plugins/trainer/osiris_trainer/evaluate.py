@@ -67,14 +67,16 @@ def parse_reply(text: str) -> TradeProposal | None:
         return None
 
 
-def field_agreement(got: TradeProposal | None, want: TradeProposal, s: Scoring) -> float:
-    """Share of `FIELDS` on which `got` agrees with `want` (0 for no proposal)."""
+def field_agreement(got: TradeProposal | None, want: TradeProposal, *,
+                    stop_tolerance: float = 0.25, target_tolerance: float = 0.5) -> float:
+    """Share of `FIELDS` on which `got` agrees with `want` (0 for no proposal); stop and
+    target agree within their tolerances (percentage points)."""
     if got is None:
         return 0.0
     hits = [got.ticker == want.ticker, got.action == want.action,
             got.side.upper() == want.side.upper(),
-            abs(got.new_stop_pct - want.new_stop_pct) <= s.stop_tolerance,
-            abs(got.new_target_pct - want.new_target_pct) <= s.target_tolerance]
+            abs(got.new_stop_pct - want.new_stop_pct) <= stop_tolerance,
+            abs(got.new_target_pct - want.new_target_pct) <= target_tolerance]
     return sum(hits) / len(hits)
 
 
@@ -132,7 +134,9 @@ def score(model: Any, tok: Any, held: list[Example], s: Scoring, *, shots: int,
         replies(texts)
     wants = [msgspec.json.decode(e.chosen, type=TradeProposal) for e in held]
     got = [parse_reply(t) for t in texts]
-    agree = [field_agreement(g, w, s) for g, w in zip(got, wants, strict=True)]
+    agree = [field_agreement(g, w, stop_tolerance=s.stop_tolerance,
+                             target_tolerance=s.target_tolerance)
+             for g, w in zip(got, wants, strict=True)]
     ll, n_tok, wins, pairs = 0.0, 0, 0, 0
     for e, p in zip(held, prompts, strict=True):
         lp, n = logprob(model, tok, p, e.chosen, s.max_length)

@@ -17,7 +17,6 @@ byte for byte; ids are chosen so that the trainer's own stable split (`dataset.s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ from typing import Any
 
 from osiris_core.contracts import TradeProposal
 
-from .dataset import Example
+from .config import TrainerConfig
+from .dataset import Example, bucket
 
-EVAL_FRACTION = 0.25
+EVAL_FRACTION = TrainerConfig().eval_fraction
+"""The trainer's default split: the set is laid out for it."""
 SEED = 20261202
 DATA = "data/house_policy.jsonl"
 TRAIN_TICKERS = ["AAPL", "MSFT", "AMZN", "TSLA", "GOOG", "META", "NFLX", "AMD", "INTC", "ORCL",
@@ -70,14 +71,10 @@ def _market(ticker: str, r: float, i: int, rng: random.Random) -> dict[str, Any]
             "volatility_pct": round(rng.uniform(0.2, 0.9), 4)}
 
 
-def _bucket(id_: str) -> float:
-    return int(hashlib.sha1(id_.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def _id(i: int, held: bool) -> str:
     """`house-NN-k` with the first k that lands on the wanted side of `dataset.split`."""
     k = 0
-    while (_bucket(f"house-{i:02d}-{k}") < EVAL_FRACTION) != held:
+    while (bucket(f"house-{i:02d}-{k}") < EVAL_FRACTION) != held:
         k += 1
     return f"house-{i:02d}-{k}"
 

@@ -36,11 +36,8 @@ from osiris_core.subjects import (
 )
 
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
-from .evaluate import Scoring, field_agreement
+from .evaluate import field_agreement
 from .houseset import load_rows
-
-FIELDS_SCORING = Scoring(system="", chat_format="chatml")
-"""Only the tolerances matter when served proposals are compared with the corrections."""
 
 
 @dataclass
@@ -55,7 +52,7 @@ class LoopResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def served_agreement(self, proposals: list[TradeProposal]) -> float:
-        scores = [field_agreement(p, w, FIELDS_SCORING)
+        scores = [field_agreement(p, w)
                   for p, w in zip(proposals, self.held_out, strict=True)]
         return sum(scores) / max(len(scores), 1)
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from osiris_trainer.config import TrainerConfig
 from osiris_trainer.dataset import split
-from osiris_trainer.evaluate import EvalRow, Scoring, field_agreement, parse_reply, report_table
+from osiris_trainer.evaluate import EvalRow, field_agreement, parse_reply, report_table
 from osiris_trainer.houseset import DATA, dumps, examples, house_proposal, load_rows, make_rows
 from osiris_trainer.train import gate
 
 from osiris_core.contracts import TradeProposal
 
-S = Scoring(system="", chat_format="chatml")
 WANT = TradeProposal(ticker="NVDA", action="open", side="LONG", new_stop_pct=2.0,
                      new_target_pct=6.0, confidence=0.7, rationale="x")
 
@@ -44,8 +43,9 @@ def test_replies_are_parsed_and_scored_field_by_field() -> None:
     assert parse_reply('{"ticker":"nvda"}') is None
     got = TradeProposal(ticker="NVDA", action="hold", side="LONG", new_stop_pct=2.2,
                         new_target_pct=5.0, confidence=0.1, rationale="y")
-    assert field_agreement(got, WANT, S) == 3 / 5  # ticker, side, stop (within 0.25)
-    assert field_agreement(None, WANT, S) == 0.0
+    assert field_agreement(got, WANT) == 3 / 5  # ticker, side, stop (within 0.25)
+    assert field_agreement(got, WANT, stop_tolerance=0.1) == 2 / 5
+    assert field_agreement(None, WANT) == 0.0
 
 
 def test_the_gate_wants_a_gain_and_no_loss() -> None:
