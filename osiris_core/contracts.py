@@ -13,6 +13,8 @@ import msgspec
 __all__ = [
     "ActorState",
     "AdapterPublished",
+    "DgmEvent",
+    "DgmVariant",
     "Advice",
     "AudioChunk",
     "GenerateChunk",
@@ -414,3 +416,44 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     started: float
     plugins: list[PluginStatus]
     actors: list[ActorStatus]
+
+
+# --- self-improvement (dgm) ----------------------------------------------------------------
+class DgmVariant(msgspec.Struct, kw_only=True):
+    """One archived variant (a row of `dgm_archive`)."""
+
+    id: str
+    parent: str | None
+    planner: str
+    diff: str = ""
+    decision: str = "pending"
+    """noop | rejected | archived | accepted | shadow | live | kept | rolled_back | seed"""
+    reason: str = ""
+    iteration: int = 0
+    source_sha256: str = ""
+    data_sha256: str = ""
+    lint: dict[str, float] = {}
+    """ruff_issues, pylint score."""
+    reward_cheap: float | None = None
+    reward_full: float | None = None
+    sub_rewards: list[float] = []
+    ci_low: float | None = None
+    ci_high: float | None = None
+    trades: int = 0
+    violations: int = 0
+    live: dict[str, Any] = {}
+    """Live comparison against the variant it replaced (pairs, mean difference, interval)."""
+    created: str = ""
+    decided: str = ""
+    revision: int = 0
+    """Grows with every change of the record: a store keeps the highest."""
+
+
+class DgmEvent(msgspec.Struct, kw_only=True):
+    """On `osiris.dgm.events`: what happened to which variant, with its whole record."""
+
+    kind: str
+    """proposed | rejected | archived | noop | shadow | applied | kept | rolled_back"""
+    variant: DgmVariant
+    timestamp: str
+    message: str = ""

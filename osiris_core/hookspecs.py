@@ -86,6 +86,18 @@ def register_demo(register: Callable[[Callable[..., dict[str, Any]]], None]) -> 
 
 
 @hookspec
+def register_planners(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Add self-improvement planners to the dgm kernel.
+
+    Called when the dgm planner service starts. Call `register(name, planner)` with an async
+    function `planner(request, context) -> osiris_dgm.contracts.PlanReply`: `request` carries
+    the current policy source, a traces summary, the planner name and a seed; `context.bus`
+    reaches the models. Return a unified diff against the policy (empty for no change); the
+    kernel rejects anything malformed or outside the allow-list. Returns nothing.
+    """
+
+
+@hookspec
 def register_routes(register: Callable[[Any], None]) -> None:
     """Contribute HTTP routes to the gateway.
 

@@ -165,7 +165,7 @@ ACTOR_WANTED = Subject(
     description="a request waits for a paused actor (the gpu supervisor resumes it)",
 )
 DGM_EVENTS = Subject(
-    "osiris.dgm.events", "event", "dgm", durable=True,
+    "osiris.dgm.events", "event", "dgm", c.DgmEvent, durable=True,
     description="self-improvement proposed / applied / rolled back",
 )
 

@@ -16,6 +16,7 @@ import msgspec
 from osiris_core import Actor, BadRequest, EventMeta, NotFound, Unavailable, on_event, service
 from osiris_core.contracts import (
     Advice,
+    DgmEvent,
     FeedbackAck,
     FeedbackItem,
     ProposalAssessed,
@@ -26,6 +27,7 @@ from osiris_core.contracts import (
 )
 from osiris_core.subjects import (
     ADVICE_GENERATED,
+    DGM_EVENTS,
     FEEDBACK_SUBMIT,
     FEEDBACK_SUBMITTED,
     PROPOSAL_ASSESSED,
@@ -40,6 +42,7 @@ from .store import (
     FilterError,
     Store,
     advice_row,
+    dgm_row,
     feedback_row,
     now_iso,
     proposal_assessed_row,
@@ -54,7 +57,7 @@ MAX_TEXT = 64
 
 class FeedbackActor(Actor[FeedbackConfig]):
     name = "feedback"
-    description = "durable feedback intake; LanceDB tables feedback, proposals, runs, advice"
+    description = "durable feedback intake; LanceDB tables feedback, proposals, runs, advice, dgm_archive"
 
     async def on_start(self) -> None:
         path = Path(self.ctx.data_dir) / self.config.db_dir
@@ -137,6 +140,10 @@ class FeedbackActor(Actor[FeedbackConfig]):
     @on_event(ADVICE_GENERATED, batch=256)
     async def store_advice(self, items: list[tuple[Advice, EventMeta]]) -> None:
         await self._write("advice", self.store.insert_absent, [advice_row(a) for a, _ in items])
+
+    @on_event(DGM_EVENTS, batch=256)
+    async def store_dgm(self, items: list[tuple[DgmEvent, EventMeta]]) -> None:
+        await self._write("dgm_archive", self.store.upsert_latest, [dgm_row(e) for e, _ in items])
 
     async def _optimize_loop(self) -> None:
         while True:

@@ -17,11 +17,18 @@ import lancedb
 import msgspec
 import pyarrow as pa
 
-from osiris_core.contracts import Advice, FeedbackItem, ProposalAssessed, ProposalCreated, RunRecord
+from osiris_core.contracts import (
+    Advice,
+    DgmEvent,
+    FeedbackItem,
+    ProposalAssessed,
+    ProposalCreated,
+    RunRecord,
+)
 
 __all__ = ["JSON_COLUMNS", "SCHEMAS", "FilterError", "Store", "check_filter"]
 
-S, F, B = pa.string(), pa.float64(), pa.bool_()
+S, F, B, N = pa.string(), pa.float64(), pa.bool_(), pa.int64()
 SCHEMAS: dict[str, pa.Schema] = {
     "feedback": pa.schema([
         ("id", S), ("transaction_id", S), ("feedback_type", S), ("feedback_content", S),
@@ -41,9 +48,16 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("id", S), ("transaction_id", S), ("timestamp", S), ("approved", B), ("reasons", S),
         ("phi3_proposal", S), ("stored_at", S),
     ]),
+    "dgm_archive": pa.schema([
+        ("id", S), ("parent", S), ("planner", S), ("diff", S), ("decision", S), ("reason", S),
+        ("event", S), ("iteration", N), ("source_sha256", S), ("data_sha256", S), ("lint", S),
+        ("reward_cheap", F), ("reward_full", F), ("sub_rewards", S), ("ci_low", F),
+        ("ci_high", F), ("trades", N), ("violations", N), ("live", S), ("created", S),
+        ("decided", S), ("timestamp", S), ("revision", N), ("stored_at", S),
+    ]),
 }
 JSON_COLUMNS = frozenset({"feedback_content", "corrected_proposal", "phi3_proposal", "steps",
-                          "reasons"})
+                          "reasons", "lint", "sub_rewards", "live"})
 DEFAULT_ORDER = "timestamp"
 
 _enc = msgspec.json.Encoder()
@@ -93,6 +107,19 @@ def advice_row(adv: Advice) -> dict[str, Any]:
     return {"id": adv.transaction_id, "transaction_id": adv.transaction_id,
             "timestamp": adv.timestamp, "approved": adv.approved, "reasons": _json(adv.reasons),
             "phi3_proposal": _json(adv.phi3_proposal), "stored_at": now_iso()}
+
+
+def dgm_row(evt: DgmEvent) -> dict[str, Any]:
+    v = evt.variant
+    return {"id": v.id, "parent": v.parent, "planner": v.planner, "diff": v.diff,
+            "decision": v.decision, "reason": v.reason, "event": evt.kind,
+            "iteration": v.iteration, "source_sha256": v.source_sha256,
+            "data_sha256": v.data_sha256, "lint": _json(v.lint), "reward_cheap": v.reward_cheap,
+            "reward_full": v.reward_full, "sub_rewards": _json(v.sub_rewards),
+            "ci_low": v.ci_low, "ci_high": v.ci_high, "trades": v.trades,
+            "violations": v.violations, "live": _json(v.live), "created": v.created,
+            "decided": v.decided, "timestamp": evt.timestamp, "revision": v.revision,
+            "stored_at": now_iso()}
 
 
 # --- filters ------------------------------------------------------------------------------
@@ -194,6 +221,27 @@ class Store:
         (tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
          .execute(data))
         return len(merged)
+
+    def upsert_latest(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert or replace rows by id, keeping the highest `revision` (events may be
+        redelivered or arrive out of order; the record converges to its newest state)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            if r["id"] not in latest or r["revision"] > latest[r["id"]]["revision"]:
+                latest[r["id"]] = r
+        if not latest:
+            return 0
+        tbl = self.tables[table]
+        ids = ", ".join(_quote(i) for i in latest)
+        stored = {r["id"]: r["revision"] for r in tbl.search().where(f"id IN ({ids})")
+                  .select(["id", "revision"]).limit(None).to_arrow().to_pylist()}
+        fresh = [r for r in latest.values() if r["revision"] > (stored.get(r["id"]) or -1)]
+        if not fresh:
+            return 0
+        data = pa.Table.from_pylist(_complete(table, fresh), schema=SCHEMAS[table])
+        (tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(data))
+        return len(fresh)
 
     def ids(self, table: str) -> set[str]:
         tbl = self.tables.get(table)

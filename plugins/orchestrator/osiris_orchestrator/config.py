@@ -48,5 +48,12 @@ class OrchestratorConfig(PluginConfig, frozen=True, kw_only=True):
     """Ask the tts actor to read approved assessments aloud (audio.bytes)."""
     tts_timeout_s: float = 30.0
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    """The operator's hard limits: they apply after the policy's own gate, and no policy
+    variant (the dgm kernel's included) can loosen them."""
+    policy_dir: str = "policy"
+    """Folder under data_dir holding the policy variants served live and in shadow."""
+    trade_horizon_bars: int = 10
+    """Bars a virtual position of an approved decision is held at most (live outcomes; the
+    dgm backtest uses the same)."""
 
     __env__: ClassVar[dict[str, str]] = {"redis_url": "OSIRIS_ORCHESTRATOR_REDIS_URL"}

@@ -11,7 +11,6 @@ recorded error (every model call has a timeout), never a hang; `run()` itself ne
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,9 @@ from osiris_core.subjects import (
     TTS_SPEAK,
 )
 
-from .config import OrchestratorConfig, RiskConfig
+from .config import OrchestratorConfig
+from .limits import risk_gate
+from .policy import Policy, PolicyViolation, default_source, load_policy
 
 __all__ = ["RunResult", "Workflow", "risk_gate", "summarise"]
 
@@ -63,6 +64,16 @@ class RunResult(msgspec.Struct, kw_only=True):
     phi3_proposal: TradeProposal | None = None
     advice: Advice | None = None
     hermes_assessment: str | None = None
+    policy: str | None = None
+    """The policy variant that decided this run."""
+    size: float | None = None
+    """The position size the policy gave an approved proposal."""
+    entry: float | None = None
+    """The last close the decision saw (where a position would open)."""
+    shadow: dict[str, Any] | None = None
+    """The shadow policy's decision on the same ticks (logged, never published)."""
+    violation: str | None = None
+    """What the policy did wrong, when the run failed because of it."""
 
 
 class StepFailed(Exception):
@@ -73,59 +84,34 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def default_policy() -> Policy:
+    """Variant 0, loaded once (for `proposal_prompt` and runs without a policy of their own)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_policy("0", default_source())
+    return _DEFAULT
+
+
+_DEFAULT: Policy | None = None
+
+
 def summarise(ticks: list[MarketTick]) -> dict[str, Any]:
-    """query_market: the buffer as a few numbers a model can read."""
-    if not ticks:
-        return {"ticks": 0}
-    closes = [t.close for t in ticks]
-    rets = [math.log(closes[i] / closes[i - 1]) for i in range(1, len(closes)) if closes[i - 1] > 0]
-    mean = sum(rets) / len(rets) if rets else 0.0
-    vol = math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets)) if rets else 0.0
-    first, last = ticks[0], ticks[-1]
-    return {
-        "ticks": len(ticks), "symbol": last.symbol, "from": first.timestamp, "to": last.timestamp,
-        "open": first.open, "close": last.close, "high": max(t.high for t in ticks),
-        "low": min(t.low for t in ticks), "volume": sum(t.volume for t in ticks),
-        "return_pct": round(100.0 * (last.close / first.open - 1.0), 4) if first.open else 0.0,
-        "volatility_pct": round(100.0 * vol, 4),
-    }
+    """query_market as variant 0 does it."""
+    return default_policy().summarise(ticks)
 
 
 def market_text(m: dict[str, Any]) -> str:
-    if not m.get("ticks"):
-        return "no market data buffered."
-    return (f"{m['symbol']} {m['ticks']} bars {m['from']} to {m['to']}: open {m['open']:.2f}, "
-            f"close {m['close']:.2f}, high {m['high']:.2f}, low {m['low']:.2f}, return "
-            f"{m['return_pct']:.2f}%, volatility {m['volatility_pct']:.2f}% per bar.")
-
-
-def risk_gate(p: TradeProposal, limits: RiskConfig) -> tuple[bool, list[str]]:
-    """(approved, reasons): every violated limit is named with the value and the limit."""
-    bad: list[str] = []
-    if not limits.min_stop_pct <= p.new_stop_pct <= limits.max_stop_pct:
-        bad.append(f"new_stop_pct {p.new_stop_pct:g} outside "
-                   f"[{limits.min_stop_pct:g}, {limits.max_stop_pct:g}]")
-    if p.new_target_pct > limits.max_target_pct:
-        bad.append(f"new_target_pct {p.new_target_pct:g} above max {limits.max_target_pct:g}")
-    if p.confidence < limits.min_confidence:
-        bad.append(f"confidence {p.confidence:g} below min {limits.min_confidence:g}")
-    if p.new_stop_pct > 0 and p.new_target_pct / p.new_stop_pct < limits.min_reward_risk:
-        bad.append(f"reward/risk {p.new_target_pct / p.new_stop_pct:.2f} below min "
-                   f"{limits.min_reward_risk:g}")
-    if limits.allowed_sides and p.side.upper() not in {s.upper() for s in limits.allowed_sides}:
-        bad.append(f"side {p.side!r} not in {limits.allowed_sides}")
-    if limits.allowed_actions and p.action not in limits.allowed_actions:
-        bad.append(f"action {p.action!r} not in {limits.allowed_actions}")
-    if limits.allowed_tickers and p.ticker not in limits.allowed_tickers:
-        bad.append(f"ticker {p.ticker!r} not in {limits.allowed_tickers}")
-    if bad:
-        return False, bad
-    return True, [f"within limits (stop {p.new_stop_pct:g}%, target {p.new_target_pct:g}%, "
-                  f"confidence {p.confidence:g})"]
+    """A market summary in one line (JSON when a policy's summary has other keys)."""
+    try:
+        text = default_policy().module.market_text(m)
+        return text if isinstance(text, str) else _enc.encode(m).decode()
+    except Exception:  # noqa: BLE001 - a variant's summary may not have variant 0's keys
+        return _enc.encode(m).decode()
 
 
 def proposal_prompt(query: str, market: dict[str, Any]) -> str:
-    return f"{query}\nMarket: {market_text(market)}\nAnswer with one JSON trade proposal."
+    """generate_proposal's prompt as variant 0 writes it."""
+    return default_policy().prompt(query, market)
 
 
 def assessment_prompt(p: TradeProposal, market: dict[str, Any] | None = None) -> str:
@@ -154,15 +140,24 @@ class Workflow:
             reply_type=GenerateReply, timeout=self.config.hermes_timeout_s)
         return reply.generated_text.strip()
 
-    async def run(self, query: str, ticks: list[MarketTick]) -> RunResult:
-        """Run the whole workflow; failures end it with a recorded error."""
+    async def run(self, query: str, ticks: list[MarketTick], policy: Policy | None = None,
+                  shadow: Policy | None = None) -> RunResult:
+        """Run the whole workflow; failures end it with a recorded error.
+
+        `policy` decides (summary, prompt, post-processing, gate; variant 0 when None) and the
+        operator's `risk` limits apply after it. A `shadow` policy decides on the same ticks
+        (and the same phi3 reply when its prompt is the same); its decision is returned in
+        `shadow`, never published.
+        """
+        policy = policy or default_policy()
         run_id = uuid.uuid4().hex
         tid = str(uuid.uuid4())
         started = now_iso()
         steps: list[RunStep] = []
         out = RunResult(run=RunRecord(run_id=run_id, query=query, status="running",
                                       started=started, finished=started, transaction_id=tid),
-                        transaction_id=tid)
+                        transaction_id=tid, policy=policy.variant,
+                        entry=ticks[-1].close if ticks else None)
         status, error = "ok", None
 
         async def step(name: str, fn: Callable[[], Awaitable[T]], *, fatal: bool = True) -> T:
@@ -182,22 +177,36 @@ class Workflow:
 
         try:
             async def query_market() -> dict[str, Any]:
-                return summarise(ticks)
+                return policy.summarise(ticks)
 
             out.market = await step("query_market", query_market)
             market = out.market
-            out.phi3_proposal = await step(
-                "generate_proposal", lambda: self._phi3(proposal_prompt(query, market)))
-            proposal = out.phi3_proposal
+            prompt = policy.prompt(query, market)
+            raw = await step("generate_proposal", lambda: self._phi3(prompt))
+            out.phi3_proposal = proposal = raw
 
             async def risk_management() -> Advice:
-                approved, reasons = risk_gate(proposal, self.config.risk)
+                try:
+                    decision = policy.decide(proposal, market)
+                except PolicyViolation as e:
+                    out.violation = str(e)
+                    raise
+                hard_ok, hard = risk_gate(decision.proposal, self.config.risk)
+                approved = decision.approved and hard_ok
+                reasons = decision.reasons + (hard if not hard_ok else [])
+                if approved:
+                    reasons = hard
+                out.phi3_proposal = decision.proposal
+                out.size = decision.size if approved else None
                 advice = Advice(transaction_id=tid, timestamp=now_iso(), approved=approved,
-                                reasons=reasons, phi3_proposal=proposal)
+                                reasons=reasons, phi3_proposal=decision.proposal)
                 await self.bus.publish(ADVICE_GENERATED, advice, msg_id=f"{tid}:advice")
                 return advice
 
             out.advice = await step("risk_management", risk_management)
+            proposal = out.phi3_proposal
+            if shadow is not None:
+                out.shadow = await self._shadow(shadow, query, ticks, prompt, raw)
             if out.advice.approved:
                 out.hermes_assessment = await step(
                     "evaluate_proposal", lambda: self._hermes(assessment_prompt(proposal, market)))
@@ -210,7 +219,7 @@ class Workflow:
             async def publish_events() -> None:
                 ts = now_iso()
                 await self.bus.publish(PROPOSAL_CREATED, ProposalCreated(
-                    transaction_id=tid, timestamp=ts, prompt=proposal_prompt(query, market),
+                    transaction_id=tid, timestamp=ts, prompt=prompt,
                     phi3_proposal=proposal), msg_id=tid)
                 if out.hermes_assessment is not None:
                     await self.bus.publish(PROPOSAL_ASSESSED, ProposalAssessed(
@@ -228,6 +237,9 @@ class Workflow:
                 await step("speak", speak, fatal=False)
         except StepFailed as e:
             status, error = "error", str(e)
+        except PolicyViolation as e:
+            status, error, out.violation = "error", f"policy {policy.variant}: {e}", str(e)
+            log.warning("run %s: %s", run_id, error)
         out.run = RunRecord(run_id=run_id, query=query, status=status, started=started,
                             finished=now_iso(), steps=steps, transaction_id=tid, error=error)
         try:
@@ -237,6 +249,27 @@ class Workflow:
             out.run = msgspec.structs.replace(
                 out.run, error=(error + "; " if error else "") + f"log_run: {e!r}")
         return out
+
+    async def _shadow(self, shadow: Policy, query: str, ticks: list[MarketTick], live_prompt: str,
+                      proposal: TradeProposal | None) -> dict[str, Any]:
+        """The shadow policy's decision on the same ticks; errors are its own, never the run's."""
+        try:
+            market = shadow.summarise(ticks)
+            prompt = shadow.prompt(query, market)
+            if prompt != live_prompt or proposal is None:
+                proposal = await self._phi3(prompt)
+            d = shadow.decide(proposal, market)
+            hard_ok, hard = risk_gate(d.proposal, self.config.risk)
+            approved = d.approved and hard_ok
+            return {"variant": shadow.variant, "approved": approved, "size": d.size,
+                    "reasons": d.reasons + ([] if hard_ok else hard),
+                    "proposal": msgspec.structs.asdict(d.proposal)}
+        except PolicyViolation as e:
+            log.warning("shadow policy %s: %s", shadow.variant, e)
+            return {"variant": shadow.variant, "approved": False, "violation": str(e)}
+        except Exception as e:  # noqa: BLE001 - the shadow never fails a live run
+            msg = e.message if isinstance(e, ServiceError) else f"{type(e).__name__}: {e}"
+            return {"variant": shadow.variant, "approved": False, "error": msg}
 
     async def propose(self, prompt: str, max_length: int) -> ProposeReply:
         """`/propose_trade_adjustments/`: phi3 proposal + hermes assessment, both published."""

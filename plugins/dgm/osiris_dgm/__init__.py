@@ -1,0 +1,53 @@
+"""osiris-dgm: the self-improvement kernel (seed 001's DGM kernel) for the orchestrator's
+policy module — planners (`nop`, `null`, `mutate`, `llm`, and the `osiris.dgm.plan` service),
+a sandboxed, hash-pinned, deterministic backtest reward with a paired bootstrap, an archive
+with DGM-style parent sampling, shadow runs, promotion and automatic rollback.
+`osiris dgm [--once] [--iterations N] [--planner NAME]`, `osiris dgm archive`,
+`osiris dgm rollback [VARIANT]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osiris_core import hookimpl
+
+from .config import DgmConfig
+from .contracts import DGM_PLAN, DGM_ROLLBACK, DGM_RUN
+
+__all__ = ["DgmConfig"]
+
+
+@hookimpl
+def register_config(register: Any) -> None:
+    register(DgmConfig)
+
+
+@hookimpl
+def register_subjects(register: Any) -> None:
+    for s in (DGM_PLAN, DGM_RUN, DGM_ROLLBACK):
+        register(s)
+
+
+@hookimpl
+def register_actors(register: Any, config: DgmConfig) -> None:
+    from .actor import DgmActor, PlannerActor
+
+    register(DgmActor)
+    if config.serve_planners:
+        register(PlannerActor)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from .cli import dgm
+
+    cli.add_command(dgm)
+
+
+@hookimpl
+def register_demo(register: Any) -> None:
+    def prepare(data_dir: Any) -> dict[str, Any]:
+        return {}  # the sim's demo market (data_dir/market/sim.csv) is the default
+
+    register(prepare, hints=[("dgm --iterations 5 --planner mutate",
+                              "self-improvement of the policy: archive, shadow, promotion")])

@@ -1,0 +1,157 @@
+"""`osiris dgm [--once] [--iterations N] [--planner NAME]`, `osiris dgm archive [--json]`,
+`osiris dgm rollback [VARIANT]`: the self-improvement kernel from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from osiris_core.bus import Bus, connect
+from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.contracts import ControlReply, StoreRows
+from osiris_core.subjects import STORE_QUERY, control
+
+from .config import DgmConfig
+from .contracts import DGM_ROLLBACK, DGM_RUN, RollbackReply, RollbackRequest, RunReply, RunRequest
+
+T = TypeVar("T")
+POLL_S = 1.0
+
+
+def _with_bus(config_path: str | None, fn: Callable[[Bus], Awaitable[T]]) -> T:
+    s = get_config(config_path).settings
+
+    async def go() -> T:
+        nc = await connect(s.nats_url, token=s.nats_token, creds=s.nats_creds,
+                           allow_reconnect=False)
+        try:
+            return await fn(Bus(nc))
+        finally:
+            await nc.close()
+
+    return run_async(go())
+
+
+async def _follow(bus: Bus) -> None:
+    seen = None
+    while True:
+        await asyncio.sleep(POLL_S)
+        try:
+            reply: ControlReply = await bus.request(control("dgm"), {"op": "status"},
+                                                    reply_type=ControlReply, timeout=5)
+            line = reply.status.facts.get("progress")
+        except Exception:  # noqa: BLE001 - progress is a courtesy
+            continue
+        if line and line != seen:
+            click.echo(f"dgm: {line}", err=True)
+            seen = line
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.3f}"
+
+
+@click.group(name="dgm", invoke_without_command=True)
+@config_option
+@click.option("--once", is_flag=True, help="One iteration (the seeds' kernel step).")
+@click.option("--iterations", type=click.IntRange(1, 1000), default=None,
+              help="Run N iterations now.")
+@click.option("--planner", default=None, help="nop, null, mutate, llm or a plugin's planner.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int | None,
+        planner: str | None, as_json: bool) -> None:
+    """Improve the orchestrator's policy: plan a patch, verify it in a sandbox against a
+    held-out market window, archive it, and put a proven winner live (shadow first; rolled
+    back automatically if it loses live). Without options: the kernel's status."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config_path
+        return
+    cfg = get_config(config_path)
+    timeout = cfg.plugin("dgm", DgmConfig).planner_timeout_s + 3600.0
+
+    async def go(bus: Bus) -> Any:
+        if not once and iterations is None:
+            reply: ControlReply = await bus.request(control("dgm"), {"op": "status"},
+                                                    reply_type=ControlReply, timeout=5)
+            return reply.status.facts
+        follow = asyncio.ensure_future(_follow(bus))
+        try:
+            n = 1 if once else int(iterations or 1)
+            return await bus.request(DGM_RUN, RunRequest(iterations=n, planner=planner),
+                                     reply_type=RunReply, timeout=timeout * n)
+        finally:
+            follow.cancel()
+
+    out = _with_bus(config_path, go)
+    if as_json or not isinstance(out, RunReply):
+        click.echo(json.dumps(msgspec.to_builtins(out), indent=2))
+        return
+    for v in out.iterations:
+        click.echo(f"variant {v.id:>4} ← {str(v.parent):>4}  {v.planner:<7} {v.decision:<9} "
+                   f"reward {_fmt(v.reward_full)}  {v.reason}")
+    click.echo(f"best: variant {out.best} (reward {_fmt(out.best_reward)}; seed policy "
+               f"{_fmt(out.seed_reward)}); live: variant {out.live}"
+               + (f"; shadow: variant {out.shadow}" if out.shadow else ""))
+    if out.message:
+        click.echo(out.message)
+
+
+@dgm.command(name="archive")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.pass_context
+def archive(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """Every variant with its parent, planner, decision and reward, as a lineage tree."""
+    async def go(bus: Bus) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        offset_filter: str | None = None
+        while True:
+            page: StoreRows = await bus.request(
+                STORE_QUERY, {"table": "dgm_archive", "limit": 500, "order_by": "iteration",
+                              "descending": False, "filter": offset_filter},
+                reply_type=StoreRows, timeout=30)
+            rows += page.rows
+            if len(page.rows) < 500:
+                return rows
+            offset_filter = f"iteration > {page.rows[-1]['iteration']}"
+
+    rows = _with_bus(config_path or ctx.obj, go)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("the archive is empty (run `osiris dgm --once`)")
+        return
+    kids: dict[str | None, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: int(r["id"]) if str(r["id"]).isdigit() else 0):
+        kids.setdefault(r["parent"], []).append(r)
+
+    def show(parent: str | None, depth: int) -> None:
+        for r in kids.get(parent, []):
+            click.echo(f"{'  ' * depth}{'└ ' if depth else ''}{r['id']} [{r['decision']}] "
+                       f"{r['planner']} reward {_fmt(r['reward_full'])}"
+                       + (f" — {r['reason']}" if r["reason"] else ""))
+            show(r["id"], depth + 1)
+
+    show(None, 0)
+
+
+@dgm.command(name="rollback")
+@config_option
+@click.argument("variant", required=False)
+@click.pass_context
+def rollback(ctx: click.Context, config_path: str | None, variant: str | None) -> None:
+    """Serve the previous policy variant again (or VARIANT), now."""
+    async def go(bus: Bus) -> RollbackReply:
+        reply: RollbackReply = await bus.request(DGM_ROLLBACK, RollbackRequest(variant=variant),
+                                                 reply_type=RollbackReply, timeout=30)
+        return reply
+
+    out = _with_bus(config_path or ctx.obj, go)
+    click.echo(f"rolled back from variant {out.rolled_back_from or '—'}: {out.message}")

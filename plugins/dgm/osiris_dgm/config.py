@@ -1,0 +1,52 @@
+"""`[plugins.dgm]`: the self-improvement kernel's settings."""
+
+from __future__ import annotations
+
+import msgspec
+
+from osiris_core import PluginConfig
+
+
+class DgmConfig(PluginConfig, frozen=True, kw_only=True):
+    planner: str = "mutate"
+    """Planner used when a request names none: nop, null, mutate, llm or a plugin's."""
+    serve_planners: bool = True
+    """Serve `osiris.dgm.plan` with the installed planners (false when an external planner
+    service, e.g. the seeds' AZR planner, answers on that subject instead)."""
+    market_csv: str = ""
+    """The market the reward replays; empty: the sim plugin's csv, else data_dir/market.csv."""
+    holdout_fraction: float = 0.5
+    """The last part of the CSV is the held-out window the reward is computed on."""
+    cheap_fraction: float = 0.25
+    """The first part of the held-out window scores every variant; only a variant at least as
+    good as its parent there is scored on the whole window (the cascade)."""
+    sub_windows: int = 8
+    """The held-out window is cut into this many sub-windows for the paired bootstrap."""
+    bootstrap: int = 2000
+    confidence: float = 0.95
+    """A variant wins only if the lower bound of this one-sided bootstrap interval of its mean
+    sub-window advantage over its parent is above 0."""
+    drawdown_weight: float = 0.5
+    violation_penalty: float = 5.0
+    """Reward = Σ returns % − drawdown_weight · max drawdown % − violation_penalty · violations."""
+    allow: list[str] = msgspec.field(default_factory=lambda: ["policy.py"])
+    """Files a patch may touch (the policy module); anything else is rejected."""
+    max_diff_bytes: int = 65_536
+    sandbox_cpu_s: int = 30
+    sandbox_wall_s: float = 60.0
+    sandbox_memory_mb: int = 1024
+    lint: bool = True
+    """Stage 1 (ruff + pylint score not below the parent's)."""
+    shadow_decisions: int = 3
+    """Live runs a winner spends in shadow before it is promoted (0: promote at once)."""
+    monitor_min_pairs: int = 6
+    monitor_max_pairs: int = 40
+    """After promotion, live outcomes are paired with the replaced policy (kept in shadow);
+    a significant loss rolls back, `monitor_max_pairs` without one keeps the variant (0: no
+    live check — a promotion is final at once)."""
+    monitor_interval_s: float = 1.0
+    seed: int = 0
+    planner_timeout_s: float = 180.0
+    phi3_timeout_s: float = 120.0
+    schedule_every_s: float = 0.0
+    """Run one iteration every this many seconds in the background (0: only on request)."""

@@ -1,0 +1,492 @@
+"""The self-improvement kernel: traces → planner → patch → verify → archive → shadow →
+promote → monitor → roll back.
+
+One iteration: choose a parent from the archive (DGM-style), ask `osiris.dgm.plan` for a diff,
+apply it to a copy of the parent (allow-list enforced), check the source statically, lint it
+(stage 1), score it on the cheap window and — only if it holds up there — on the full
+held-out window in the sandbox (stage 2), and accept it only when a paired bootstrap over
+sub-windows says it beats its parent. An accepted variant that also beats the live one runs in
+shadow beside it, is promoted, and is rolled back when its live outcomes fall below the
+replaced policy's on the same ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from osiris_orchestrator.config import OrchestratorConfig
+from osiris_orchestrator.policy import check_source, default_source, sha256
+from osiris_sim.csvdata import load_bars
+
+from osiris_core.bus import Bus
+from osiris_core.contracts import ControlReply, GenerateRequest, TradeProposal
+from osiris_core.errors import ServiceError
+from osiris_core.subjects import PHI3_GENERATE, control
+
+from .archive import Archive, ReplyCache
+from .config import DgmConfig
+from .contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
+from .diff import PatchError, apply_patch
+from .lint import lint_scores
+from .reward import Scored, Windows, bootstrap_lower, check_pins, data_sha256, make_windows, score_decisions
+from .sandbox import Limits, SandboxResult, isolation, run_sandboxed
+
+__all__ = ["Kernel", "Rejected"]
+
+log = logging.getLogger("osiris.dgm")
+POLICY = "policy.py"
+
+
+class Rejected(Exception):
+    """A variant that may not go on, with the reason (recorded in the archive)."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Kernel:
+    def __init__(self, config: DgmConfig, orchestrator: OrchestratorConfig, data_dir: Path,
+                 bus: Bus | None, emit: Callable[[str, Variant, str], Awaitable[None]],
+                 market_csv: Path) -> None:
+        self.cfg = config
+        self.orch = orchestrator
+        self.dir = data_dir / "dgm"
+        self.bus = bus
+        self.emit = emit
+        self.csv = market_csv
+        self.archive = Archive(self.dir)
+        self.cache = ReplyCache(self.dir / "replies.jsonl")
+        self.lock = asyncio.Lock()
+        self.limits = Limits(cpu_s=config.sandbox_cpu_s, wall_s=config.sandbox_wall_s,
+                             memory_mb=config.sandbox_memory_mb)
+        self.windows: Windows | None = None
+        self.data_hash = ""
+        self.iteration = int(self._state().get("iteration", 0))
+        self.phase: dict[str, Any] = self._state().get("phase", {"name": "idle"})
+        self.progress = ""
+        self.model_key = str(self._state().get("model_key", ""))
+
+    # --- state --------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        p = self.dir / "state.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def _save_state(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps({"iteration": self.iteration, "phase": self.phase,
+                                   "model_key": self.model_key,
+                                   "orchestrator": msgspec.to_builtins(self.orch),
+                                   "dgm": msgspec.to_builtins(self.cfg)}))
+        tmp.replace(self.dir / "state.json")
+
+    async def _record(self, kind: str, v: Variant, message: str = "") -> None:
+        self.archive.save(v)
+        await self.emit(kind, v, message)
+
+    # --- market and pins ----------------------------------------------------------------
+    def _market(self) -> Windows:
+        """The held-out windows, with the data hash checked against the pinned one."""
+        check_pins()
+        if not self.csv.is_file():
+            raise RuntimeError(f"market CSV {self.csv} not found (set [plugins.dgm] market_csv)")
+        digest = data_sha256(self.csv)
+        pins = self.dir / "pins.json"
+        pinned = json.loads(pins.read_text()).get("market_sha256") if pins.exists() else None
+        if pinned is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            pins.write_text(json.dumps({"market_csv": str(self.csv), "market_sha256": digest}))
+        elif pinned != digest:
+            raise RuntimeError(f"market data {self.csv} changed since it was pinned (sha256 "
+                               f"{digest[:12]} ≠ {pinned[:12]}): refusing to evaluate; delete "
+                               f"{pins} to re-pin (archived rewards then no longer compare)")
+        if self.windows is None or digest != self.data_hash:
+            bars = load_bars(self.csv, strict=True).bars
+            self.windows = make_windows(bars, self.orch.ticks_per_proposal,
+                                        self.cfg.holdout_fraction, self.cfg.cheap_fraction,
+                                        self.cfg.sub_windows)
+            self.data_hash = digest
+        return self.windows
+
+    # --- phi3 replies -------------------------------------------------------------------
+    async def _model_key(self) -> str:
+        if self.bus is None:
+            if not self.model_key:
+                raise RuntimeError("no phi3 model key recorded: run an iteration first")
+            return self.model_key
+        try:
+            reply: ControlReply = await self.bus.request(control("phi3"), {"op": "status"},
+                                                         reply_type=ControlReply, timeout=10)
+            f = reply.status.facts
+            self.model_key = f"{f.get('model')}|{f.get('adapter')}|{self.orch.max_length}"
+        except ServiceError as e:
+            if not self.model_key:
+                raise RuntimeError(f"phi3 is not reachable ({e.message}): the backtest needs "
+                                   "its replies") from None
+        return self.model_key
+
+    async def _fill(self, prompts: dict[str, str]) -> None:
+        """Ask phi3 (greedy) for each uncached prompt and cache the reply."""
+        for n, (key, prompt) in enumerate(sorted(prompts.items()), 1):
+            self.progress = f"phi3 replies for new prompts: {n}/{len(prompts)}"
+            proposal: TradeProposal = await self.bus.request(
+                PHI3_GENERATE, GenerateRequest(prompt=prompt, max_length=self.orch.max_length,
+                                               temperature=0.0),
+                reply_type=TradeProposal, timeout=self.cfg.phi3_timeout_s)
+            self.cache.put(key, msgspec.structs.asdict(proposal))
+
+    # --- evaluation ---------------------------------------------------------------------
+    async def _sandbox(self, vid: str, source: str, indices: list[int], w: Windows) -> dict[str, Any]:
+        batches = {str(k): [msgspec.structs.asdict(b) for b in w.batch(k)] for k in indices}
+        req = msgspec.json.encode({"variant": vid, "source": source, "query": self.orch.query,
+                                   "model_key": self.model_key, "batches": batches,
+                                   "replies": self.cache.replies})
+        r: SandboxResult = await run_sandboxed(["-m", "osiris_dgm.harness"], req, self.limits)
+        if not r.ok:
+            why = r.killed or f"exit {r.returncode}"
+            tail = r.stderr.strip().splitlines()[-1:] if r.stderr.strip() else []
+            raise Rejected(f"sandbox killed the evaluation ({why})" + (f": {tail[0][:300]}"
+                                                                        if tail else ""))
+        try:
+            out = json.loads(r.stdout)
+        except ValueError:
+            raise Rejected("the sandbox wrote no valid result") from None
+        if "load_error" in out:
+            raise Rejected(out["load_error"])
+        results: dict[str, Any] = out["results"]
+        return results
+
+    async def decisions(self, vid: str, source: str, indices: list[int]) -> dict[int, dict[str, Any]]:
+        """The variant's decision at each index (phi3 asked for prompts not cached yet)."""
+        w = self._market()
+        await self._model_key()
+        for _ in range(2):
+            results = await self._sandbox(vid, source, indices, w)
+            missing = {r["key"]: r["prompt"] for r in results.values() if r.get("missing")}
+            if not missing:
+                break
+            if self.bus is None:
+                raise Rejected(f"{len(missing)} phi3 replies are not cached (offline replay)")
+            await self._fill(missing)
+        else:
+            raise Rejected("phi3 replies still missing after asking for them")
+        return {int(k): r for k, r in results.items()}
+
+    async def score(self, vid: str, source: str, full: bool) -> Scored:
+        w = self._market()
+        indices = list(range(len(w.ends))) if full else list(range(w.cheap))
+        decided = await self.decisions(vid, source, indices)
+        bad = [(k, d["violation"]) for k, d in sorted(decided.items()) if d.get("violation")]
+        scored = score_decisions(w, decided, self.orch.risk, self.orch.trade_horizon_bars,
+                                 self.cfg.drawdown_weight, self.cfg.violation_penalty,
+                                 w.groups if full else None)
+        if bad:
+            raise Rejected(f"policy violation at decision {bad[0][0]} ({len(bad)} in all): "
+                           f"{bad[0][1]}")
+        return scored
+
+    async def sync_orchestrator(self) -> None:
+        """The decision rules the backtest must share with the live orchestrator: its query,
+        batch size, model length, horizon and hard limits (asked over its control subject)."""
+        try:
+            cfg = (await self.orchestrator("policy", {"since": 1 << 62})).get("config")
+        except ServiceError as e:
+            raise RuntimeError(f"the orchestrator is not reachable ({e.message}): the dgm "
+                               "kernel evaluates against its live settings") from None
+        if cfg:
+            orch = msgspec.convert(cfg, OrchestratorConfig)
+            if orch.ticks_per_proposal != self.orch.ticks_per_proposal:
+                self.windows = None
+            self.orch = orch
+
+    # --- the seed -----------------------------------------------------------------------
+    async def ensure_seed(self) -> Variant:
+        await self.sync_orchestrator()
+        seed = self.archive.variants.get("0")
+        if seed is None:
+            src = default_source()
+            seed = Variant(id="0", parent=None, planner="seed", decision="seed",
+                           reason="the shipped policy", source_sha256=sha256(src),
+                           created=now_iso(), decided=now_iso())
+            self.archive.add(seed, src)
+        if seed.reward_full is None or seed.data_sha256 != data_sha256(self.csv):
+            self.progress = "scoring the seed policy"
+            src = self.archive.source("0")
+            full = await self.score("0", src, True)
+            cheap = await self.score("0", src, False)
+            seed.reward_full, seed.reward_cheap = full.reward, cheap.reward
+            seed.sub_rewards, seed.trades = full.sub_rewards, full.trades
+            seed.data_sha256 = self.data_hash
+            if self.cfg.lint:
+                seed.lint = await lint_scores(src, self.limits)
+            await self._record("archived", seed, "seed policy scored")
+        return seed
+
+    # --- one iteration ------------------------------------------------------------------
+    async def traces(self, parent: Variant) -> dict[str, Any]:
+        live = await self.orchestrator("policy", {})
+        outs = live.get("outcomes", [])[-50:]
+        mean = sum(o["live_return"] for o in outs) / len(outs) if outs else None
+        return {"parent": parent.id, "parent_reward": parent.reward_full,
+                "parent_sub_rewards": parent.sub_rewards, "parent_trades": parent.trades,
+                "live": live.get("live"), "live_outcomes": len(outs),
+                "live_mean_return_pct": mean, "live_violations": live.get("violations", {})}
+
+    async def iterate(self, planner: str) -> Variant:
+        async with self.lock:
+            return await self._iterate(planner)
+
+    async def _iterate(self, planner: str) -> Variant:
+        self.iteration += 1
+        self._save_state()
+        await self.ensure_seed()
+        rng = random.Random(self.cfg.seed * 1_000_003 + self.iteration)
+        parent = self.archive.choose_parent(rng)
+        parent_src = self.archive.source(parent.id)
+        v = Variant(id=self.archive.next_id(), parent=parent.id, planner=planner,
+                    iteration=self.iteration, created=now_iso())
+        self.progress = f"iteration {self.iteration}: planner {planner} on variant {parent.id}"
+        try:
+            traces = await self.traces(parent)
+            plan: PlanReply = await self.bus.request(
+                DGM_PLAN, PlanRequest(planner=planner, policy_source=parent_src, traces=traces,
+                                      seed=rng.randrange(2**31), path=POLICY),
+                reply_type=PlanReply, timeout=self.cfg.planner_timeout_s)
+        except ServiceError as e:
+            v.decision, v.reason, v.decided = "error", f"planner {planner}: {e.message}", now_iso()
+            self.archive.add(v, None)
+            await self.emit("rejected", v, v.reason)
+            return v
+        v.diff = plan.diff[: self.cfg.max_diff_bytes]
+        if not plan.diff.strip():
+            v.decision, v.reason, v.decided = "noop", plan.note or "empty diff", now_iso()
+            v.source_sha256 = parent.source_sha256
+            self.archive.add(v, None)
+            await self.emit("noop", v, "the planner proposed no change")
+            return v
+        try:
+            if len(plan.diff.encode()) > self.cfg.max_diff_bytes:
+                raise Rejected(f"diff is {len(plan.diff.encode())} bytes (max "
+                               f"{self.cfg.max_diff_bytes})")
+            try:
+                source = apply_patch({POLICY: parent_src}, plan.diff, self.cfg.allow)[POLICY]
+            except PatchError as e:
+                raise Rejected(f"patch rejected: {e}") from None
+            v.source_sha256 = sha256(source)
+            self.archive.add(v, source)
+            await self.emit("proposed", v, plan.note)
+            await self._verify(v, parent, source)
+        except Rejected as e:
+            v.decision, v.reason, v.decided = "rejected", str(e), now_iso()
+            await self._record("rejected", v, v.reason)
+            return v
+        await self._consider_live(v)
+        return v
+
+    async def _verify(self, v: Variant, parent: Variant, source: str) -> None:
+        problems = check_source(source)
+        if problems:
+            raise Rejected("static check: " + "; ".join(problems))
+        if self.cfg.lint:
+            self.progress = f"variant {v.id}: stage 1 (ruff + pylint)"
+            try:
+                v.lint = await lint_scores(source, self.limits)
+            except RuntimeError as e:
+                raise Rejected(f"lint could not run: {e}") from None
+            if not parent.lint:
+                parent.lint = await lint_scores(self.archive.source(parent.id), self.limits)
+                self.archive.save(parent)
+            if v.lint["ruff_issues"] > parent.lint.get("ruff_issues", 0.0):
+                raise Rejected(f"stage 1: {v.lint['ruff_issues']:g} ruff issues (parent "
+                               f"{parent.lint['ruff_issues']:g})")
+            if v.lint["pylint"] < parent.lint.get("pylint", 0.0):
+                raise Rejected(f"stage 1: pylint {v.lint['pylint']:.2f} below the parent's "
+                               f"{parent.lint['pylint']:.2f}")
+        self.progress = f"variant {v.id}: stage 2, cheap window"
+        cheap = await self.score(v.id, source, False)
+        v.reward_cheap, v.data_sha256 = cheap.reward, self.data_hash
+        if parent.reward_cheap is not None and cheap.reward < parent.reward_cheap:
+            raise Rejected(f"cascade: cheap-window reward {cheap.reward:.4f} below the parent's "
+                           f"{parent.reward_cheap:.4f}")
+        self.progress = f"variant {v.id}: stage 2, full window"
+        full = await self.score(v.id, source, True)
+        v.reward_full, v.sub_rewards, v.trades = full.reward, full.sub_rewards, full.trades
+        diffs = [a - b for a, b in zip(full.sub_rewards, parent.sub_rewards, strict=True)]
+        mean, lo, hi = bootstrap_lower(diffs, self.cfg.bootstrap, self.cfg.confidence,
+                                       seed=int(v.id))
+        v.ci_low, v.ci_high = lo, hi
+        v.decided = now_iso()
+        if lo > 0.0:
+            v.decision = "accepted"
+            v.reason = (f"beats parent {parent.id}: mean sub-window gain {mean:.4f}, "
+                        f"{self.cfg.confidence:.0%} lower bound {lo:.4f} > 0")
+            await self._record("accepted", v, v.reason)
+        else:
+            v.decision = "archived"
+            v.reason = (f"not shown better than parent {parent.id}: mean gain {mean:.4f}, "
+                        f"lower bound {lo:.4f} ≤ 0")
+            await self._record("archived", v, v.reason)
+
+    # --- live: shadow, promotion, monitoring, rollback ----------------------------------
+    async def orchestrator(self, op: str, args: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        reply = await self.bus.request(control("orchestrator"), {"op": op, "args": args},
+                                       reply_type=dict, timeout=timeout)
+        out: dict[str, Any] = reply.get("result") or reply.get("status", {}).get("facts") or reply
+        return out
+
+    def live_id(self) -> str:
+        return str(self.phase.get("live") or self._state().get("live") or "0")
+
+    def _beats(self, v: Variant, other: Variant) -> bool:
+        if not v.sub_rewards or len(v.sub_rewards) != len(other.sub_rewards):
+            return False
+        diffs = [a - b for a, b in zip(v.sub_rewards, other.sub_rewards, strict=True)]
+        return bootstrap_lower(diffs, self.cfg.bootstrap, self.cfg.confidence, seed=int(v.id))[1] > 0
+
+    async def _promote_best(self) -> None:
+        """While idle: the best proven variant goes to shadow if it beats the live one."""
+        live = self.archive.variants.get(self.live_id())
+        pool = [v for v in self.archive.variants.values()
+                if v.decision in ("accepted", "kept") and v.reward_full is not None]
+        if live is None or not pool:
+            return
+        best = max(pool, key=lambda v: (v.reward_full or 0.0, -int(v.id)))
+        if best.id != live.id and self._beats(best, live):
+            await self.start_shadow(best)
+
+    async def _consider_live(self, v: Variant) -> None:
+        """An accepted variant that beats the live one (and any waiting candidate) goes to shadow."""
+        if v.decision != "accepted":
+            return
+        live = self.archive.variants.get(self.live_id())
+        if live is None or live.id == v.id or not self._beats(v, live):
+            return
+        if self.phase.get("name") == "monitoring":
+            return  # one change at a time: the next iteration may try again
+        current = self.phase.get("candidate")
+        if current and (self.archive.variants[current].reward_full or 0) >= (v.reward_full or 0):
+            return
+        await self.start_shadow(v)
+
+    async def start_shadow(self, v: Variant) -> None:
+        status = await self.orchestrator("policy_shadow", {"variant": v.id,
+                                                           "source": self.archive.source(v.id)})
+        since = int(status.get("last_outcome", 0))
+        if current := self.phase.get("candidate"):
+            old = self.archive.variants[current]
+            old.decision, old.reason = "accepted", f"replaced in shadow by {v.id}"
+            await self._record("archived", old, old.reason)
+        self.phase = {"name": "shadow", "candidate": v.id, "live": self.live_id(),
+                      "since": since, "started": time.time()}
+        self._save_state()
+        v.decision = "shadow"
+        await self._record("shadow", v, f"in shadow beside {self.live_id()}")
+        if self.cfg.shadow_decisions <= 0:
+            await self._promote(v, since)
+
+    async def _promote(self, v: Variant, since: int) -> None:
+        old = self.live_id()
+        await self.orchestrator("policy_promote", {"variant": v.id})
+        self.phase = {"name": "monitoring", "candidate": v.id, "live": v.id, "replaced": old,
+                      "since": since, "started": time.time()}
+        self._save_state()
+        v.decision, v.reason = "live", f"promoted over {old}"
+        await self._record("applied", v, v.reason)
+        if self.cfg.monitor_max_pairs <= 0:  # no live check configured: final at once
+            await self.orchestrator("policy_clear_shadow", {})
+            v.decision, v.reason = "kept", f"promoted over {old} (live monitoring off)"
+            self.phase = {"name": "idle", "live": v.id}
+            self._save_state()
+            await self._record("kept", v, v.reason)
+
+    async def monitor(self) -> None:
+        """One look at the live outcomes: promote a shadow, keep or roll back a new live one;
+        while idle, put the best proven variant in shadow if it beats the live one."""
+        name = self.phase.get("name")
+        status = await self.orchestrator("policy", {"since": self.phase.get("since", 0)})
+        if name not in ("shadow", "monitoring"):
+            if status.get("live") and status["live"] != self.phase.get("live"):
+                self.phase = {"name": "idle", "live": str(status["live"])}
+                self._save_state()
+            if not self.lock.locked():
+                await self._promote_best()
+            return
+        vid = str(self.phase["candidate"])
+        v = self.archive.variants[vid]
+        outs = status.get("outcomes", [])
+        if name == "shadow":
+            if status.get("shadow") != vid:
+                self.phase = {"name": "idle", "live": self.live_id()}
+                self._save_state()
+                return
+            mine = [o for o in outs if o.get("shadow") == vid]
+            bad = [o for o in mine if o.get("shadow_violation")]
+            if bad:
+                await self.orchestrator("policy_clear_shadow", {})
+                v.decision, v.reason = "rejected", f"violation in shadow: {bad[0]['shadow_violation']}"
+                self.phase = {"name": "idle", "live": self.live_id()}
+                self._save_state()
+                await self._record("rejected", v, v.reason)
+            elif len(mine) >= self.cfg.shadow_decisions:
+                await self._promote(v, int(status.get("last_outcome", 0)))
+            return
+        replaced = str(self.phase.get("replaced"))
+        pairs = [o for o in outs if o.get("live") == vid and o.get("shadow") == replaced]
+        violations = [o for o in outs if o.get("live") == vid and o.get("violation")]
+        if violations:
+            await self.rollback(None, f"live violation: {violations[0]['violation']}")
+            return
+        diffs = [o["live_return"] - o["shadow_return"] for o in pairs]
+        if len(diffs) < self.cfg.monitor_min_pairs:
+            return
+        mean, lo, hi = bootstrap_lower(diffs, self.cfg.bootstrap, self.cfg.confidence,
+                                       seed=len(diffs))
+        v.live = {"pairs": len(diffs), "mean_diff_pct": mean, "ci_low": lo, "ci_high": hi,
+                  "against": replaced}
+        if hi < 0.0:
+            await self.rollback(None, f"live reward below the replaced policy {replaced}: mean "
+                                      f"{mean:+.4f}% per decision over {len(diffs)} paired runs, "
+                                      f"{self.cfg.confidence:.0%} upper bound {hi:+.4f}% < 0")
+        elif lo > 0.0 or len(diffs) >= self.cfg.monitor_max_pairs:
+            await self.orchestrator("policy_clear_shadow", {})
+            v.decision = "kept"
+            v.reason = f"live over {len(diffs)} paired runs: mean {mean:+.4f}% vs {replaced}"
+            self.phase = {"name": "idle", "live": vid}
+            self._save_state()
+            await self._record("kept", v, v.reason)
+
+    async def rollback(self, variant: str | None, reason: str) -> tuple[str, str]:
+        """Serve the replaced (or named) variant again and record why."""
+        args: dict[str, Any] = {"reason": reason}
+        if variant is None and self.phase.get("name") == "monitoring":
+            variant = str(self.phase.get("replaced"))
+        if variant is not None:
+            args["variant"] = variant
+        status = await self.orchestrator("policy_rollback", args)
+        live = str(status.get("live"))
+        old_id = str(self.phase.get("candidate") or "")
+        if old_id and old_id in self.archive.variants and old_id != live:
+            old = self.archive.variants[old_id]
+            old.decision, old.reason, old.decided = "rolled_back", reason, now_iso()
+            await self._record("rolled_back", old, reason)
+        self.phase = {"name": "idle", "live": live}
+        self._save_state()
+        log.warning("dgm: rolled back to %s: %s", live, reason)
+        return old_id, live
+
+    def facts(self) -> dict[str, Any]:
+        best = self.archive.best()
+        return {"iteration": self.iteration, "variants": len(self.archive.variants),
+                "phase": self.phase, "progress": self.progress, "sandbox": isolation(),
+                "best": best and best.id, "best_reward": best and best.reward_full,
+                "market_csv": str(self.csv)}

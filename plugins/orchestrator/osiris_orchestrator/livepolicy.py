@@ -1,0 +1,222 @@
+"""The orchestrator's policy slots (live, shadow, previous) and their live outcomes.
+
+Slots are persisted under `data_dir/<policy_dir>` (one file per variant plus `slots.json`) so
+a restart serves the same live policy. Swaps happen between workflow runs: a run takes its
+policy when it starts and finishes on it. Both the old and the new version stay loaded, so a
+rollback is instant (as OTP keeps two versions of a module).
+
+`LiveTracker` opens a virtual position (`ledger.Trade`) for every approved decision of the
+live and the shadow policy and walks it on the ticks that follow; once both sides of a run
+are closed the pair's returns become one `outcome` — the paired data the dgm kernel tests
+a promotion or a rollback on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from osiris_core.contracts import MarketTick
+
+from .ledger import Trade, open_trade
+from .policy import Policy, default_source, load_policy
+
+__all__ = ["LiveTracker", "Outcome", "PolicySlots"]
+
+_VARIANT_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_variant(name: str) -> str:
+    if not name or len(name) > 64 or not set(name) <= _VARIANT_OK or name.startswith("."):
+        raise ValueError(f"variant name {name!r}: 1–64 letters, digits, '-', '_', '.'")
+    return name
+
+
+class PolicySlots:
+    """live / shadow / previous policies, persisted in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.live: Policy = load_policy("0", default_source())
+        self.shadow: Policy | None = None
+        self.previous: Policy | None = None
+        self.changed = time.time()
+        self.load_error: str | None = None
+        self._restore()
+
+    def _path(self, variant: str) -> Path:
+        return self.folder / f"{check_variant(variant)}.py"
+
+    def _restore(self) -> None:
+        state = self.folder / "slots.json"
+        if not state.exists():
+            return
+        try:
+            names = json.loads(state.read_text())
+            for slot in ("live", "shadow", "previous"):
+                name = names.get(slot)
+                if name:
+                    setattr(self, slot, self._load(name))
+        except Exception as e:  # noqa: BLE001 - a bad file falls back to variant 0, loudly
+            self.load_error = f"{state}: {type(e).__name__}: {e}; serving variant 0"
+            self.live, self.shadow, self.previous = load_policy("0", default_source()), None, None
+
+    def _load(self, variant: str) -> Policy:
+        if variant == "0":
+            return load_policy("0", default_source())
+        return load_policy(variant, self._path(variant).read_text())
+
+    def _save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for p in (self.live, self.shadow, self.previous):
+            if p is not None and p.variant != "0" and not self._path(p.variant).exists():
+                self._write(self._path(p.variant), p.source)
+        self._write(self.folder / "slots.json", json.dumps({
+            "live": self.live.variant, "shadow": self.shadow and self.shadow.variant,
+            "previous": self.previous and self.previous.variant, "changed": self.changed}))
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def known(self, variant: str) -> Policy | None:
+        for p in (self.live, self.shadow, self.previous):
+            if p is not None and p.variant == variant:
+                return p
+        if variant == "0" or self._path(variant).exists():
+            return self._load(variant)
+        return None
+
+    def set_shadow(self, variant: str, source: str | None) -> Policy:
+        """Load a variant beside the live one (raises PolicyViolation / ValueError)."""
+        check_variant(variant)
+        policy = load_policy(variant, source) if source is not None else self.known(variant)
+        if policy is None:
+            raise ValueError(f"unknown variant {variant!r}: send its source")
+        self.shadow = policy
+        self.changed = time.time()
+        self._save()
+        return policy
+
+    def clear_shadow(self) -> None:
+        self.shadow = None
+        self.changed = time.time()
+        self._save()
+
+    def promote(self, variant: str) -> None:
+        """The shadow goes live; the old live version stays loaded as shadow and previous."""
+        if self.shadow is None or self.shadow.variant != variant:
+            raise ValueError(f"variant {variant!r} is not in shadow "
+                             f"(shadow: {self.shadow and self.shadow.variant})")
+        self.previous, self.live, self.shadow = self.live, self.shadow, self.live
+        self.changed = time.time()
+        self._save()
+
+    def rollback(self, variant: str | None = None) -> tuple[str, str]:
+        """Serve `variant` (default: the previous one) again; returns (from, to)."""
+        target = self.previous if variant is None else self.known(check_variant(variant))
+        if target is None:
+            raise ValueError("nothing to roll back to" if variant is None
+                             else f"unknown variant {variant!r}")
+        old = self.live
+        self.live, self.previous, self.shadow = target, old, None
+        self.changed = time.time()
+        self._save()
+        return old.variant, target.variant
+
+    def facts(self) -> dict[str, Any]:
+        return {"live": self.live.variant, "shadow": self.shadow and self.shadow.variant,
+                "previous": self.previous and self.previous.variant,
+                "live_sha256": self.live.sha256, "params": self.live.params,
+                "load_error": self.load_error}
+
+
+@dataclass
+class Outcome:
+    """One run, decided by the live policy and (maybe) the shadow; returns in percent."""
+
+    seq: int
+    live: str
+    shadow: str | None
+    live_return: float = 0.0
+    shadow_return: float = 0.0
+    live_approved: bool = False
+    shadow_approved: bool = False
+    violation: str | None = None
+    shadow_violation: str | None = None
+    closed_at: float = 0.0
+    trades: list[Trade | None] = field(default_factory=list, repr=False)
+
+
+class LiveTracker:
+    """Virtual positions of the live and shadow decisions, walked on the ticks that follow."""
+
+    def __init__(self, horizon: int, keep: int = 2000) -> None:
+        self.horizon = horizon
+        self.tape: deque[MarketTick] = deque(maxlen=max(64, 4 * horizon))
+        self.open: list[Outcome] = []
+        self.closed: deque[Outcome] = deque(maxlen=keep)
+        self.seq = 0
+
+    def tick(self, tick: MarketTick) -> None:
+        self.tape.append(tick)
+        for o in list(self.open):
+            if all(t is None or t.step(tick) for t in o.trades):
+                self._close(o)
+
+    def _close(self, o: Outcome) -> None:
+        lt, st = o.trades
+        o.live_return = lt.return_pct if lt else 0.0
+        o.shadow_return = st.return_pct if st else 0.0
+        o.closed_at = time.time()
+        self.open.remove(o)
+        self.closed.append(o)
+
+    def record(self, last: MarketTick, live: str, approved: bool, proposal: dict[str, Any] | None,
+               size: float | None, shadow: dict[str, Any] | None,
+               violation: str | None = None) -> Outcome:
+        """A finished run: open its trades and replay the ticks seen since its batch ended."""
+        self.seq += 1
+        sh = shadow or {}
+        o = Outcome(seq=self.seq, live=live, shadow=sh.get("variant"),
+                    live_approved=approved, violation=violation,
+                    shadow_approved=bool(sh.get("approved")),
+                    shadow_violation=sh.get("violation"))
+        o.trades = [self._trade(last, proposal, size) if approved else None,
+                    self._trade(last, shadow.get("proposal"), shadow.get("size"))
+                    if shadow and shadow.get("approved") else None]
+        after = self._since(last)
+        self.open.append(o)
+        for t in after:
+            if all(tr is None or tr.step(t) for tr in o.trades):
+                self._close(o)
+                break
+        return o
+
+    def _trade(self, last: MarketTick, p: dict[str, Any] | None, size: float | None) -> Trade | None:
+        if not p:
+            return None
+        return open_trade(str(p["side"]), last.close, float(p["new_stop_pct"]),
+                          float(p["new_target_pct"]), float(size or 0.0), self.horizon)
+
+    def _since(self, last: MarketTick) -> list[MarketTick]:
+        ticks = list(self.tape)
+        for i in range(len(ticks) - 1, -1, -1):
+            if ticks[i] is last:
+                return ticks[i + 1:]
+        return []
+
+    def outcomes(self, since: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        rows = [o for o in self.closed if o.seq > since][:limit]
+        return [{k: v for k, v in asdict(o).items() if k != "trades"} for o in rows]
+
+    def facts(self) -> dict[str, Any]:
+        return {"open_outcomes": len(self.open), "closed_outcomes": self.seq - len(self.open),
+                "last_outcome": self.closed[-1].seq if self.closed else 0}
