@@ -60,6 +60,9 @@ def decide(policy: Policy, query: str, bars: list[MarketTick], replies: dict[str
     if reply is None:
         out["missing"] = True
         return out
+    if "error" in reply:  # phi3 could not answer this prompt: no decision, as live
+        out["no_proposal"] = str(reply["error"])[:300]
+        return out
     try:
         d = policy.decide(msgspec.convert(reply, TradeProposal), market)
     except PolicyViolation as e:

@@ -29,7 +29,7 @@ from osiris_sim.csvdata import load_bars
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import ControlReply, GenerateRequest, TradeProposal
-from osiris_core.errors import ServiceError
+from osiris_core.errors import BadRequest, ServiceError
 from osiris_core.subjects import PHI3_GENERATE, control
 
 from .archive import Archive, ReplyCache
@@ -139,10 +139,17 @@ class Kernel:
         """Ask phi3 (greedy) for each uncached prompt and cache the reply."""
         for n, (key, prompt) in enumerate(sorted(prompts.items()), 1):
             self.progress = f"phi3 replies for new prompts: {n}/{len(prompts)}"
-            proposal: TradeProposal = await self.bus.request(
-                PHI3_GENERATE, GenerateRequest(prompt=prompt, max_length=self.orch.max_length,
-                                               temperature=0.0),
-                reply_type=TradeProposal, timeout=self.cfg.phi3_timeout_s)
+            try:
+                proposal: TradeProposal = await self.bus.request(
+                    PHI3_GENERATE, GenerateRequest(prompt=prompt,
+                                                   max_length=self.orch.max_length,
+                                                   temperature=0.0),
+                    reply_type=TradeProposal, timeout=self.cfg.phi3_timeout_s)
+            except BadRequest as e:
+                # phi3 cannot answer this prompt (as a live run would fail): no decision,
+                # remembered so the backtest stays deterministic
+                self.cache.put(key, {"error": e.message})
+                continue
             self.cache.put(key, msgspec.structs.asdict(proposal))
 
     # --- evaluation ---------------------------------------------------------------------

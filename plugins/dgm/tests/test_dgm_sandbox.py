@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 from osiris_dgm.sandbox import Limits, isolation, run_sandboxed
@@ -60,7 +61,7 @@ async def test_limits_kill_bombs_and_hangs(code: str, killed: str) -> None:
 async def test_the_audit_hook_refuses_escapes(code: str, event: str) -> None:
     r = await run_sandboxed(["-c", GUARD + code], b"", LIMITS)
     assert not r.ok and f"sandbox: {event}" in r.stderr, r.stderr[-300:]
-    assert not os.path.exists("/tmp/osiris-sandbox-escape")
+    assert not Path("/tmp/osiris-sandbox-escape").exists()  # noqa: ASYNC240
 
 
 def test_isolation_is_reported() -> None:
