@@ -85,7 +85,7 @@ class DgmActor(Actor[DgmConfig]):
         planner = req.planner or self.config.planner
         done: list[Variant] = []
         try:
-            seed = await self.kernel.ensure_seed()
+            seed = await self.kernel.seed()
             for _ in range(req.iterations):
                 done.append(await self.kernel.iterate(planner))
         except Rejected as e:

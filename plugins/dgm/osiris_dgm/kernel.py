@@ -67,6 +67,9 @@ class Kernel:
         self.archive = Archive(self.dir)
         self.cache = ReplyCache(self.dir / "replies.jsonl")
         self.lock = asyncio.Lock()
+        """One iteration at a time."""
+        self.phase_lock = asyncio.Lock()
+        """Shadow / promotion / rollback transitions (short: never waits for an iteration)."""
         self.limits = Limits(cpu_s=config.sandbox_cpu_s, wall_s=config.sandbox_wall_s,
                              memory_mb=config.sandbox_memory_mb)
         self.windows: Windows | None = None
@@ -253,8 +256,13 @@ class Kernel:
         async with self.lock:
             return await self._iterate(planner)
 
+    async def seed(self) -> Variant:
+        async with self.lock:
+            return await self.ensure_seed()
+
     async def _iterate(self, planner: str) -> Variant:
         self.iteration += 1
+        self.phase.pop("hold", None)
         self._save_state()
         await self.ensure_seed()
         rng = random.Random(self.cfg.seed * 1_000_003 + self.iteration)
@@ -297,7 +305,8 @@ class Kernel:
             v.decision, v.reason, v.decided = "rejected", str(e), now_iso()
             await self._record("rejected", v, v.reason)
             return v
-        await self._consider_live(v)
+        async with self.phase_lock:
+            await self._consider_live(v)
         return v
 
     async def _verify(self, v: Variant, parent: Variant, source: str) -> None:
@@ -362,6 +371,8 @@ class Kernel:
 
     async def _promote_best(self) -> None:
         """While idle: the best proven variant goes to shadow if it beats the live one."""
+        if self.phase.get("hold"):
+            return
         live = self.archive.variants.get(self.live_id())
         pool = [v for v in self.archive.variants.values()
                 if v.decision in ("accepted", "kept") and v.reward_full is not None]
@@ -419,14 +430,17 @@ class Kernel:
     async def monitor(self) -> None:
         """One look at the live outcomes: promote a shadow, keep or roll back a new live one;
         while idle, put the best proven variant in shadow if it beats the live one."""
+        async with self.phase_lock:
+            await self._monitor()
+
+    async def _monitor(self) -> None:
         name = self.phase.get("name")
         status = await self.orchestrator("policy", {"since": self.phase.get("since", 0)})
         if name not in ("shadow", "monitoring"):
             if status.get("live") and status["live"] != self.phase.get("live"):
                 self.phase = {"name": "idle", "live": str(status["live"])}
                 self._save_state()
-            if not self.lock.locked():
-                await self._promote_best()
+            await self._promote_best()
             return
         vid = str(self.phase["candidate"])
         v = self.archive.variants[vid]
@@ -451,7 +465,7 @@ class Kernel:
         pairs = [o for o in outs if o.get("live") == vid and o.get("shadow") == replaced]
         violations = [o for o in outs if o.get("live") == vid and o.get("violation")]
         if violations:
-            await self.rollback(None, f"live violation: {violations[0]['violation']}")
+            await self._rollback(None, f"live violation: {violations[0]['violation']}")
             return
         diffs = [o["live_return"] - o["shadow_return"] for o in pairs]
         if len(diffs) < self.cfg.monitor_min_pairs:
@@ -461,7 +475,7 @@ class Kernel:
         v.live = {"pairs": len(diffs), "mean_diff_pct": mean, "ci_low": lo, "ci_high": hi,
                   "against": replaced}
         if hi < 0.0:
-            await self.rollback(None, f"live reward below the replaced policy {replaced}: mean "
+            await self._rollback(None, f"live reward below the replaced policy {replaced}: mean "
                                       f"{mean:+.4f}% per decision over {len(diffs)} paired runs, "
                                       f"{self.cfg.confidence:.0%} upper bound {hi:+.4f}% < 0")
         elif lo > 0.0 or len(diffs) >= self.cfg.monitor_max_pairs:
@@ -474,22 +488,34 @@ class Kernel:
 
     async def rollback(self, variant: str | None, reason: str) -> tuple[str, str]:
         """Serve the replaced (or named) variant again and record why."""
+        async with self.phase_lock:
+            out = await self._rollback(variant, reason)
+            self.phase["hold"] = True  # by hand: no automatic promotion until the next run
+            self._save_state()
+            return out
+
+    async def _rollback(self, variant: str | None, reason: str) -> tuple[str, str]:
         args: dict[str, Any] = {"reason": reason}
         if variant is None and self.phase.get("name") == "monitoring":
             variant = str(self.phase.get("replaced"))
         if variant is not None:
             args["variant"] = variant
+        before = str((await self.orchestrator("policy", {"since": 1 << 62})).get("live"))
         status = await self.orchestrator("policy_rollback", args)
         live = str(status.get("live"))
-        old_id = str(self.phase.get("candidate") or "")
-        if old_id and old_id in self.archive.variants and old_id != live:
-            old = self.archive.variants[old_id]
+        shadow = self.phase.get("candidate") if self.phase.get("name") == "shadow" else None
+        if shadow and shadow in self.archive.variants:  # a waiting candidate leaves the shadow
+            cand = self.archive.variants[shadow]
+            cand.decision, cand.reason = "accepted", f"shadow cleared by a rollback: {reason}"
+            await self._record("archived", cand, cand.reason)
+        if before in self.archive.variants and before not in (live, "0"):
+            old = self.archive.variants[before]
             old.decision, old.reason, old.decided = "rolled_back", reason, now_iso()
             await self._record("rolled_back", old, reason)
         self.phase = {"name": "idle", "live": live}
         self._save_state()
-        log.warning("dgm: rolled back to %s: %s", live, reason)
-        return old_id, live
+        log.warning("dgm: rolled back from %s to %s: %s", before, live, reason)
+        return before, live
 
     def facts(self) -> dict[str, Any]:
         best = self.archive.best()

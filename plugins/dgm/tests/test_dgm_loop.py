@@ -134,6 +134,21 @@ async def test_nop_once_then_mutate_iterations_make_the_best_variant_live(
         assert runs[0].stdout == runs[1].stdout
         assert json.loads(runs[0].stdout)["reward"] == repr(by_id[res["best"]]["reward_full"])
 
+        # by hand: back to the variant served before the best, and no automatic re-promotion
+        previous = (await live_policy(rt.bus))["previous"]
+        out = await cli("dgm", "rollback", "-c", str(cfg.path))
+        assert out.returncode == 0, out.stderr
+        assert f"rolled back from variant {res['best']}" in out.stdout, out.stdout
+        assert (await live_policy(rt.bus))["live"] == previous
+        await asyncio.sleep(3)  # the monitor runs every second: it must leave this alone
+        assert (await live_policy(rt.bus))["live"] == previous
+        rows = {r["id"]: r for r in await archive_rows(rt.bus, 23)}
+        deadline = time.monotonic() + 30
+        while rows[res["best"]]["decision"] != "rolled_back":
+            assert time.monotonic() < deadline, rows[res["best"]]
+            await asyncio.sleep(0.2)
+            rows = {r["id"]: r for r in await archive_rows(rt.bus, 23)}
+
         # changed market data: the evaluator refuses to run
         csv.write_text(csv.read_text() + "2030-01-01T00:00:00+00:00,1,1,1,1,1,SIM\n")
         out = await cli("dgm", "--once", "-c", str(cfg.path))
