@@ -183,6 +183,9 @@ async def test_cancel_notice_stops_a_running_generation(tiny_models, osiris_conf
     from osiris_core.subjects import REQUEST_ID_HEADER, cancel
 
     async with osiris_runtime(_cfg(osiris_config, tiny_models / "hermes")):
+        # a raw publish has none of Bus.request's grace for a service still coming up (a
+        # no-responders status would be the first message): wait until hermes answers
+        await bus.request(HERMES_GENERATE, {"prompt": "hi", "max_length": 1}, timeout=60)
         inbox = bus.nc.new_inbox()
         sub = await bus.nc.subscribe(inbox)
         await bus.nc.publish(str(HERMES_GENERATE), msgspec.json.encode(
