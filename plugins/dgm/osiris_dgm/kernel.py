@@ -261,6 +261,12 @@ class Kernel:
             return await self.ensure_seed()
 
     async def _iterate(self, planner: str) -> Variant:
+        v = await self._step(planner)
+        self.progress = (f"idle (iteration {v.iteration}: variant {v.id} from {v.parent}, "
+                         f"{v.decision})")
+        return v
+
+    async def _step(self, planner: str) -> Variant:
         self.iteration += 1
         self.phase.pop("hold", None)
         self._save_state()
