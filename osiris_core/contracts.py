@@ -432,6 +432,9 @@ class DgmVariant(msgspec.Struct, kw_only=True):
     iteration: int = 0
     source_sha256: str = ""
     data_sha256: str = ""
+    model_key: str = ""
+    """phi3 model, adapter and length the rewards were computed with: rewards compare only
+    under the same data and model."""
     lint: dict[str, float] = {}
     """ruff_issues, pylint score."""
     reward_cheap: float | None = None

@@ -5,7 +5,8 @@ It contributes one actor, `example`, with
 - a durable event handler on `example.recorded` that writes each event into a SQLite
   ledger exactly once (idempotent by the event's `Nats-Msg-Id`), surviving `kill -9`.
 
-Enable it with `plugins = [..., "example"]` in osiris.toml.
+It also gives the dgm kernel a planner, `example-tighten` (`osiris dgm --planner
+example-tighten`). Enable it with `plugins = [..., "example"]` in osiris.toml.
 """
 
 from __future__ import annotations
@@ -38,3 +39,10 @@ def register_subjects(register: Callable[[Subject], None]) -> None:
 @hookimpl
 def register_actors(register: Callable[[type[Any]], None]) -> None:
     register(ExampleActor)
+
+
+@hookimpl
+def register_planners(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from .planner import tighten
+
+    register("example-tighten", tighten)

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from osiris_orchestrator.config import OrchestratorConfig
 
 from osiris_core import Actor, BadRequest, NotFound, Unavailable, service
@@ -142,9 +143,14 @@ class PlannerActor(Actor[DgmConfig]):
             raise Unavailable(f"planner {req.planner}: {e.message}") from None
         except Exception as e:  # noqa: BLE001 - a planner's bug is this request's error
             raise Unavailable(f"planner {req.planner} failed: {type(e).__name__}: {e}") from None
+        if isinstance(reply, dict):  # a plugin need not import osiris_dgm
+            try:
+                reply = msgspec.convert({"planner": req.planner, **reply}, PlanReply)
+            except msgspec.ValidationError as e:
+                raise Unavailable(f"planner {req.planner} returned a bad reply: {e}") from None
         if not isinstance(reply, PlanReply):
             raise Unavailable(f"planner {req.planner} returned {type(reply).__name__}, "
-                              "not a PlanReply")
+                              "not a PlanReply or a dict with 'diff'")
         return reply
 
     def facts(self) -> dict[str, Any]:

@@ -229,18 +229,30 @@ class Kernel:
                            reason="the shipped policy", source_sha256=sha256(src),
                            created=now_iso(), decided=now_iso())
             self.archive.add(seed, src)
-        if seed.reward_full is None or seed.data_sha256 != data_sha256(self.csv):
+        if seed.reward_full is None:
             self.progress = "scoring the seed policy"
-            src = self.archive.source("0")
-            full = await self.score("0", src, True)
-            cheap = await self.score("0", src, False)
-            seed.reward_full, seed.reward_cheap = full.reward, cheap.reward
-            seed.sub_rewards, seed.trades = full.sub_rewards, full.trades
-            seed.data_sha256 = self.data_hash
+            await self.fresh(seed)
             if self.cfg.lint:
-                seed.lint = await lint_scores(src, self.limits)
+                seed.lint = await lint_scores(self.archive.source("0"), self.limits)
             await self._record("archived", seed, "seed policy scored")
         return seed
+
+    async def fresh(self, v: Variant) -> Variant:
+        """`v` scored under the current market data and phi3 model (re-scored when either
+        changed since: a child is only ever compared with scores made like its own)."""
+        self._market()
+        key = await self._model_key()
+        if v.reward_full is not None and v.data_sha256 == self.data_hash and v.model_key == key:
+            return v
+        self.progress = f"re-scoring variant {v.id} under the current data and model"
+        src = self.archive.source(v.id)
+        full = await self.score(v.id, src, True)
+        cheap = await self.score(v.id, src, False)
+        v.reward_full, v.reward_cheap = full.reward, cheap.reward
+        v.sub_rewards, v.trades = full.sub_rewards, full.trades
+        v.data_sha256, v.model_key = self.data_hash, key
+        self.archive.save(v)
+        return v
 
     # --- one iteration ------------------------------------------------------------------
     async def traces(self, parent: Variant) -> dict[str, Any]:
@@ -311,11 +323,15 @@ class Kernel:
             v.decision, v.reason, v.decided = "rejected", str(e), now_iso()
             await self._record("rejected", v, v.reason)
             return v
+        live = self.archive.variants.get(self.live_id())
+        if v.decision == "accepted" and live is not None:
+            await self.fresh(live)  # outside the phase lock: a rollback never waits for phi3
         async with self.phase_lock:
             await self._consider_live(v)
         return v
 
     async def _verify(self, v: Variant, parent: Variant, source: str) -> None:
+        await self.fresh(parent)
         problems = check_source(source)
         if problems:
             raise Rejected("static check: " + "; ".join(problems))
@@ -336,7 +352,7 @@ class Kernel:
                                f"{parent.lint['pylint']:.2f}")
         self.progress = f"variant {v.id}: stage 2, cheap window"
         cheap = await self.score(v.id, source, False)
-        v.reward_cheap, v.data_sha256 = cheap.reward, self.data_hash
+        v.reward_cheap, v.data_sha256, v.model_key = cheap.reward, self.data_hash, self.model_key
         if parent.reward_cheap is not None and cheap.reward < parent.reward_cheap:
             raise Rejected(f"cascade: cheap-window reward {cheap.reward:.4f} below the parent's "
                            f"{parent.reward_cheap:.4f}")
@@ -370,7 +386,8 @@ class Kernel:
         return str(self.phase.get("live") or self._state().get("live") or "0")
 
     def _beats(self, v: Variant, other: Variant) -> bool:
-        if not v.sub_rewards or len(v.sub_rewards) != len(other.sub_rewards):
+        if (not v.sub_rewards or len(v.sub_rewards) != len(other.sub_rewards)
+                or (v.data_sha256, v.model_key) != (other.data_sha256, other.model_key)):
             return False
         diffs = [a - b for a, b in zip(v.sub_rewards, other.sub_rewards, strict=True)]
         return bootstrap_lower(diffs, self.cfg.bootstrap, self.cfg.confidence, seed=int(v.id))[1] > 0

@@ -23,7 +23,7 @@ from osiris_dgm.diff import make_diff
 from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
-from osiris_core import Config
+from osiris_core import Config, NotFound
 from osiris_core.bus import Bus
 from osiris_core.contracts import DgmEvent, StoreRows
 from osiris_core.subjects import STORE_QUERY
@@ -340,3 +340,11 @@ async def test_fifty_null_iterations_promote_nothing(
         assert decisions.count("noop") == 10
         assert all(v["ci_low"] <= 0 for v in res["iterations"] if v["decision"] == "archived")
         assert res["live"] == "0" and (await live_policy(rt.bus))["live"] == "0"
+
+        # the planner service also serves a third-party plugin's planner (register_planners)
+        plan = await rt.bus.request(DGM_PLAN, PlanRequest(planner="example-tighten",
+                                                          policy_source=SRC),
+                                    reply_type=PlanReply)
+        assert '-    "min_confidence": 0.0,' in plan.diff and '+    "min_confidence": 0.05,' in plan.diff
+        with pytest.raises(NotFound, match="example-tighten"):
+            await rt.bus.request(DGM_PLAN, PlanRequest(planner="nope", policy_source=SRC))
