@@ -229,6 +229,26 @@ async def test_red_team_patches_are_all_rejected_and_recorded(
         assert rt.cell("orchestrator").status().state == "running"
         assert rt.cell("dgm").status().state == "running"
 
+        # phi3 serves another adapter: rewards made with the old one no longer compare, so
+        # the parent (the seed) is re-scored before a child is judged against it
+        data = Path(cfg.settings.data_dir) / "dgm" / "variants"
+        seed_before = json.loads((data / "0" / "record.json").read_text())
+        await rt.bus.request("osiris.phi3.control", {"op": "load_adapter", "args": {
+            "path": str(tiny_models / "phi3-adapters" / "a.onnx_adapter"), "name": "a"}},
+            timeout=60)
+        sub = await serve_planner(rt.bus, {"tighten": _edit('"min_confidence": 0.0',
+                                                            '"min_confidence": 0.3')})
+        res = await rt.bus.request("osiris.dgm.run", {"planner": "tighten"}, timeout=300)
+        await sub.unsubscribe()
+        child = res["iterations"][0]
+        seed_after = json.loads((data / "0" / "record.json").read_text())
+        print("model keys:", seed_before["model_key"], "→", seed_after["model_key"])
+        assert seed_before["model_key"].endswith("|None|256")
+        assert seed_after["model_key"].endswith("|a|256")
+        assert child["model_key"] == seed_after["model_key"]
+        assert child["reward_cheap"] is not None, child  # judged, under the new model
+        assert seed_after["revision"] > seed_before["revision"]  # the seed was re-scored
+
 
 # --- a variant that wins offline and loses live is rolled back --------------------------
 def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:
