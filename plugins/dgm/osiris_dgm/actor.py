@@ -76,7 +76,7 @@ class DgmActor(Actor[DgmConfig]):
             await asyncio.sleep(self.config.schedule_every_s)
             try:
                 await self.kernel.iterate(self.config.planner)
-            except (ServiceError, RuntimeError, OSError, LookupError) as e:
+            except (ServiceError, RuntimeError, OSError, LookupError, ValueError, Rejected) as e:
                 self.log.warning("scheduled dgm iteration failed: %s", e)
 
     @service(DGM_RUN)

@@ -33,9 +33,20 @@ class FilePatch:
 
 def make_diff(old: str, new: str, path: str = "policy.py") -> str:
     """A unified diff from `old` to `new` ('' when they are equal)."""
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True),
-                                        new.splitlines(keepends=True),
+    return "".join(difflib.unified_diff(_keep(old), _keep(new),
                                         fromfile=f"a/{path}", tofile=f"b/{path}"))
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split on '\n' alone (str.splitlines also splits on \x0b, \x1c, \u2028 …, which
+    would let one visible line apply as two)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def _keep(text: str) -> list[str]:
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def _clean(header: str) -> str:
@@ -56,7 +67,7 @@ def _safe_path(name: str) -> str:
 
 def parse_patch(text: str) -> list[FilePatch]:
     """Every file section of a unified diff (raises PatchError saying what is malformed)."""
-    lines = text.splitlines()
+    lines = [ln.removesuffix("\r") for ln in _lines(text)]
     files: list[FilePatch] = []
     i = 0
     while i < len(lines):
@@ -126,7 +137,7 @@ def apply_patch(sources: dict[str, str], text: str, allow: list[str]) -> dict[st
     for f in files:
         if f.path not in out:
             raise PatchError(f"{f.path}: no such file in the policy folder")
-        old = out[f.path].splitlines()
+        old = _lines(out[f.path])
         new: list[str] = []
         pos = 0
         for h in f.hunks:

@@ -37,12 +37,8 @@ def prompt_key(model_key: str, prompt: str) -> str:
 def _guard(event: str, args: tuple[Any, ...]) -> None:
     if event.startswith(BLOCKED_PREFIXES):
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "open":
-        mode = args[1] if len(args) > 1 else "r"
-        if isinstance(mode, str) and any(c in mode for c in "wax+"):
-            raise PermissionError(f"sandbox: writing {args[0]!r} is not allowed")
-        if isinstance(mode, int) and mode & 0o3:
-            raise PermissionError(f"sandbox: writing {args[0]!r} is not allowed")
+    if event == "open":  # the policy needs no file at all: reads and writes alike
+        raise PermissionError(f"sandbox: opening {args[0]!r} is not allowed")
     if event == "import" and args[0] not in sys.modules and args[0] not in ALLOWED_IMPORTS:
         raise PermissionError(f"sandbox: import {args[0]} is not allowed")
 

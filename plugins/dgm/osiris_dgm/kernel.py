@@ -203,6 +203,9 @@ class Kernel:
         if bad:
             raise Rejected(f"policy violation at decision {bad[0][0]} ({len(bad)} in all): "
                            f"{bad[0][1]}")
+        if scored.violations:
+            raise Rejected(f"{scored.violations} decisions came back from the sandbox with "
+                           "invalid values")
         return scored
 
     async def sync_orchestrator(self) -> None:
@@ -237,11 +240,21 @@ class Kernel:
             await self._record("archived", seed, "seed policy scored")
         return seed
 
+    def eval_key(self) -> str:
+        """phi3's key and every setting a score depends on: scores compare only when equal."""
+        c, o = self.cfg, self.orch
+        settings = json.dumps([c.holdout_fraction, c.cheap_fraction, c.sub_windows,
+                               c.drawdown_weight, c.violation_penalty, o.query,
+                               o.ticks_per_proposal, o.trade_horizon_bars,
+                               msgspec.to_builtins(o.risk)], sort_keys=True)
+        return f"{self.model_key}#{sha256(settings)[:12]}"
+
     async def fresh(self, v: Variant) -> Variant:
         """`v` scored under the current market data and phi3 model (re-scored when either
         changed since: a child is only ever compared with scores made like its own)."""
         self._market()
-        key = await self._model_key()
+        await self._model_key()
+        key = self.eval_key()
         if v.reward_full is not None and v.data_sha256 == self.data_hash and v.model_key == key:
             return v
         self.progress = f"re-scoring variant {v.id} under the current data and model"
@@ -256,7 +269,8 @@ class Kernel:
 
     # --- one iteration ------------------------------------------------------------------
     async def traces(self, parent: Variant) -> dict[str, Any]:
-        live = await self.orchestrator("policy", {})
+        head = await self.orchestrator("policy", {"since": 1 << 62})
+        live = await self.orchestrator("policy", {"since": int(head.get("last_outcome", 0)) - 50})
         outs = live.get("outcomes", [])[-50:]
         mean = sum(o["live_return"] for o in outs) / len(outs) if outs else None
         return {"parent": parent.id, "parent_reward": parent.reward_full,
@@ -318,7 +332,12 @@ class Kernel:
             v.source_sha256 = sha256(source)
             self.archive.add(v, source)
             await self.emit("proposed", v, plan.note)
-            await self._verify(v, parent, source)
+            try:
+                await self._verify(v, parent, source)
+            except ServiceError as e:
+                v.decision, v.reason, v.decided = "error", f"evaluation: {e.message}", now_iso()
+                await self._record("rejected", v, v.reason)
+                return v
         except Rejected as e:
             v.decision, v.reason, v.decided = "rejected", str(e), now_iso()
             await self._record("rejected", v, v.reason)
@@ -352,7 +371,7 @@ class Kernel:
                                f"{parent.lint['pylint']:.2f}")
         self.progress = f"variant {v.id}: stage 2, cheap window"
         cheap = await self.score(v.id, source, False)
-        v.reward_cheap, v.data_sha256, v.model_key = cheap.reward, self.data_hash, self.model_key
+        v.reward_cheap, v.data_sha256, v.model_key = cheap.reward, self.data_hash, self.eval_key()
         if parent.reward_cheap is not None and cheap.reward < parent.reward_cheap:
             raise Rejected(f"cascade: cheap-window reward {cheap.reward:.4f} below the parent's "
                            f"{parent.reward_cheap:.4f}")
@@ -469,11 +488,19 @@ class Kernel:
         v = self.archive.variants[vid]
         outs = status.get("outcomes", [])
         if name == "shadow":
+            if status.get("live") == vid:  # promoted, though the reply was lost: monitor it
+                self.phase = {"name": "monitoring", "candidate": vid, "live": vid,
+                              "replaced": str(status.get("previous")),
+                              "since": self.phase.get("since", 0), "started": time.time()}
+                self._save_state()
+                v.decision, v.reason = "live", f"promoted over {status.get('previous')}"
+                await self._record("applied", v, v.reason)
+                return
             if status.get("shadow") != vid:
                 self.phase = {"name": "idle", "live": self.live_id()}
                 self._save_state()
                 return
-            mine = [o for o in outs if o.get("shadow") == vid]
+            mine = [o for o in outs if o.get("shadow") == vid and not o.get("shadow_error")]
             bad = [o for o in mine if o.get("shadow_violation")]
             if bad:
                 await self.orchestrator("policy_clear_shadow", {})

@@ -120,6 +120,11 @@ def decision_return(w: Windows, k: int, d: dict[str, Any], limits: RiskConfig,
     if not d.get("approved"):
         return 0.0
     proposal = msgspec.convert(d["proposal"], TradeProposal)
+    size = d.get("size", 1.0)
+    if (not isinstance(size, (int, float)) or not 0.0 <= size <= 1.0
+            or not all(math.isfinite(x) for x in (proposal.new_stop_pct,
+                                                  proposal.new_target_pct, proposal.confidence))):
+        raise ValueError(f"decision {k}: invalid values from the sandbox")
     ok, _ = risk_gate(proposal, limits)
     if not ok:
         return 0.0
@@ -142,7 +147,10 @@ def score_decisions(w: Windows, decisions: dict[int, dict[str, Any]], limits: Ri
             bad.add(k)
             returns[k] = 0.0
             continue
-        r = decision_return(w, k, d, limits, horizon)
+        try:  # the sandbox's output is data from untrusted code: checked again here
+            r = decision_return(w, k, d, limits, horizon)
+        except (msgspec.ValidationError, ValueError, TypeError, KeyError):
+            r = math.nan
         if not math.isfinite(r):
             bad.add(k)
             r = 0.0

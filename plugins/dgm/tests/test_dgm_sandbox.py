@@ -54,7 +54,9 @@ async def test_limits_kill_bombs_and_hangs(code: str, killed: str) -> None:
 
 @pytest.mark.parametrize(("code", "event"), [
     ("import subprocess; subprocess.run(['true'])", "subprocess"),
-    ("open('/tmp/osiris-sandbox-escape', 'w').write('x')", "writing"),
+    ("open('/tmp/osiris-sandbox-escape', 'w').write('x')", "opening"),
+    ("import os; os.open('/tmp/osiris-sandbox-escape', os.O_WRONLY | os.O_CREAT)", "opening"),
+    ("open('/etc/hostname').read()", "opening"),
     ("import os; os.system('true')", "os.system"),
     ("import ctypes", "import ctypes"),
 ])

@@ -76,6 +76,11 @@ def test_bad_patches_are_refused_with_the_reason(diff: str, why: str) -> None:
     (lambda s: s + "\nX = eval('1')\n", "eval is not allowed"),
     (lambda s: s + "\nX = getattr(math, '__spec__')\n", "getattr is not allowed"),
     (lambda s: s + "\ndef f(:\n", "syntax error"),
+    # escapes a reviewer found: frames through a generator, str.format, patching math
+    (lambda s: s + "\nbox = []\ng = (box[0].gi_frame.f_back for _ in [0])\n",
+     "attribute 'gi_frame'"),
+    (lambda s: s + "\nX = '{0.__func__.__globals__}'.format(record)\n", "attribute 'format'"),
+    (lambda s: s + "\nmath.isfinite = abs\n", "assigning attribute 'isfinite'"),
 ])
 def test_the_static_check_names_what_a_policy_may_not_do(edit: object, why: str) -> None:
     problems = check_source(edit(SRC))  # type: ignore[operator]
@@ -110,6 +115,14 @@ def test_the_default_policy_passes_and_its_values_are_checked() -> None:
                                           'reasons=bad)'))
     with pytest.raises(PolicyViolation, match="exactly once"):
         silent.decide(prop, market)
+
+
+def test_a_line_is_split_on_newlines_alone() -> None:
+    """'\x0b' (and \u2028 …) is not a line break in a diff: a comment stays a comment."""
+    sneaky = "--- a/policy.py\n+++ b/policy.py\n@@ -1 +1,2 @@\n " + SRC.split("\n")[0] + \
+        "\n+# tidy comment\x0b+evil = 1\n"
+    new = apply_patch({"policy.py": SRC}, sneaky, ALLOW)["policy.py"]
+    assert "\nevil = 1" not in new and "# tidy comment\x0b+evil = 1" in new
 
 
 def test_mutate_is_seeded_and_changes_one_param() -> None:

@@ -82,8 +82,8 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                           "approved" if result.shadow.get("approved") else "rejected",
                           result.policy, "approved" if result.advice and result.advice.approved
                           else "rejected")
-        proposal = (msgspec.structs.asdict(result.phi3_proposal)
-                    if result.phi3_proposal is not None else None)
+        taken = result.adjusted or result.phi3_proposal
+        proposal = msgspec.structs.asdict(taken) if taken is not None else None
         self.tracker.record(last, result.policy or "0", bool(result.advice and result.advice.approved),
                             proposal, result.size, result.shadow, violation)
 

@@ -74,8 +74,10 @@ class PolicySlots:
     def _save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         for p in (self.live, self.shadow, self.previous):
-            if p is not None and p.variant != "0" and not self._path(p.variant).exists():
-                self._write(self._path(p.variant), p.source)
+            path = self._path(p.variant) if p is not None and p.variant != "0" else None
+            if p is not None and path is not None and (
+                    not path.exists() or path.read_text() != p.source):
+                self._write(path, p.source)
         self._write(self.folder / "slots.json", json.dumps({
             "live": self.live.variant, "shadow": self.shadow and self.shadow.variant,
             "previous": self.previous and self.previous.variant, "changed": self.changed}))
@@ -151,6 +153,8 @@ class Outcome:
     shadow_approved: bool = False
     violation: str | None = None
     shadow_violation: str | None = None
+    shadow_error: str | None = None
+    """The shadow could not decide (e.g. phi3 failed on its prompt): not a real decision."""
     closed_at: float = 0.0
     trades: list[Trade | None] = field(default_factory=list, repr=False)
 
@@ -163,7 +167,10 @@ class LiveTracker:
         self.tape: deque[MarketTick] = deque(maxlen=max(64, 4 * horizon))
         self.open: list[Outcome] = []
         self.closed: deque[Outcome] = deque(maxlen=keep)
-        self.seq = 0
+        # milliseconds since the epoch: outcome numbers keep growing across restarts, so a
+        # reader's `since` from before a restart still means "newer than what I saw"
+        self.seq = int(time.time() * 1000)
+        self.first = self.seq
 
     def tick(self, tick: MarketTick) -> None:
         self.tape.append(tick)
@@ -188,7 +195,7 @@ class LiveTracker:
         o = Outcome(seq=self.seq, live=live, shadow=sh.get("variant"),
                     live_approved=approved, violation=violation,
                     shadow_approved=bool(sh.get("approved")),
-                    shadow_violation=sh.get("violation"))
+                    shadow_violation=sh.get("violation"), shadow_error=sh.get("error"))
         o.trades = [self._trade(last, proposal, size) if approved else None,
                     self._trade(last, shadow.get("proposal"), shadow.get("size"))
                     if shadow and shadow.get("approved") else None]
@@ -218,5 +225,6 @@ class LiveTracker:
         return [{k: v for k, v in asdict(o).items() if k != "trades"} for o in rows]
 
     def facts(self) -> dict[str, Any]:
-        return {"open_outcomes": len(self.open), "closed_outcomes": self.seq - len(self.open),
-                "last_outcome": self.closed[-1].seq if self.closed else 0}
+        return {"open_outcomes": len(self.open),
+                "closed_outcomes": self.seq - self.first - len(self.open),
+                "last_outcome": self.closed[-1].seq if self.closed else self.first}

@@ -39,6 +39,15 @@ SAFE_BUILTINS = ("abs", "all", "any", "bool", "dict", "enumerate", "filter", "fl
                  "set", "sorted", "str", "sum", "tuple", "zip", "ValueError", "KeyError",
                  "TypeError", "ZeroDivisionError", "ArithmeticError", "Exception", "True",
                  "False", "None")
+MATH_NAMES = frozenset(n for n in dir(math) if not n.startswith("_"))
+SAFE_ATTRIBUTES = frozenset({
+    # dict / list / str methods a policy needs; everything else (format, gi_frame, f_back …)
+    # is refused, so no attribute chain can reach a frame, a module or the real builtins
+    "get", "items", "keys", "values", "copy", "setdefault", "pop", "update", "append",
+    "extend", "insert", "index", "count", "sort", "upper", "lower", "strip", "lstrip",
+    "rstrip", "startswith", "endswith", "split", "join", "replace", "isdigit", "isalpha",
+    "title", "capitalize",
+}) | MATH_NAMES
 MAX_PROMPT = 16_000
 MAX_SOURCE = 64_000
 FIELDS = ("ticker", "action", "side", "new_stop_pct", "new_target_pct", "confidence",
@@ -93,8 +102,10 @@ def check_source(source: str) -> list[str]:
             problems.append(f"{where}: {node.id} is not allowed in a policy")
         elif isinstance(node, ast.Name) and node.id == "record" and not isinstance(node.ctx, ast.Load):
             problems.append(f"{where}: `record` may not be rebound")
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        elif isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRIBUTES:
             problems.append(f"{where}: attribute {node.attr!r} is not allowed in a policy")
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            problems.append(f"{where}: assigning attribute {node.attr!r} is not allowed")
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             problems.append(f"{where}: global/nonlocal is not allowed in a policy")
         elif isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.Yield, ast.YieldFrom,
@@ -124,9 +135,11 @@ def check_source(source: str) -> list[str]:
 
 
 def _import(name: str, *args: Any, **kwargs: Any) -> Any:
+    """A policy's `import math` gets its own copy of math's functions: patching it changes
+    nothing outside the policy (nor the validation below)."""
     if name not in ALLOWED_IMPORTS:
         raise ImportError(f"a policy may import only {sorted(ALLOWED_IMPORTS)}, not {name!r}")
-    return __import__(name, *args, **kwargs)
+    return types.SimpleNamespace(**{n: getattr(math, n) for n in MATH_NAMES})
 
 
 def _finite(name: str, value: Any) -> float:

@@ -74,6 +74,9 @@ class RunResult(msgspec.Struct, kw_only=True):
     """The shadow policy's decision on the same ticks (logged, never published)."""
     violation: str | None = None
     """What the policy did wrong, when the run failed because of it."""
+    adjusted: TradeProposal | None = None
+    """The proposal as the policy post-processed it: what the gate judged and a position
+    would be opened on (`phi3_proposal` stays phi3's own reply)."""
 
 
 class StepFailed(Exception):
@@ -177,11 +180,19 @@ class Workflow:
 
         try:
             async def query_market() -> dict[str, Any]:
-                return policy.summarise(ticks)
+                try:
+                    return policy.summarise(ticks)
+                except PolicyViolation as e:
+                    out.violation = str(e)
+                    raise
 
             out.market = await step("query_market", query_market)
             market = out.market
-            prompt = policy.prompt(query, market)
+            try:
+                prompt = policy.prompt(query, market)
+            except PolicyViolation as e:
+                out.violation = str(e)
+                raise
             raw = await step("generate_proposal", lambda: self._phi3(prompt))
             out.phi3_proposal = proposal = raw
 
@@ -196,7 +207,7 @@ class Workflow:
                 reasons = decision.reasons + (hard if not hard_ok else [])
                 if approved:
                     reasons = hard
-                out.phi3_proposal = decision.proposal
+                out.adjusted = decision.proposal
                 out.size = decision.size if approved else None
                 advice = Advice(transaction_id=tid, timestamp=now_iso(), approved=approved,
                                 reasons=reasons, phi3_proposal=decision.proposal)
@@ -204,7 +215,7 @@ class Workflow:
                 return advice
 
             out.advice = await step("risk_management", risk_management)
-            proposal = out.phi3_proposal
+            proposal = out.adjusted or raw  # the trade the gate judged (hermes assesses it)
             if shadow is not None:
                 out.shadow = await self._shadow(shadow, query, ticks, prompt, raw)
             if out.advice.approved:
@@ -220,10 +231,10 @@ class Workflow:
                 ts = now_iso()
                 await self.bus.publish(PROPOSAL_CREATED, ProposalCreated(
                     transaction_id=tid, timestamp=ts, prompt=prompt,
-                    phi3_proposal=proposal), msg_id=tid)
+                    phi3_proposal=raw), msg_id=tid)  # phi3's own words: what feedback corrects
                 if out.hermes_assessment is not None:
                     await self.bus.publish(PROPOSAL_ASSESSED, ProposalAssessed(
-                        transaction_id=tid, timestamp=ts, phi3_proposal=proposal,
+                        transaction_id=tid, timestamp=ts, phi3_proposal=raw,
                         hermes_assessment=out.hermes_assessment), msg_id=f"{tid}:assessed")
 
             await step("publish_events", publish_events)
