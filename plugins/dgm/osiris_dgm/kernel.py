@@ -74,10 +74,11 @@ class Kernel:
                              memory_mb=config.sandbox_memory_mb)
         self.windows: Windows | None = None
         self.data_hash = ""
-        self.iteration = int(self._state().get("iteration", 0))
-        self.phase: dict[str, Any] = self._state().get("phase", {"name": "idle"})
+        state = self._state()
+        self.iteration = int(state.get("iteration", 0))
+        self.phase: dict[str, Any] = state.get("phase", {"name": "idle"})
         self.progress = ""
-        self.model_key = str(self._state().get("model_key", ""))
+        self.model_key = str(state.get("model_key", ""))
 
     # --- state --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -402,7 +403,7 @@ class Kernel:
         return out
 
     def live_id(self) -> str:
-        return str(self.phase.get("live") or self._state().get("live") or "0")
+        return str(self.phase.get("live") or "0")
 
     def _beats(self, v: Variant, other: Variant) -> bool:
         if (not v.sub_rewards or len(v.sub_rewards) != len(other.sub_rewards)

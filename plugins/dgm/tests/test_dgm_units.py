@@ -128,10 +128,10 @@ def test_a_line_is_split_on_newlines_alone() -> None:
 def test_mutate_is_seeded_and_changes_one_param() -> None:
     a, note_a = mutate_source(SRC, 42)
     b, note_b = mutate_source(SRC, 42)
-    c, _ = mutate_source(SRC, 43)
     assert a == b and note_a == note_b and a != SRC
     assert len([k for k, (_, v) in params_lines(a).items() if params_lines(SRC)[k][1] != v]) == 1
-    assert check_source(a) == [] and c != a or c == a  # another seed may pick the same change
+    assert check_source(a) == []
+    assert len({mutate_source(SRC, seed)[0] for seed in range(20)}) > 1  # seeds differ
     reply = asyncio.run(mutate(PlanRequest(planner="mutate", policy_source=SRC, seed=42),
                                PlannerContext(bus=None)))
     assert apply_patch({"policy.py": SRC}, reply.diff, ALLOW)["policy.py"] == a

@@ -175,8 +175,14 @@ class LiveTracker:
     def tick(self, tick: MarketTick) -> None:
         self.tape.append(tick)
         for o in list(self.open):
-            if all(t is None or t.step(tick) for t in o.trades):
-                self._close(o)
+            self._step(o, tick)
+
+    def _step(self, o: Outcome, tick: MarketTick) -> bool:
+        """Walk both sides of `o` one bar; closes it (and says so) once both are closed."""
+        if all(t is None or t.step(tick) for t in o.trades):
+            self._close(o)
+            return True
+        return False
 
     def _close(self, o: Outcome) -> None:
         lt, st = o.trades
@@ -202,8 +208,7 @@ class LiveTracker:
         after = self._since(last)
         self.open.append(o)
         for t in after:
-            if all(tr is None or tr.step(t) for tr in o.trades):
-                self._close(o)
+            if self._step(o, t):
                 break
         return o
 
