@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from .contracts import NodeStatus
+from .protocol import NodeStatus
 from .errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,

@@ -25,7 +25,7 @@ from nats.js.errors import BadRequestError
 
 from .bus import Bus, connect, encode, nats_reachable
 from .config import Config
-from .contracts import NodeStatus, PluginStatus
+from .protocol import NodeStatus, PluginStatus
 from .errors import OsirisError
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import contracts as c
+from . import protocol as p
 
 __all__ = [
     "ACTOR_WANTED",
@@ -125,7 +126,7 @@ GPU_STATUS = Subject(
     description="VRAM budget, usage and per-actor state",
 )
 RUNTIME_STATUS = Subject(
-    "osiris.runtime.status", "service", "runtime", None, c.NodeStatus,
+    "osiris.runtime.status", "service", "runtime", None, p.NodeStatus,
     description="every runtime process answers (scatter-gather): plugins and actor states",
 )
 
@@ -161,7 +162,7 @@ GPU_EVENTS = Subject(
     description="over_budget / paused / resumed / cannot_fit",
 )
 ACTOR_WANTED = Subject(
-    "osiris.runtime.wanted", "event", "runtime", c.ActorWanted,
+    "osiris.runtime.wanted", "event", "runtime", p.ActorWanted,
     description="a request waits for a paused actor (the gpu supervisor resumes it)",
 )
 DGM_EVENTS = Subject(

@@ -36,7 +36,7 @@ from .actor import (
 )
 from .bus import MSG_ID_HEADER, Bus, encode
 from .config import PluginConfig, validation_error_field
-from .contracts import ActorStatus, ActorWanted, ControlReply, ControlRequest, ErrorReply
+from .protocol import ActorStatus, ActorWanted, ControlReply, ControlRequest, ErrorReply
 from .errors import ERROR_CODE_HEADER, ERROR_HEADER, BadRequest, ServiceError, Unavailable
 from .micro import Endpoint, MicroService
 from .subjects import ACTOR_WANTED, Catalogue, control

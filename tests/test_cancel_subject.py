@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from osiris_core.contracts import CancelRequest
+from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, cancel, control
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from osiris_core import Config
 from osiris_core.bus import Bus
-from osiris_core.contracts import ControlReply
+from osiris_core.protocol import ControlReply
 from osiris_core.testing import OsirisProcess
 
 

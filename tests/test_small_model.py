@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from osiris_core.bus import Bus
-from osiris_core.contracts import ControlReply, GenerateReply, TradeProposal
+from osiris_core.contracts import GenerateReply, TradeProposal
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, control
 
 pytestmark = [

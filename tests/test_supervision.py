@@ -10,7 +10,7 @@ import pytest
 
 from osiris_core import BadRequest, Config, ServiceError, Unavailable
 from osiris_core.bus import Bus
-from osiris_core.contracts import ControlReply
+from osiris_core.protocol import ControlReply
 
 FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "restart_window_s": 30.0}
 

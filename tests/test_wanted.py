@@ -11,7 +11,7 @@ import msgspec
 
 from osiris_core import Config
 from osiris_core.bus import Bus
-from osiris_core.contracts import ActorWanted
+from osiris_core.protocol import ActorWanted
 from osiris_core.subjects import ACTOR_WANTED
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from osiris_core.bus import gather_nodes
-from osiris_core.contracts import NodeStatus
+from osiris_core.protocol import NodeStatus
 
 from .schemas import HealthActor, HealthResponse
 

@@ -11,7 +11,7 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from osiris_gateway.security import TokenBuckets
 
-from osiris_core.contracts import CancelRequest
+from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, cancel
 
 from .conftest import client, wait_for

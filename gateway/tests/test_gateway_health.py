@@ -7,7 +7,7 @@ from typing import Any
 
 from osiris_gateway.health import summarise
 
-from osiris_core.contracts import ActorStatus, NodeStatus
+from osiris_core.protocol import ActorStatus, NodeStatus
 
 
 def node(name: str, *actors: ActorStatus) -> NodeStatus:

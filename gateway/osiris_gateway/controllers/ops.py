@@ -14,7 +14,7 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
-from osiris_core.contracts import ControlRequest
+from osiris_core.protocol import ControlRequest
 from osiris_core.errors import ServiceError
 from osiris_core.subjects import control
 

@@ -13,7 +13,8 @@ import msgspec
 
 from osiris_core.bus import Bus, connect
 from osiris_core.cli import config_option, get_config, run_async
-from osiris_core.contracts import ControlReply, StoreRows
+from osiris_core.contracts import StoreRows
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import STORE_QUERY, control
 
 from .config import DgmConfig

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osiris_core.contracts import ActorStatus
+from osiris_core.protocol import ActorStatus
 
 WEIGHT_SUFFIXES = (".onnx", ".data", ".safetensors", ".bin", ".pt", ".gguf", ".onnx_data")
 

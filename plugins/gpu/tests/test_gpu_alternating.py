@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core.contracts import ControlReply, GenerateReply, GpuEvent, GpuStatus, TradeProposal
+from osiris_core.contracts import GenerateReply, GpuEvent, GpuStatus, TradeProposal
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE, control
 
 pytestmark = [

@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core.contracts import ControlReply, GenerateReply, GpuEvent, GpuStatus
+from osiris_core.contracts import GenerateReply, GpuEvent, GpuStatus
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, control
 
 torch = pytest.importorskip("torch")

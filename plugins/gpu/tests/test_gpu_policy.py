@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from osiris_core import Actor, PluginConfig, Unavailable, hookimpl, service
-from osiris_core.contracts import ControlReply, GenerateReply, GpuEvent, GpuStatus, TradeProposal
+from osiris_core.contracts import GenerateReply, GpuEvent, GpuStatus, TradeProposal
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE, control
 
 pytestmark = [

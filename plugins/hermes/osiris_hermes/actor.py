@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, RequestContext, on_event, service
-from osiris_core.contracts import CancelRequest, GenerateChunk, GenerateReply, GenerateRequest
+from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
+from osiris_core.protocol import CancelRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 

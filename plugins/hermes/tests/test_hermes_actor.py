@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core.contracts import ControlReply, GenerateChunk, GenerateReply
+from osiris_core.contracts import GenerateChunk, GenerateReply
+from osiris_core.protocol import ControlReply
 from osiris_core.errors import BadRequest, Unavailable
 from osiris_core.subjects import HERMES_GENERATE, control
 

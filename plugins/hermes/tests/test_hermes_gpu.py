@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from osiris_core.contracts import ControlReply, GenerateReply
+from osiris_core.contracts import GenerateReply
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import HERMES_GENERATE, control
 
 torch = pytest.importorskip("torch")

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from osiris_core.contracts import ControlReply, TradeProposal
+from osiris_core.contracts import TradeProposal
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import PHI3_GENERATE, control
 
 og = pytest.importorskip("onnxruntime_genai")

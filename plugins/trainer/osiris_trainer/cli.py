@@ -11,7 +11,7 @@ import msgspec
 
 from osiris_core.bus import Bus, connect
 from osiris_core.cli import config_option, get_config, run_async
-from osiris_core.contracts import ControlReply
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 
 from .config import TrainerConfig

@@ -17,7 +17,7 @@ from osiris_tts.espeak import EspeakEngine
 
 from osiris_core import Config, Unavailable
 from osiris_core.bus import Bus
-from osiris_core.contracts import ControlReply
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import TTS_SPEAK, control
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("chatterbox") is not None,
