@@ -189,13 +189,23 @@ class FeedbackAck(Contract):
 
 
 class StoreQuery(Contract):
-    """`osiris.store.query`: read rows of one table."""
+    """`osiris.store.query`: read rows of one table, one page per request.
+
+    A reply carries at most `limit` rows and never more bytes than the NATS server's
+    `max_payload`; `StoreRows.next_cursor` says where the next page starts. Read a whole
+    result with `osiris_core.store.iter_rows` / `read_rows`.
+    """
 
     table: str
     filter: str | None = None
     limit: int = 100
+    """Most rows wanted in this page (a page may hold fewer: replies are capped by bytes)."""
     order_by: str | None = None
     descending: bool = True
+    cursor: str | None = None
+    """`next_cursor` of the previous page (same table, order_by and descending), or None
+    for the first page. Opaque: a position in the (order_by, id) order, so rows written
+    between pages are neither repeated nor shift the pages."""
 
 
 class StoreRows(Contract):
@@ -203,6 +213,11 @@ class StoreRows(Contract):
 
     table: str
     rows: list[dict[str, Any]]
+    next_cursor: str | None = None
+    """Pass as `StoreQuery.cursor` for the rows after these; None: no more rows."""
+    truncated: bool = False
+    """True when the page stopped short of `limit` because the reply would have exceeded
+    the server's max_payload (more rows follow: see `next_cursor`)."""
 
 
 # --- market, voice, gpu -----------------------------------------------------------------

@@ -13,9 +13,10 @@ import msgspec
 
 from osiris_core.bus import Bus, connect
 from osiris_core.cli import config_option, get_config, run_async
-from osiris_core.contracts import StoreRows
+from osiris_core.contracts import StoreQuery
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import STORE_QUERY, control
+from osiris_core.store import PAGE_ROWS, read_rows
+from osiris_core.subjects import control
 
 from .config import DgmConfig
 from .contracts import DGM_ROLLBACK, DGM_RUN, RollbackReply, RollbackRequest, RunReply, RunRequest
@@ -110,17 +111,8 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
 def archive(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     """Every variant with its parent, planner, decision and reward, as a lineage tree."""
     async def go(bus: Bus) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        offset_filter: str | None = None
-        while True:
-            page: StoreRows = await bus.request(
-                STORE_QUERY, {"table": "dgm_archive", "limit": 500, "order_by": "iteration",
-                              "descending": False, "filter": offset_filter},
-                reply_type=StoreRows, timeout=30)
-            rows += page.rows
-            if len(page.rows) < 500:
-                return rows
-            offset_filter = f"iteration > {page.rows[-1]['iteration']}"
+        return await read_rows(bus, StoreQuery(table="dgm_archive", limit=PAGE_ROWS,
+                                               order_by="iteration", descending=False))
 
     rows = _with_bus(config_path or ctx.obj, go)
     if as_json:

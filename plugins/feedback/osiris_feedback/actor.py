@@ -13,7 +13,16 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, BadRequest, EventMeta, NotFound, Unavailable, on_event, service
+from osiris_core import (
+    Actor,
+    BadRequest,
+    EventMeta,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    on_event,
+    service,
+)
 from osiris_core.contracts import (
     Advice,
     DgmEvent,
@@ -40,6 +49,7 @@ from .config import FeedbackConfig
 from .store import (
     SCHEMAS,
     FilterError,
+    Page,
     Store,
     advice_row,
     dgm_row,
@@ -53,6 +63,8 @@ from .store import (
 KNOWN_HEADER = "Osiris-Transaction-Known"
 RECEIVED = "Feedback received successfully"
 MAX_TEXT = 64
+REPLY_HEADROOM = 4096
+"""Bytes of max_payload kept free in a store.query reply for headers the bus may add."""
 
 
 class FeedbackActor(Actor[FeedbackConfig]):
@@ -158,21 +170,54 @@ class FeedbackActor(Actor[FeedbackConfig]):
     # --- reads --------------------------------------------------------------------------
     @service(STORE_QUERY)
     async def query(self, q: StoreQuery) -> StoreRows:
+        """One page: at most `limit` rows, and no more bytes than the server's max_payload
+        allows (less `REPLY_HEADROOM`); `next_cursor` says where the next page starts."""
         if q.table not in SCHEMAS:
             raise BadRequest(f"unknown table {q.table!r} (tables: {', '.join(SCHEMAS)})",
                              field="table")
         if not 1 <= q.limit <= self.config.max_query_rows:
             raise BadRequest(f"limit must be 1–{self.config.max_query_rows}", field="limit")
+        max_payload = self.ctx.bus.nc.max_payload
         try:
-            rows = await asyncio.to_thread(self.store.query, q.table, q.filter, q.limit,
-                                           q.order_by, q.descending)
+            return await asyncio.to_thread(self._page, q, max_payload)
         except FilterError as e:
-            field = "order_by" if "order_by" in str(e) else "filter"
-            raise BadRequest(f"bad {field} for table {q.table!r}: {e}", field=field) from None
-        return StoreRows(table=q.table, rows=rows)
+            raise BadRequest(f"bad {e.field} for table {q.table!r}: {e}", field=e.field) from None
+
+    def _page(self, q: StoreQuery, max_payload: int) -> StoreRows:
+        page = self.store.query(q.table, q.filter, q.limit, q.order_by, q.descending, q.cursor)
+        return fit_page(page, max_payload)
 
     def facts(self) -> dict[str, Any]:
         return {"db": str(self.store.path), "written": dict(self.written),
                 "known_transactions": len(self.known),
                 "unlinked_feedback": self.unknown_feedback,
                 "last_optimize": self.last_optimize}
+
+
+def fit_page(page: Page, max_payload: int) -> StoreRows:
+    """The longest prefix of `page` whose encoded reply fits in `max_payload` less
+    `REPLY_HEADROOM`: rows are measured as the reply encodes them, with the cursor of the
+    last one. A single row that does not fit is a 413 naming its size and the way out."""
+    budget = max_payload - REPLY_HEADROOM
+    # the envelope with an empty cursor; +2 covers `null` (no cursor) against `""`
+    size = len(msgspec.json.encode(StoreRows(table=page.table, rows=[], next_cursor=""))) + 2
+    n = 0
+    for i, row in enumerate(page.rows):
+        size += len(msgspec.json.encode(row)) + (1 if i else 0)
+        if size + len(page.cursor(i)) > budget:
+            break
+        n = i + 1
+    if n == len(page.rows):
+        return StoreRows(table=page.table, rows=page.rows, next_cursor=page.next_cursor())
+    if n == 0:
+        row_bytes = len(msgspec.json.encode(page.rows[0]))
+        skip = page.cursor(0)  # holds the row's order_by value: left out if that is huge too
+        raise ServiceError(
+            f"row {page.keys[0][1]!r} of table {page.table!r} is {row_bytes} bytes as JSON, "
+            f"more than one reply may carry ({budget} bytes: the NATS server's max_payload "
+            f"{max_payload} less {REPLY_HEADROOM} for headers); raise max_payload in the "
+            "nats-server config, or pass detail.next_cursor as cursor to skip the row",
+            code=413, field="table", row_id=page.keys[0][1], row_bytes=row_bytes,
+            max_bytes=budget, next_cursor=skip if len(skip) < budget // 2 else None)
+    return StoreRows(table=page.table, rows=page.rows[:n], next_cursor=page.cursor(n - 1),
+                     truncated=True)

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from osiris_core.bus import Bus, connect, nats_reachable
 from osiris_core.cli import config_option, get_config, run_async
 from osiris_core.config import Config
-from osiris_core.contracts import StoreQuery, StoreRows
+from osiris_core.contracts import StoreQuery
 from osiris_core.errors import ServiceError, Unavailable
+from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import STORE_QUERY
 
 from .config import FeedbackConfig
@@ -36,21 +38,21 @@ def db() -> None:
 
 
 def fetch(config: Config, q: StoreQuery) -> tuple[list[dict[str, Any]], str]:
-    """Rows and where they came from."""
+    """Up to `q.limit` rows and where they came from. Over the bus they are read page by
+    page (a reply holds at most one NATS max_payload), so any limit works."""
     s = config.settings
     if nats_reachable(s.nats_url):
-        async def go() -> StoreRows:
+        async def go() -> list[dict[str, Any]]:
             nc = await connect(s.nats_url, token=s.nats_token, creds=s.nats_creds,
                                allow_reconnect=False)
             try:
-                rows: StoreRows = await Bus(nc).request(STORE_QUERY, q, reply_type=StoreRows,
-                                                        timeout=10)
-                return rows
+                return await read_rows(Bus(nc), msgspec.structs.replace(q, limit=PAGE_ROWS),
+                                       max_rows=q.limit)
             finally:
                 await nc.close()
 
         try:
-            return run_async(go()).rows, f"{STORE_QUERY} on {s.nats_url}"
+            return run_async(go()), f"{STORE_QUERY} on {s.nats_url}"
         except Unavailable:
             pass  # no feedback actor running: read the files
     cfg = config.plugin("feedback", FeedbackConfig)
@@ -62,9 +64,9 @@ def fetch(config: Config, q: StoreQuery) -> tuple[list[dict[str, Any]], str]:
         raise click.BadParameter(f"unknown table {q.table!r} (tables: {', '.join(SCHEMAS)})")
     try:
         rows = Store(Path(path), create=False).query(q.table, q.filter, q.limit, q.order_by,
-                                                      q.descending)
+                                                      q.descending).rows
     except FilterError as e:
-        raise click.BadParameter(str(e), param_hint="--filter") from None
+        raise click.BadParameter(str(e), param_hint=f"--{e.field}") from None
     return rows, str(path)
 
 
@@ -107,7 +109,8 @@ def _query(config_path: str | None, table: str, limit: int, filter: str | None,
 
 def _options(fn: Any) -> Any:
     for opt in reversed([
-        click.option("--limit", type=int, default=20, show_default=True),
+        click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+                     help="Rows to show (read page by page: any number works)."),
         click.option("--filter", "filter", default=None,
                      help="e.g. \"status = 'ok'\" (columns of the table, SQL-like)"),
         click.option("--order_by", "--order-by", "order_by", default=None,

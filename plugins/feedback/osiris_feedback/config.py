@@ -20,4 +20,5 @@ class FeedbackConfig(PluginConfig, frozen=True, kw_only=True):
     """Feedback whose transaction_id matches no stored proposal: keep it unlinked (and say so
     in the ack) or refuse it with 404."""
     max_query_rows: int = 10_000
-    """Largest `limit` osiris.store.query accepts."""
+    """Largest `limit` osiris.store.query accepts (rows per page; a page is also capped by the
+    NATS server's max_payload, and `next_cursor` reads on)."""

@@ -6,9 +6,11 @@ one writer per table. `osiris db` uses the same class read-only.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import lancedb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from osiris_core.contracts import (
     Advice,
@@ -26,7 +29,7 @@ from osiris_core.contracts import (
     RunRecord,
 )
 
-__all__ = ["JSON_COLUMNS", "SCHEMAS", "FilterError", "Store", "check_filter"]
+__all__ = ["JSON_COLUMNS", "SCHEMAS", "FilterError", "Page", "Store", "check_filter"]
 
 S, F, B, N = pa.string(), pa.float64(), pa.bool_(), pa.int64()
 SCHEMAS: dict[str, pa.Schema] = {
@@ -124,7 +127,12 @@ def dgm_row(evt: DgmEvent) -> dict[str, Any]:
 
 # --- filters ------------------------------------------------------------------------------
 class FilterError(ValueError):
-    """A filter that cannot run; `.args[0]` says what is wrong."""
+    """A query part that cannot run; `.args[0]` says what is wrong, `.field` which request
+    field (filter, order_by, cursor) it is."""
+
+    def __init__(self, message: str, *, field: str = "filter") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 _TOKEN = re.compile(r"""
@@ -262,27 +270,104 @@ class Store:
         return int(tbl.stats()["fragment_stats"]["num_fragments"]) if tbl is not None else 0
 
     def query(self, table: str, filter: str | None, limit: int, order_by: str | None,
-              descending: bool) -> list[dict[str, Any]]:
-        """Rows of `table` matching `filter`, sorted, at most `limit`, JSON columns decoded.
+              descending: bool, cursor: str | None = None) -> Page:
+        """Rows of `table` matching `filter` in (order_by, id) order, after `cursor`, at most
+        `limit`, JSON columns decoded.
 
-        Raises KeyError (unknown table), FilterError (bad filter or order column).
+        Raises KeyError (unknown table), FilterError (bad filter, order column or cursor).
         """
         if table not in SCHEMAS:
             raise KeyError(table)
         order = order_by or DEFAULT_ORDER
         if order not in SCHEMAS[table].names:
-            raise FilterError(f"unknown order_by column {order!r} in table {table!r}")
+            raise FilterError(f"unknown order_by column {order!r} in table {table!r}",
+                              field="order_by")
         if filter:
             check_filter(table, filter)
+        after = _decode_cursor(cursor, table, order, descending) if cursor else None
         tbl = self.tables.get(table)
         if tbl is None:
-            return []
+            return Page(table, order, descending, [], [], more=False)
         try:
             data = tbl.search().where(filter).limit(None).to_arrow() if filter else tbl.to_arrow()
         except (ValueError, RuntimeError) as e:
             raise FilterError(str(e).splitlines()[0]) from None
-        data = data.sort_by([(order, "descending" if descending else "ascending")])
-        return [_decode(r) for r in data.slice(0, limit).to_pylist()]
+        if after is not None:
+            data = data.filter(_after(data, order, descending, *after))
+        way = "descending" if descending else "ascending"
+        # arrow puts nulls last either way (its default); `_after` relies on that
+        data = data.take(pc.sort_indices(data, sort_keys=[(order, way), ("id", way)]))
+        page = data.slice(0, limit)
+        keys = list(zip(page.column(order).to_pylist(), page.column("id").to_pylist(),
+                        strict=True))
+        return Page(table, order, descending, [_decode(r) for r in page.to_pylist()], keys,
+                    more=data.num_rows > limit)
+
+
+@dataclass
+class Page:
+    """One page of a query: decoded rows, and the raw (order value, id) key of each, from
+    which `cursor(i)` makes the position just after row i."""
+
+    table: str
+    order: str
+    descending: bool
+    rows: list[dict[str, Any]]
+    keys: list[tuple[Any, str]]
+    more: bool
+    """Rows follow the last one of this page."""
+
+    def cursor(self, i: int) -> str:
+        value, id_ = self.keys[i]
+        raw = msgspec.json.encode([CURSOR_VERSION, self.table, self.order, self.descending, value, id_])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def next_cursor(self) -> str | None:
+        """Where the next page starts when this one is sent whole (None: the end)."""
+        return self.cursor(len(self.rows) - 1) if self.more and self.rows else None
+
+
+CURSOR_VERSION = 1
+
+
+def _decode_cursor(cursor: str, table: str, order: str, descending: bool) -> tuple[Any, str]:
+    """(order value, id) of the row a cursor points after; FilterError if it is not one of
+    ours or was made for another table or ordering."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, c_table, c_order, c_desc, value, id_ = msgspec.json.decode(raw)
+    except (ValueError, TypeError, msgspec.DecodeError):
+        raise FilterError("cursor is not a next_cursor of osiris.store.query "
+                          "(pass it back unchanged)", field="cursor") from None
+    if version != CURSOR_VERSION or not isinstance(id_, str):
+        raise FilterError("cursor is not a next_cursor of osiris.store.query "
+                          "(pass it back unchanged)", field="cursor")
+    if (c_table, c_order, c_desc) != (table, order, descending):
+        def way(desc: bool) -> str:
+            return "descending" if desc else "ascending"
+
+        raise FilterError(f"the cursor pages {c_table!r} by {c_order} {way(c_desc)}, not "
+                          f"{table!r} by {order} {way(descending)}: send the table, order_by "
+                          "and descending of the page it came from, or no cursor to start "
+                          "again", field="cursor")
+    return value, id_
+
+
+def _after(data: pa.Table, order: str, descending: bool, value: Any, id_: str) -> pa.Array:
+    """Mask of the rows after (value, id) in the query's order: (order, id) both ascending
+    or both descending, null order values last."""
+    beyond = pc.less if descending else pc.greater
+    col, ids = data.column(order), data.column("id")
+    is_null = pc.is_null(col)
+    later_id = beyond(ids, pa.scalar(id_, pa.string()))
+    if value is None:
+        return pc.and_(is_null, later_id)
+    try:
+        v = pa.scalar(value, col.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        raise FilterError(f"cursor value does not fit column {order!r}", field="cursor") from None
+    same = pc.and_(pc.fill_null(pc.equal(col, v), False), later_id)
+    return pc.or_(pc.or_(pc.fill_null(beyond(col, v), False), same), is_null)
 
 
 def _quote(s: str) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
-from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery, StoreRows
-from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED, STORE_QUERY
+from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery
+from osiris_core.store import PAGE_ROWS, read_rows
+from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
@@ -264,12 +265,13 @@ class TrainerActor(Actor[TrainerConfig]):
         self.log.info("trainer: %s", msg)
 
     async def _rows(self, q: StoreQuery) -> list[dict[str, Any]]:
+        """Up to `q.limit` rows, page by page (one reply holds at most a NATS max_payload)."""
         try:
-            res: StoreRows = await self.request(STORE_QUERY, q, reply_type=StoreRows, timeout=30)
+            return await read_rows(self, msgspec.structs.replace(q, limit=PAGE_ROWS),
+                                   max_rows=q.limit)
         except Unavailable:
             raise Unavailable("the feedback store does not answer (run the feedback plugin): "
                               "corrections are read through osiris.store.query") from None
-        return res.rows
 
     async def _run_job(self, spec: JobSpec) -> Outcome:
         """Run `osiris_trainer.job` in a child process; its progress lines become ours."""

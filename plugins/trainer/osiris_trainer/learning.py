@@ -19,19 +19,18 @@ import msgspec
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import (
-    ControlReply,
     FeedbackAck,
     GenerateRequest,
     ProposalCreated,
     StoreQuery,
-    StoreRows,
     TradeProposal,
 )
+from osiris_core.protocol import ControlReply
+from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import (
     FEEDBACK_SUBMIT,
     PHI3_GENERATE,
     PROPOSAL_CREATED,
-    STORE_QUERY,
     control,
 )
 
@@ -67,12 +66,12 @@ async def _propose(bus: Bus, prompt: str, timeout: float) -> TradeProposal:
 async def _wait_rows(bus: Bus, table: str, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        rows = await bus.request(STORE_QUERY, StoreQuery(table=table, limit=1000),
-                                 reply_type=StoreRows, timeout=10)
-        if len(rows.rows) >= n:
+        rows = await read_rows(bus, StoreQuery(table=table, limit=PAGE_ROWS), max_rows=n,
+                               timeout=10)
+        if len(rows) >= n:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{table}: {len(rows.rows)} of {n} rows stored after {timeout}s")
+            raise TimeoutError(f"{table}: {len(rows)} of {n} rows stored after {timeout}s")
         await asyncio.sleep(0.1)
 
 
