@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError, NoStreamResponseError
 
-from .bus import Bus, connect, gather_nodes
+from .bus import MSG_ID_HEADER, Bus, connect, gather_nodes
 from .config import Config, load_config
-from .errors import ConfigError, OsirisError, ServiceError
+from .errors import ConfigError, OsirisError, RequestTimeout, ServiceError, Unavailable
 from .plugins import discover, load_plugins
 
-__all__ = ["cli", "main"]
+__all__ = [
+    "cli",
+    "config_option",
+    "connected_bus",
+    "get_config",
+    "main",
+    "pass_config",
+    "run_async",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("osiris.cli")
@@ -42,6 +57,7 @@ def setup_logging(level: str) -> None:
 
 
 def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`-c/--config FILE` on a verb, passed to it as `config_path` (load it with `get_config`)."""
     return click.option(
         "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
         help="osiris.toml to use (default: ./osiris.toml, then built-in defaults).",
@@ -49,7 +65,41 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def get_config(config_path: str | None) -> Config:
+    """The Config of `-c FILE`, else ./osiris.toml, else the built-in defaults."""
     return load_config(config_path)  # ConfigError → exit 2 via OsirisGroup
+
+
+def pass_config(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`-c/--config FILE` on a verb, handed to it loaded, as the keyword argument `config`.
+
+    A bad or missing file ends the command with exit code 2 and one line naming it."""
+
+    @functools.wraps(fn)
+    def with_config(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
+        return fn(*args, config=get_config(config_path), **kwargs)
+
+    return config_option(with_config)
+
+
+@contextlib.asynccontextmanager
+async def connected_bus(config: Config, *, name: str = "osiris", reconnect: bool = False,
+                        drain: bool = False) -> AsyncIterator[Bus]:
+    """`async with connected_bus(config) as bus:` — a `Bus` on the config's NATS.
+
+    Connects to `[osiris].nats_url` with its token or credentials (one short attempt:
+    `Unavailable` "no NATS server at …" when nothing answers) and closes the connection when
+    the block ends. `name` is the connection's name (`nats server report connections`);
+    `reconnect=True` for long-running verbs (tail, replays) that should ride out a server
+    restart; `drain=True` flushes what the block published and lets subscriptions finish
+    instead of closing at once.
+    """
+    s = config.settings
+    extra: dict[str, Any] = {} if reconnect else {"allow_reconnect": False}
+    nc = await connect(s.nats_url, name=name, token=s.nats_token, creds=s.nats_creds, **extra)
+    try:
+        yield Bus(nc)
+    finally:
+        await (nc.drain() if drain else nc.close())
 
 
 class OsirisGroup(click.Group):
@@ -177,18 +227,15 @@ def _defaults_ok(schema: type[Any]) -> bool:
 
 async def _live_states(config: Config, timeout: float) -> dict[str, list[str]]:
     try:
-        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
-                           creds=config.settings.nats_creds, allow_reconnect=False)
+        async with connected_bus(config) as bus:
+            nodes = await gather_nodes(bus, timeout)
     except (OsirisError, OSError):
-        return {}
-    try:
-        states: dict[str, list[str]] = {}
-        for node in await gather_nodes(Bus(nc), timeout):
-            for a in node.actors:
-                states.setdefault(a.name, []).append(a.state)
-        return states
-    finally:
-        await nc.close()
+        return {}  # no NATS: nothing is running
+    states: dict[str, list[str]] = {}
+    for node in nodes:
+        for a in node.actors:
+            states.setdefault(a.name, []).append(a.state)
+    return states
 
 
 # --- talking to a running system --------------------------------------------------------
@@ -204,20 +251,13 @@ def request(config_path: str | None, subject: str, payload: str, timeout: float,
     """Send PAYLOAD (JSON) to SUBJECT and print the reply."""
     config = get_config(config_path)
     if payload:
-        try:
-            json.loads(payload)
-        except json.JSONDecodeError as e:
-            raise click.BadParameter(f"not valid JSON: {e}", param_hint="PAYLOAD") from None
+        _json_param(payload)
     data = payload.encode()
 
     async def go() -> bytes:
-        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
-                           creds=config.settings.nats_creds, allow_reconnect=False)
-        try:
-            reply: bytes = await Bus(nc).request(subject, data, reply_type=bytes, timeout=timeout)
+        async with connected_bus(config) as bus:
+            reply: bytes = await bus.request(subject, data, reply_type=bytes, timeout=timeout)
             return reply
-        finally:
-            await nc.close()
 
     reply = run_async(go())
     if out:
@@ -232,36 +272,105 @@ def request(config_path: str | None, subject: str, payload: str, timeout: float,
 
 @cli.command()
 @config_option
+@click.argument("subject")
+@click.argument("payload")
+@click.option("--msg-id", "msg_id", default=None,
+              help="Nats-Msg-Id of a durable event (default: a fresh uuid); JetStream drops "
+                   "a second message with the same id.")
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="How long a durable publish waits for JetStream's ack.")
+def publish(config_path: str | None, subject: str, payload: str, msg_id: str | None,
+            timeout: float) -> None:
+    """Publish PAYLOAD (JSON) as an event on SUBJECT.
+
+    PAYLOAD is checked against the subject's type in the catalogue (`osiris subjects`). A
+    durable subject goes through JetStream: the stream's ack (stream, seq, duplicate) is
+    printed as JSON once the stream holds the message.
+    """
+    if any(token in ("*", ">") for token in subject.split(".")):
+        raise click.BadParameter("publish to one subject, not a wildcard", param_hint="SUBJECT")
+    config = get_config(config_path)
+    known = load_plugins(None).catalogue.get(subject)
+    _json_param(payload)
+    data = payload.encode()
+    if known is not None and known.request is not None and known.request is not bytes:
+        try:  # as the subscribers will decode it
+            msgspec.json.decode(data, type=known.request)
+        except msgspec.ValidationError as e:
+            raise click.BadParameter(f"not a {known.request.__name__} (the payload of "
+                                     f"{subject}): {e}", param_hint="PAYLOAD") from None
+    durable = known is not None and known.durable
+    msg_id = msg_id or (uuid.uuid4().hex if durable else None)
+
+    async def go() -> dict[str, Any] | None:
+        async with connected_bus(config, drain=True) as bus:
+            if not durable:
+                await bus.nc.publish(subject, data,
+                                     headers={MSG_ID_HEADER: msg_id} if msg_id else None)
+                return None
+            return await _publish_durable(bus, subject, data, str(msg_id), timeout)
+
+    ack = run_async(go())
+    if ack is None:
+        click.echo(f"osiris: published {len(data)} bytes to {subject} (core NATS: no ack)",
+                   err=True)
+        return
+    click.echo(json.dumps(ack))
+
+
+async def _publish_durable(bus: Bus, subject: str, data: bytes, msg_id: str,
+                           timeout: float) -> dict[str, Any]:
+    try:
+        ack = await bus.js.publish(subject, data, timeout=timeout,
+                                   headers={MSG_ID_HEADER: msg_id})
+    except (NoStreamResponseError, NoRespondersError):
+        raise Unavailable(f"no JetStream stream captures {subject} (the runtime declares the "
+                          "streams of its plugins' durable subjects: is 'osiris run' up?)") \
+            from None
+    except (TimeoutError, NatsTimeout):
+        raise RequestTimeout(f"no JetStream ack for {subject} within {timeout:g}s") from None
+    except APIError as e:
+        raise ServiceError(f"JetStream refused {subject}: {e.description}",
+                           code=int(e.code or 500)) from None
+    return {"subject": subject, "stream": ack.stream, "seq": ack.seq,
+            "duplicate": bool(ack.duplicate), "msg_id": msg_id}
+
+
+def _json_param(payload: str) -> Any:
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="PAYLOAD") from None
+
+
+@cli.command()
+@config_option
 @click.argument("pattern")
 @click.option("--count", type=int, default=0, help="Exit after this many messages.")
 def tail(config_path: str | None, pattern: str, count: int) -> None:
     """Print events matching PATTERN (e.g. 'phi3.>') as they arrive."""
     config = get_config(config_path)
 
-    async def go() -> None:
-        nc = await connect(config.settings.nats_url, token=config.settings.nats_token,
-                           creds=config.settings.nats_creds)
-        seen = 0
-        done = asyncio.Event()
+    seen = 0
+    done = asyncio.Event()
 
-        async def show(msg: Any) -> None:
-            nonlocal seen
-            try:
-                body = json.dumps(json.loads(msg.data))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                body = f"<{len(msg.data)} bytes>"
-            click.echo(f"{msg.subject} {body}")
-            seen += 1
-            if count and seen >= count:
-                done.set()
-
-        await nc.subscribe(pattern, cb=show)
-        await nc.flush()
-        click.echo(f"osiris: tailing {pattern} on {config.settings.nats_url}", err=True)
+    async def show(msg: Any) -> None:
+        nonlocal seen
         try:
+            body = json.dumps(json.loads(msg.data))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = f"<{len(msg.data)} bytes>"
+        click.echo(f"{msg.subject} {body}")
+        seen += 1
+        if count and seen >= count:
+            done.set()
+
+    async def go() -> None:
+        async with connected_bus(config, reconnect=True) as bus:
+            await bus.nc.subscribe(pattern, cb=show)
+            await bus.nc.flush()
+            click.echo(f"osiris: tailing {pattern} on {config.settings.nats_url}", err=True)
             await done.wait()
-        finally:
-            await nc.close()
 
     try:
         run_async(go())
@@ -278,6 +387,9 @@ def _add_plugin_commands() -> None:
 
 
 def main() -> None:
+    from .cli_deadletter import deadletter  # imports this module: added once it is whole
+
+    cli.add_command(deadletter)
     logging.getLogger("osiris.plugins").setLevel(logging.CRITICAL)  # `osiris plugins` reports
     _add_plugin_commands()
     logging.getLogger("osiris.plugins").setLevel(logging.NOTSET)

@@ -21,4 +21,6 @@ def test_routes_are_collected_per_plugin_and_a_broken_one_is_skipped() -> None:
     loaded = load_plugins(["slow", "broken_register", "example"])
     routes: list[Any] = []
     loaded.call_each("register_routes", lambda rec: {"register": routes.append})
-    assert [r.__name__ for r in routes] == ["slow_route"]
+    # the broken plugin registered nothing; the example's route is a Litestar handler
+    assert sorted(getattr(r, "__name__", None) or r.handler_name for r in routes) == \
+        ["echo_route", "slow_route"]

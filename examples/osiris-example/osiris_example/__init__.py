@@ -5,8 +5,10 @@ It contributes one actor, `example`, with
 - a durable event handler on `example.recorded` that writes each event into a SQLite
   ledger exactly once (idempotent by the event's `Nats-Msg-Id`), surviving `kill -9`.
 
-It also gives the dgm kernel a planner, `example-tighten` (`osiris dgm --planner
-example-tighten`). Enable it with `plugins = [..., "example"]` in osiris.toml.
+It also adds the verbs `osiris example echo TEXT` and `osiris example status` (cli.py), the
+gateway route `POST /example/echo` (routes.py) and a planner for the dgm kernel,
+`example-tighten` (`osiris dgm --planner example-tighten`). Enable it with
+`plugins = [..., "example"]` in osiris.toml.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import click
+
 from osiris_core import Subject, hookimpl
 
-from .actor import ExampleActor, ExampleConfig, Recorded
-from .contracts import EchoReply, EchoRequest
+from .actor import ExampleActor, ExampleConfig
+from .subjects import ECHO, RECORDED
 
-ECHO = Subject("osiris.example.echo", "service", "example", EchoRequest, EchoReply,
-               description="echo a text back, upper-cased on request")
-RECORDED = Subject("example.recorded", "event", "example", Recorded, durable=True,
-                   description="an event the example ledger records exactly once")
+__all__ = ["ECHO", "RECORDED"]
 
 
 @hookimpl
@@ -39,6 +40,20 @@ def register_subjects(register: Callable[[Subject], None]) -> None:
 @hookimpl
 def register_actors(register: Callable[[type[Any]], None]) -> None:
     register(ExampleActor)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from .cli import example
+
+    cli.add_command(example)
+
+
+@hookimpl
+def register_routes(register: Callable[[Any], None]) -> None:
+    from .routes import echo_route  # litestar is there only where the gateway runs
+
+    register(echo_route)
 
 
 @hookimpl

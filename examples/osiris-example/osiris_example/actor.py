@@ -9,6 +9,7 @@ from pathlib import Path
 from osiris_core import Actor, EventMeta, PluginConfig, on_event, service
 
 from .contracts import EchoReply, EchoRequest, Recorded
+from .subjects import ECHO, RECORDED
 
 
 class ExampleConfig(PluginConfig, frozen=True, kw_only=True):
@@ -36,11 +37,11 @@ class ExampleActor(Actor[ExampleConfig]):
     async def on_stop(self) -> None:
         self.db.close()
 
-    @service("osiris.example.echo")
+    @service(ECHO)
     async def echo(self, req: EchoRequest) -> EchoReply:
         return EchoReply(text=req.text.upper() if req.upper else req.text, node=self.ctx.node)
 
-    @on_event("example.recorded")
+    @on_event(RECORDED)
     async def record(self, evt: Recorded, meta: EventMeta) -> None:
         if self.config.record_delay_s:
             await asyncio.sleep(self.config.record_delay_s)

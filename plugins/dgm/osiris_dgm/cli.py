@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from osiris_core.bus import Bus, connect
-from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.bus import Bus
+from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.contracts import StoreQuery
 from osiris_core.protocol import ControlReply
 from osiris_core.store import PAGE_ROWS, read_rows
@@ -26,15 +26,11 @@ POLL_S = 1.0
 
 
 def _with_bus(config_path: str | None, fn: Callable[[Bus], Awaitable[T]]) -> T:
-    s = get_config(config_path).settings
+    config = get_config(config_path)
 
     async def go() -> T:
-        nc = await connect(s.nats_url, token=s.nats_token, creds=s.nats_creds,
-                           allow_reconnect=False)
-        try:
-            return await fn(Bus(nc))
-        finally:
-            await nc.close()
+        async with connected_bus(config) as bus:
+            return await fn(bus)
 
     return run_async(go())
 

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.bus import Bus, connect, nats_reachable
-from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.bus import nats_reachable
+from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.config import Config
 from osiris_core.contracts import StoreQuery
 from osiris_core.errors import ServiceError, Unavailable
@@ -43,13 +43,9 @@ def fetch(config: Config, q: StoreQuery) -> tuple[list[dict[str, Any]], str]:
     s = config.settings
     if nats_reachable(s.nats_url):
         async def go() -> list[dict[str, Any]]:
-            nc = await connect(s.nats_url, token=s.nats_token, creds=s.nats_creds,
-                               allow_reconnect=False)
-            try:
-                return await read_rows(Bus(nc), msgspec.structs.replace(q, limit=PAGE_ROWS),
+            async with connected_bus(config, name="osiris-db") as bus:
+                return await read_rows(bus, msgspec.structs.replace(q, limit=PAGE_ROWS),
                                        max_rows=q.limit)
-            finally:
-                await nc.close()
 
         try:
             return run_async(go()), f"{STORE_QUERY} on {s.nats_url}"

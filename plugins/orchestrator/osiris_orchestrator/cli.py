@@ -10,8 +10,8 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.bus import Bus, connect
-from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.bus import Bus
+from osiris_core.cli import config_option, connected_bus, get_config, run_async
 
 from .config import OrchestratorConfig
 from .ticks import TickBuffer, redis_messages
@@ -67,15 +67,12 @@ def orchestrate(query: str | None, as_json: bool, market_channel: str | None,
     if redis_url is not None:
         changes["redis_url"] = redis_url
     cfg = msgspec.structs.replace(cfg, **changes)
-    s = config.settings
 
     async def go() -> int:
-        nc = await connect(s.nats_url, name="osiris-orchestrate", token=s.nats_token,
-                           creds=s.nats_creds)
-        bus = Bus(nc)
-        flow = Workflow(bus, cfg)
-        failed = 0
-        try:
+        async with connected_bus(config, name="osiris-orchestrate", reconnect=True,
+                                 drain=True) as bus:
+            flow = Workflow(bus, cfg)
+            failed = 0
             if query is not None and ticks_per_proposal is None:
                 res = await flow.run(query, [])
                 print_result(res, as_json)
@@ -100,8 +97,6 @@ def orchestrate(query: str | None, as_json: bool, market_channel: str | None,
                 if buf.malformed:
                     click.echo(f"orchestrate: {buf.malformed} malformed ticks skipped "
                                f"(last: {buf.last_malformed})", err=True)
-        finally:
-            await nc.drain()
 
     try:
         code = run_async(go())

@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from osiris_core.bus import connect
-from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.errors import OsirisError
 
 from .csvdata import CsvError, load_bars, make_data
@@ -125,17 +124,14 @@ def replay_cmd(csv_path: str, speed: str, from_date: str | None, redis_url: str 
         if redis_url:
             return await _to_redis(redis_url, channel, loaded.bars, factor, loop, show)
         config = get_config(config_path)
-        s = config.settings
-        nc = await connect(s.nats_url, name="osiris-sim", token=s.nats_token,
-                           creds=s.nats_creds)
-        try:
+        async with connected_bus(config, name="osiris-sim", reconnect=True, drain=True) as bus:
+            nc = bus.nc
+
             async def publish(data: bytes) -> None:
                 await nc.publish(channel, data)
 
             return await replay(loaded.bars, publish, speed=factor, loop=loop,
                                 progress=show, flush=nc.flush)
-        finally:
-            await nc.drain()
 
     try:
         st = run_async(go())

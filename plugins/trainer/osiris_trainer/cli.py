@@ -9,8 +9,8 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.bus import Bus, connect
-from osiris_core.cli import config_option, get_config, run_async
+from osiris_core.bus import Bus
+from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 
@@ -50,14 +50,10 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
     """The trainer's schedule and last run; --now trains from the feedback corrections and
     publishes the adapter to phi3 if it passes the held-out gate (exit 1 when not)."""
     config = get_config(config_path)
-    s = config.settings
     cfg = config.plugin("trainer", TrainerConfig)
 
     async def go() -> Any:
-        nc = await connect(s.nats_url, token=s.nats_token, creds=s.nats_creds,
-                           allow_reconnect=False)
-        bus = Bus(nc)
-        try:
+        async with connected_bus(config) as bus:
             if not now:
                 return await _status(bus)
             follow = asyncio.ensure_future(_follow(bus))
@@ -68,8 +64,6 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
                 return res
             finally:
                 follow.cancel()
-        finally:
-            await nc.close()
 
     out = run_async(go())
     if as_json:
