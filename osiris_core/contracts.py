@@ -6,9 +6,10 @@ Plugins may define further Structs; they register them with their subjects.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from .protocol import Contract
 
@@ -16,6 +17,20 @@ __all__ = [
     "AdapterPublished",
     "DgmEvent",
     "DgmVariant",
+    "Exaggeration",
+    "MAX_EXAGGERATION",
+    "MAX_NEW_TOKENS",
+    "MAX_PROMPT_CHARS",
+    "MAX_SPEECH_CHARS",
+    "MAX_TEMPERATURE",
+    "MaxNewTokens",
+    "Prompt",
+    "QueryLimit",
+    "SpeechText",
+    "StopStrings",
+    "Temperature",
+    "TopP",
+    "UtteranceId",
     "Advice",
     "AudioChunk",
     "GenerateChunk",
@@ -41,17 +56,47 @@ __all__ = [
     "TtsResult",
 ]
 
+# --- bounds -------------------------------------------------------------------------------
+# A value out of range is refused where the request is decoded, with its field named, before
+# any engine sees it (a negative temperature or a top_p of 7 used to reach the engine and
+# crash the actor). The gateway's HTTP bodies use these same types.
+
+MAX_PROMPT_CHARS = 200_000
+MAX_NEW_TOKENS = 32_768
+"""The wire's bound on `max_length`; each model actor narrows it to its configured cap
+(`max_new_tokens_cap`) and to its model's context."""
+MAX_TEMPERATURE = 2.0
+MAX_EXAGGERATION = 2.0
+"""Chatterbox's range (0..2, neutral 0.5); espeak maps it onto its pitch range."""
+MAX_SPEECH_CHARS = 100_000
+"""The wire's bound on `text`; the tts actor narrows it to `max_text_chars`."""
+
+Prompt = Annotated[str, Meta(min_length=1, max_length=MAX_PROMPT_CHARS)]
+MaxNewTokens = Annotated[int, Meta(ge=1, le=MAX_NEW_TOKENS,
+                                   description="Most new tokens to generate.")]
+Temperature = Annotated[float, Meta(ge=0.0, le=MAX_TEMPERATURE,
+                                    description="Sampling temperature; 0 decodes greedily.")]
+TopP = Annotated[float, Meta(gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")]
+StopStrings = Annotated[list[Annotated[str, Meta(max_length=256)]], Meta(max_length=16)]
+"""At most 16 stop strings of at most 256 characters (the text is held back by the longest
+one while streaming)."""
+SpeechText = Annotated[str, Meta(max_length=MAX_SPEECH_CHARS)]
+Exaggeration = Annotated[float, Meta(ge=0.0, le=MAX_EXAGGERATION)]
+UtteranceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+QueryLimit = Annotated[int, Meta(ge=1)]
+"""At least one row; the store narrows it to its `max_query_rows`."""
+
 # --- generation -------------------------------------------------------------------------
 
 
 class GenerateRequest(Contract):
     """`osiris.hermes.generate` / `osiris.phi3.generate` request (seed `/generate/` body)."""
 
-    prompt: str
-    max_length: int = 256
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
+    prompt: Prompt
+    max_length: MaxNewTokens = 256
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    stop: StopStrings | None = None
     stream: bool = False
 
 
@@ -88,8 +133,8 @@ class TradeProposal(Contract):
 class ProposeRequest(Contract):
     """`osiris.proposals.propose` request (seed `/propose_trade_adjustments/` body)."""
 
-    prompt: str
-    max_length: int = 256
+    prompt: Prompt
+    max_length: MaxNewTokens = 256
 
 
 class ProposeReply(Contract):
@@ -198,7 +243,7 @@ class StoreQuery(Contract):
 
     table: str
     filter: str | None = None
-    limit: int = 100
+    limit: QueryLimit = 100
     """Most rows wanted in this page (a page may hold fewer: replies are capped by bytes)."""
     order_by: str | None = None
     descending: bool = True
@@ -238,13 +283,13 @@ class MarketTick(Contract):
 class TtsRequest(Contract):
     """`osiris.tts.speak` request (seed `/speak` body)."""
 
-    text: str
-    exaggeration: float = 0.5
+    text: SpeechText
+    exaggeration: Exaggeration = 0.5
     ref_wav_b64: str | None = None
     stream: bool = False
     """Also publish the utterance on `audio.bytes`, one `AudioChunk` per sentence as each is
     ready (the first before the rest is synthesised)."""
-    utterance_id: str | None = None
+    utterance_id: UtteranceId | None = None
     """Id of the streamed chunks (so a caller can pick its utterance out of `audio.bytes`);
     a random hex id when absent."""
     reply_wav: bool = True

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from osiris_core.contracts import Prompt, StopStrings, Temperature, TopP
+
 __all__ = [
     "ActorControlReply",
     "AdapterBody",
@@ -34,11 +36,14 @@ __all__ = [
     "Usage",
 ]
 
-MaxLength = Annotated[int, Meta(ge=1, le=1024, description="Most new tokens to generate "
-                                                         "(the model actors' default cap).")]
-Prompt = Annotated[str, Meta(min_length=1, max_length=200_000)]
-Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
-TopP = Annotated[float, Meta(ge=0.01, le=1.0, description="Nucleus sampling mass (>= 0.01).")]
+# Prompt, Temperature, TopP and StopStrings are the bus contracts' own bounds, so HTTP and
+# NATS refuse the same values. max_length is narrower here: the HTTP surface keeps to phi3's
+# default cap (1024) while the wire allows up to contracts.MAX_NEW_TOKENS for bigger
+# configured caps.
+HTTP_MAX_NEW_TOKENS = 1024
+MaxLength = Annotated[int, Meta(ge=1, le=HTTP_MAX_NEW_TOKENS,
+                                description="Most new tokens to generate "
+                                            "(the model actors' default cap).")]
 PHI3_MIN_LENGTH = 256
 """A complete proposal (rationale up to 160 characters) needs this many tokens: less and
 phi3 cannot finish one, so the gateway refuses it up front with a 422 naming max_length."""
@@ -57,13 +62,13 @@ class ModelBody(Strict):
     """Beyond the seeds: `true` streams tokens as server-sent events."""
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    stop: list[str] | None = None
+    stop: StopStrings | None = None
 
 
 class Phi3Body(ModelBody):
     """`POST /generate/phi3/` (seed body): the budget must fit a whole proposal."""
 
-    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=1024,
+    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=HTTP_MAX_NEW_TOKENS,
                                     description="Most new tokens (a proposal needs 256).")] = 256
 
 
@@ -83,7 +88,7 @@ class ProposeBody(Strict):
     """`POST /propose_trade_adjustments/` (seed body; max_length is phi3's budget)."""
 
     prompt: Prompt
-    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=1024,
+    max_length: Annotated[int, Meta(ge=PHI3_MIN_LENGTH, le=HTTP_MAX_NEW_TOKENS,
                                     description="phi3's token budget (a proposal needs 256).")] = 256
 
 
@@ -182,7 +187,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     max_completion_tokens: MaxLength | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    stop: str | list[str] | None = None
+    stop: Annotated[str, Meta(max_length=256)] | StopStrings | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None

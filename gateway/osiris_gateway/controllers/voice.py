@@ -17,7 +17,7 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from msgspec import Meta
 
-from osiris_core.contracts import TtsRequest
+from osiris_core.contracts import Exaggeration, SpeechText, TtsRequest, UtteranceId
 from osiris_core.errors import ServiceError
 from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
@@ -36,12 +36,12 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 class SpeakBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seed `/speak` body (plus optional streaming onto `audio.bytes`)."""
 
-    text: Annotated[str, Meta(min_length=1, max_length=100_000)]
-    exaggeration: Annotated[float, Meta(ge=0.0, le=2.0)] = 0.5
+    text: Annotated[SpeechText, Meta(min_length=1)]
+    exaggeration: Exaggeration = 0.5
     ref_wav_b64: str | None = None
     stream: bool = False
     """Also publish the utterance sentence by sentence on `audio.bytes`."""
-    utterance_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] | None = None
+    utterance_id: UtteranceId | None = None
 
 
 async def sse_of_events(request: Request[Any, Any, Any], patterns: list[str], kind: str,

@@ -13,8 +13,8 @@ import msgspec
 
 from osiris_core import Actor, RequestContext, on_event, service
 from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
-from osiris_core.protocol import CancelRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 
 from .config import HermesConfig
@@ -139,17 +139,17 @@ class Hermes(Actor[HermesConfig]):
     async def generate(self, req: GenerateRequest,
                        ctx: RequestContext) -> GenerateReply | GenerateChunk:
         """Generate text; with `stream: true` publish GenerateChunks to the reply inbox."""
-        if req.max_length < 1 or req.max_length > self.config.max_new_tokens_cap:
-            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap}",
-                             field="max_length")
-        if req.temperature is not None and req.temperature < 0:
-            raise BadRequest("temperature must be >= 0", field="temperature")
-        if req.top_p is not None and not 0 < req.top_p <= 1:
-            raise BadRequest("top_p must be in (0, 1]", field="top_p")
+        # the contract bounds every field (refused at decode, naming it); what it cannot
+        # know is this actor's cap and the model's context
+        if req.max_length > self.config.max_new_tokens_cap:
+            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap} "
+                             "([plugins.hermes] max_new_tokens_cap)", field="max_length",
+                             limit=self.config.max_new_tokens_cap)
         self._require_loaded()
         ids = self.engine.encode_prompt(req.prompt, chat=self.config.chat_template,
                                         system=self.config.system_prompt,
                                         limit=self.config.max_prompt_tokens)
+        self._check_context(len(ids), req.max_length)
         stream_to = ctx.reply if req.stream and ctx.reply else None
         stop_flag = threading.Event()
         rid = ctx.headers.get(REQUEST_ID_HEADER)
@@ -170,6 +170,22 @@ class Hermes(Actor[HermesConfig]):
             return GenerateChunk(text="", index=n_chunks, done=True, generated_text=text,
                                  usage=usage)
         return GenerateReply(generated_text=text, usage=usage)
+
+    def _check_context(self, prompt_tokens: int, max_length: int) -> None:
+        """Prompt and new tokens must fit the model's positions (past them a model with
+        learned positions fails inside generate, which would crash the actor)."""
+        context = self.engine.context_length
+        if context is None:
+            return
+        if prompt_tokens >= context:
+            raise BadRequest(f"prompt too long: {prompt_tokens} tokens, the model's context "
+                             f"is {context}", field="prompt", tokens=prompt_tokens,
+                             limit=context - 1)
+        room = context - prompt_tokens
+        if max_length > room:
+            raise BadRequest(f"max_length {max_length} does not fit: the prompt takes "
+                             f"{prompt_tokens} of the model's {context} context tokens, "
+                             f"leaving {room}", field="max_length", limit=room)
 
     @on_event(cancel("hermes"), queue=False)
     async def on_cancel(self, req: CancelRequest) -> None:

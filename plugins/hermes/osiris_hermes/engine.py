@@ -171,6 +171,16 @@ class HermesEngine:
     def loaded(self) -> bool:
         return self.model is not None and self.where == "device"
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model has (prompt and new tokens together); None when unknown."""
+        cfg = getattr(self.model, "config", None)
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            n = getattr(cfg, key, None)
+            if isinstance(n, int) and n > 0:
+                return n
+        return None
+
     # --- pause / resume -----------------------------------------------------------------
     def pause_mode(self, configured: str) -> str:
         if configured != "auto":

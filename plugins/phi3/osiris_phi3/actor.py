@@ -165,13 +165,21 @@ class Phi3(Actor[Phi3Config]):
             rationale_max_chars=c.rationale_max_chars, tickers=tickers))
 
     def _check(self, req: GenerateRequest) -> None:
-        if req.max_length < 1 or req.max_length > self.config.max_new_tokens_cap:
-            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap}",
-                             field="max_length")
+        """What the contract cannot know: this actor's cap and its model's context (the
+        contract already refused values out of any range, naming the field)."""
+        if req.max_length > self.config.max_new_tokens_cap:
+            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap} "
+                             "([plugins.phi3] max_new_tokens_cap)", field="max_length",
+                             limit=self.config.max_new_tokens_cap)
         if req.stream:
             raise BadRequest("phi3 returns one validated proposal; streaming is not offered",
                              field="stream")
         self._require_loaded()
+        context = self.engine.context_length
+        if req.max_length >= context:
+            raise BadRequest(f"max_length {req.max_length} leaves no room for the prompt in "
+                             f"the model's context of {context} tokens", field="max_length",
+                             limit=context - 1)
 
     def _prompt(self, prompt: str, examples: list[TradeProposal]) -> str:
         shots = [msgspec.json.encode(p).decode() for p in examples]

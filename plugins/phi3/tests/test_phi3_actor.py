@@ -17,12 +17,12 @@ from osiris_phi3.contracts import Phi3Completion
 from osiris_core import Actor, PluginConfig, hookimpl, service
 from osiris_core.contracts import (
     AdapterPublished,
-    ControlReply,
     StoreQuery,
     StoreRows,
     TradeProposal,
 )
 from osiris_core.errors import BadRequest, Unavailable
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY, control
 
 pytestmark = [
