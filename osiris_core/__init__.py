@@ -9,10 +9,14 @@ from .actor import Actor, ActorContext, EventMeta, RequestContext, State, on_eve
 from .bus import Bus
 from .config import Config, OsirisSettings, PluginConfig, load_config
 from .errors import (
+    ActorFatal,
     BadRequest,
     ConfigError,
+    InvalidField,
+    NoResponders,
     NotFound,
     OsirisError,
+    PayloadTooLarge,
     RequestTimeout,
     ServiceError,
     Unavailable,
@@ -24,14 +28,18 @@ from .subjects import Subject
 __all__ = [
     "Actor",
     "ActorContext",
+    "ActorFatal",
     "BadRequest",
     "Bus",
     "Config",
     "ConfigError",
     "EventMeta",
+    "InvalidField",
+    "NoResponders",
     "NotFound",
     "OsirisError",
     "OsirisSettings",
+    "PayloadTooLarge",
     "PluginConfig",
     "RequestContext",
     "RequestTimeout",

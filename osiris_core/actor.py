@@ -16,9 +16,13 @@ The framework owns the lifecycle; you write hooks and handlers::
         async def record(self, evt: Thing, meta: EventMeta) -> None:
             ...                            # must be idempotent: key writes by meta.msg_id
 
-Raise `osiris_core.errors.ServiceError` (or BadRequest, Unavailable …) for an expected
-failure: the caller gets that error and the actor keeps running. Any other exception is a
-crash: the caller gets a 500 and the supervisor restarts the actor with a fresh instance.
+Failure policy (docs/plugins.md, "Failures"): an exception while serving one request is
+that request's error — `ServiceError` and its subclasses (BadRequest, NotFound, Unavailable …)
+with their code, anything else a 500 — and never restarts the actor. The actor restarts with
+a fresh instance when `on_start` or a background task (`spawn`) fails, when a handler raises
+`ActorFatal` (its engine is corrupt), or when `health()` raises. Subjects known only at start
+(from config) are subscribed with `self.subscribe(...)` in `on_start`, which gives them the
+same pause gate, concurrency bound and draining as `@on_event`.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .config import PluginConfig
 from .errors import BadRequest
+from .lifecycle import TRANSITIONS, State
 from .subjects import Subject
 
 if TYPE_CHECKING:
@@ -56,27 +60,6 @@ __all__ = [
 
 C = TypeVar("C", bound=PluginConfig)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-class State(str, Enum):
-    """Lifecycle states; `TRANSITIONS` lists the allowed moves."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-TRANSITIONS: Mapping[State, frozenset[State]] = {
-    State.STARTING: frozenset({State.RUNNING, State.STARTING, State.STOPPING, State.FAILED}),
-    State.RUNNING: frozenset({State.PAUSED, State.STARTING, State.STOPPING, State.FAILED}),
-    State.PAUSED: frozenset({State.RUNNING, State.STARTING, State.STOPPING, State.FAILED}),
-    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
-    State.STOPPED: frozenset({State.STARTING}),
-    State.FAILED: frozenset({State.STARTING, State.STOPPING, State.STOPPED}),
-}
 
 
 @dataclass(frozen=True)
@@ -178,6 +161,7 @@ class ActorContext(Generic[C]):
         data_dir: Any,
         node: str,
         spawn: Callable[[Coroutine[Any, Any, Any], str], Any],
+        subscribe: Callable[..., Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.plugin = plugin
@@ -187,6 +171,7 @@ class ActorContext(Generic[C]):
         self.node = node
         self.log = logging.getLogger(f"osiris.{name}")
         self._spawn = spawn
+        self._subscribe = subscribe
 
     @property
     def nc(self) -> NATS:
@@ -227,6 +212,10 @@ class Actor(Generic[C]):
         """Actor-specific control ops (e.g. `load_adapter`); the core handles the rest."""
         raise BadRequest(f"unknown control op {op!r} for actor {self.name!r}", field="op")
 
+    async def health(self) -> None:
+        """Raise when the actor is unhealthy: it is restarted. Called every
+        `health_interval_s` seconds while running (0, the default, turns it off)."""
+
     def facts(self) -> dict[str, Any]:
         """Extra status facts (loaded, device, adapter, resident bytes …) for /health."""
         return {}
@@ -242,6 +231,18 @@ class Actor(Generic[C]):
         """Request another actor's service; raises its ServiceError on failure."""
         return await self.ctx.bus.request(subject, payload, reply_type=reply_type,
                                           timeout=timeout)
+
+    async def subscribe(self, subject: Subject | str, handler: Callable[..., Awaitable[Any]],
+                        *, queue: bool = True, event_type: Any = None) -> None:
+        """Subscribe `handler(event[, meta])` to a core (non-durable) subject chosen at run time
+        — call it from `on_start`. Events get the guarantees of `@on_event`: they wait while
+        the actor is paused or restarting, count against `max_concurrency`, drain on stop,
+        and a failing handler is logged and counted without restarting the actor. The
+        subscription belongs to this instance: a restart subscribes again through on_start.
+        `event_type` (a Struct) decodes the payload; the default passes decoded JSON."""
+        if self.ctx._subscribe is None:
+            raise RuntimeError("subscribe() needs a supervised actor (call it from on_start)")
+        await self.ctx._subscribe(str(subject), handler, queue=queue, event_type=event_type)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "task") -> Any:
         """Run a background task owned by this actor: cancelled on stop, a crash restarts."""

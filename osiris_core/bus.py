@@ -10,7 +10,7 @@ import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlparse
 
 import msgspec
@@ -20,17 +20,20 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from .protocol import NodeStatus
 from .errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
     BadRequest,
+    InvalidField,
+    NoResponders,
     NotFound,
+    PayloadTooLarge,
     RequestTimeout,
     ServiceError,
     Unavailable,
 )
-from .subjects import RUNTIME_STATUS, Subject
+from .protocol import NodeStatus, StartingReply
+from .subjects import RUNTIME_STATUS, Subject, starting
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -99,8 +102,43 @@ async def connect(
 
 
 _BY_CODE: dict[int, type[ServiceError]] = {
-    400: BadRequest, 404: NotFound, 503: Unavailable, 504: RequestTimeout
+    400: BadRequest, 404: NotFound, 413: PayloadTooLarge, 422: InvalidField, 503: Unavailable,
+    504: RequestTimeout,
 }
+_decode_starting = msgspec.json.Decoder(StartingReply)
+STARTING_PROBE_S = 0.25
+STARTING_POLL_S = 0.2
+
+
+class _NoResponderWait:
+    """What a caller does when nobody serves a subject: retry briefly (interest can lag a
+    moment behind a responder's SUB — seen right after another connection unsubscribed, and
+    by design across a cluster), then ask whether a replica is still starting and, if one
+    is, keep retrying for as long as it says requests may wait."""
+
+    def __init__(self, bus: Bus, name: str, timeout: float) -> None:
+        self.bus, self.name = bus, name
+        self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        self.deadline = now + timeout
+        self.grace_end = now + min(timeout, NO_RESPONDERS_GRACE_S)
+        self.pause = 0.002
+        self.starting_until: float | None = None
+
+    async def wait(self) -> None:
+        """Sleep before the next try, or raise `NoResponders`."""
+        now = self.loop.time()
+        if now + self.pause <= self.grace_end:
+            await asyncio.sleep(self.pause)
+            self.pause *= 2
+            return
+        reply = await self.bus._starting(self.name)
+        if reply is not None and self.starting_until is None:
+            self.starting_until = min(now + reply.wait_s, self.deadline)
+        if reply is None or self.starting_until is None or now >= self.starting_until:
+            why = (f" ({reply.actor} on {reply.node} is still starting)" if reply else "")
+            raise NoResponders(f"no actor is serving {self.name}{why}")
+        await asyncio.sleep(min(STARTING_POLL_S, max(self.starting_until - now, 0.001)))
 
 
 def raise_for_error(msg: Msg) -> None:
@@ -208,6 +246,16 @@ class Bus:
         self.js = nc.jetstream()
         self._acks = _JetStreamAcks(nc, ack_timeout)
 
+    @overload
+    async def request(self, subject: Subject | str, payload: Any = None, *,
+                      reply_type: type[T], timeout: float = 30.0,
+                      headers: dict[str, str] | None = None) -> T: ...
+
+    @overload
+    async def request(self, subject: Subject | str, payload: Any = None, *,
+                      reply_type: None = None, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None) -> Any: ...
+
     async def request(
         self,
         subject: Subject | str,
@@ -219,25 +267,20 @@ class Bus:
     ) -> Any:
         """Send a request; decode the reply as `reply_type` (or JSON / bytes).
 
-        Raises `Unavailable` (no responders), `RequestTimeout`, or the actor's ServiceError.
+        Waits for a replica that is still starting (bounded by its `request_wait_s` and by
+        `timeout`). Raises `NoResponders` (503: nobody serves the subject), `RequestTimeout`
+        (504), or the actor's ServiceError.
         """
         name = str(subject)
         data = encode(payload)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(timeout, NO_RESPONDERS_GRACE_S)
-        pause = 0.002
+        waiter = _NoResponderWait(self, name, timeout)
         while True:
+            left = waiter.deadline - waiter.loop.time()
             try:
-                msg = await self.nc.request(name, data, timeout=timeout, headers=headers)
+                msg = await self.nc.request(name, data, timeout=max(left, 0.001), headers=headers)
                 break
             except NoRespondersError:
-                # Interest can lag a moment behind a responder's SUB (seen on one server right
-                # after another connection unsubscribed the subject, and by design across a
-                # cluster): retry briefly before calling the subject unserved.
-                if loop.time() + pause > give_up:
-                    raise Unavailable(f"no actor is serving {name}") from None
-                await asyncio.sleep(pause)
-                pause *= 2
+                await waiter.wait()
             except (TimeoutError, NatsTimeout):
                 raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
         raise_for_error(msg)
@@ -251,6 +294,14 @@ class Bus:
             return msgspec.json.decode(msg.data)
         except msgspec.DecodeError:
             return msg.data
+
+    async def _starting(self, name: str) -> StartingReply | None:
+        """The first replica that answers "still starting" for subject `name`, if any."""
+        try:
+            msg = await self.nc.request(starting(name), b"", timeout=STARTING_PROBE_S)
+            return _decode_starting.decode(msg.data)
+        except Exception:  # noqa: BLE001 - no responders, timeout, garbage: nobody starting
+            return None
 
     async def stream(
         self,
@@ -269,9 +320,7 @@ class Bus:
         data = encode(payload)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=0)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(timeout, NO_RESPONDERS_GRACE_S)
-        pause = 0.002
+        waiter = _NoResponderWait(self, name, timeout)
         try:
             await self.nc.publish(name, data, reply=inbox, headers=headers)
             first = True
@@ -281,11 +330,7 @@ class Bus:
                 except (TimeoutError, NatsTimeout):
                     raise RequestTimeout(f"no chunk on {name} within {timeout:g}s") from None
                 if first and msg.headers and msg.headers.get("Status") == "503":
-                    # no responders: the same brief grace as `request` (interest can lag)
-                    if loop.time() + pause > give_up:
-                        raise Unavailable(f"no actor is serving {name}")
-                    await asyncio.sleep(pause)
-                    pause *= 2
+                    await waiter.wait()  # no responders: as `request` does
                     await self.nc.publish(name, data, reply=inbox, headers=headers)
                     continue
                 first = False

@@ -63,12 +63,16 @@ class PluginConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     max_concurrency: int = 64
     """Requests and events one actor handles at once; more wait (backpressure)."""
     request_wait_s: float = 30.0
-    """How long a request waits for a paused or restarting actor before a 503."""
+    """How long a request waits for a starting, paused or restarting actor before a 503."""
     max_restarts: int = 5
     """Crashes tolerated within `restart_window_s`; one more marks the actor failed."""
     restart_window_s: float = 60.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    health_interval_s: float = 0.0
+    """Seconds between calls of the actor's `health()` while running; 0 turns it off."""
+    max_deliver: int = 5
+    """Deliveries of one durable event before it is dead-lettered (`osiris.deadletter`)."""
 
     __env__: ClassVar[dict[str, str]] = {}
 

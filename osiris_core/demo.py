@@ -15,7 +15,7 @@ from typing import Any
 from .config import Config
 from .natsserver import free_port
 from .plugins import load_plugins
-from .runtime import Runtime
+from .runtime import Runtime, exit_guard
 from .supervisor import ActorCell
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -187,6 +187,7 @@ async def run_demo(config: Config, duration: float | None, heartbeat_s: float = 
     finally:
         if beat is not None:
             beat.cancel()
+        exit_guard(cfg.settings.shutdown_timeout_s)  # the process ends, whatever hangs
         await runtime.stop()
         print("osiris demo stopped.", file=out, flush=True)
 

@@ -1,8 +1,9 @@
 """Errors a handler raises on purpose, and how they travel on the wire.
 
 A handler raises `ServiceError` (or a subclass) for an expected failure: the caller gets an
-error reply with that code and the actor keeps running. Any other exception is a crash: the
-caller gets a 500 and the supervisor restarts the actor.
+error reply with that code. Any other exception while serving one request is that request's
+500; the actor keeps running either way. Only `ActorFatal` (the engine knows its state is
+corrupt) restarts the actor from a handler.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ActorFatal",
     "BadRequest",
+    "InvalidField",
+    "NoResponders",
+    "PayloadTooLarge",
     "ConfigError",
     "NotFound",
     "OsirisError",
@@ -56,6 +61,18 @@ class BadRequest(ServiceError):
     code = 400
 
 
+class InvalidField(BadRequest):
+    """A field of a well-formed payload is invalid (422, `field` names it), as over HTTP."""
+
+    code = 422
+
+
+class PayloadTooLarge(ServiceError):
+    """A request or its reply is larger than the connection's `max_payload` (413)."""
+
+    code = 413
+
+
 class NotFound(ServiceError):
     """The thing asked for does not exist (404)."""
 
@@ -68,7 +85,17 @@ class Unavailable(ServiceError):
     code = 503
 
 
+class NoResponders(Unavailable):
+    """Nobody serves the subject (no actor subscribed, none starting)."""
+
+
 class RequestTimeout(ServiceError):
     """No reply in time (504)."""
 
     code = 504
+
+
+class ActorFatal(OsirisError):
+    """Raise from a handler when the actor's own state is corrupt (a wedged engine, a lost
+    device): the request fails with a 500 and the supervisor restarts the actor. Counts
+    towards the restart intensity; any other exception fails only the request."""

@@ -8,6 +8,7 @@ unsubscribes, dropping requests already delivered).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from nats.micro.service import (
     control_subject,
 )
 
-__all__ = ["Endpoint", "MicroService"]
+__all__ = ["Endpoint", "MicroService", "finish", "leave"]
 
 PENDING_LIMIT = 65_536  # requests buffered per endpoint beyond the in-flight bound
 
@@ -45,14 +46,17 @@ class Endpoint:
     num_errors: int = 0
     processing_time_ns: int = 0
     last_error: str = ""
+    errors_by_code: dict[int, int] = field(default_factory=dict)
     sub: Subscription | None = None
 
-    def record(self, elapsed_ns: int, error: str | None) -> None:
+    def record(self, elapsed_ns: int, error: str | None, code: int | None = None) -> None:
         self.num_requests += 1
         self.processing_time_ns += elapsed_ns
         if error is not None:
             self.num_errors += 1
             self.last_error = error
+            key = code or 500
+            self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
 
     def stats(self) -> EndpointStats:
         avg = self.processing_time_ns // self.num_requests if self.num_requests else 0
@@ -103,18 +107,24 @@ class MicroService:
         )
         self.endpoints.append(endpoint)
 
-    async def drain_endpoints(self) -> None:
-        """Leave the queue groups; requests already delivered are still dispatched."""
-        for ep in self.endpoints:
-            if ep.sub is not None:
-                sub, ep.sub = ep.sub, None
-                try:
-                    await sub.drain()  # type: ignore[no-untyped-call]
-                except Exception:  # noqa: BLE001 - connection may already be closing
-                    pass
+    def endpoint(self, name: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+    async def remove_endpoints(self, keep: frozenset[str] = frozenset(),
+                               timeout: float = 5.0) -> None:
+        """Leave the queue groups of every endpoint not in `keep` and forget them; requests
+        already delivered are still dispatched (waited for up to `timeout`)."""
+        gone = [e for e in self.endpoints if e.name not in keep]
+        self.endpoints = [e for e in self.endpoints if e.name in keep]
+        await finish(leave(gone), timeout)
+
+    def drain_endpoints(self) -> list[asyncio.Task[None]]:
+        """Leave every queue group now; the requests already delivered keep flowing to the
+        callbacks. Returns the drains: each ends once its buffer is empty (see `finish`)."""
+        return leave(self.endpoints)
 
     async def stop(self) -> None:
-        await self.drain_endpoints()
+        await finish(self.drain_endpoints(), 0)
         for sub in self._discovery:
             try:
                 await sub.unsubscribe()
@@ -153,6 +163,35 @@ class MicroService:
 
     async def _stats(self, msg: Msg) -> None:
         await self._reply(msg, self.stats().to_dict())
+
+
+def leave(endpoints: list[Endpoint]) -> list[asyncio.Task[None]]:
+    """Start draining each endpoint's subscription: nats-py sends UNSUB at once, then waits
+    (unbounded) for the buffered messages to be handed to the callback."""
+    tasks = []
+    for ep in endpoints:
+        sub, ep.sub = ep.sub, None
+        if sub is not None:
+            tasks.append(asyncio.ensure_future(_drain(sub)))
+    return tasks
+
+
+async def _drain(sub: Subscription) -> None:
+    try:
+        await sub.drain()  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: BLE001 - connection may already be closing
+        pass
+
+
+async def finish(drains: list[asyncio.Task[None]], timeout: float) -> None:
+    """Wait up to `timeout` for drains; cancel (and so drop the buffers of) the rest."""
+    if not drains:
+        return
+    if timeout > 0:
+        await asyncio.wait(drains, timeout=timeout)
+    for t in drains:
+        t.cancel()
+    await asyncio.gather(*drains, return_exceptions=True)
 
 
 def _json_default(value: Any) -> Any:

@@ -6,7 +6,7 @@ cancellation. Domain payloads (generation, proposals, feedback …) live in `con
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -17,7 +17,17 @@ __all__ = [
     "CancelRequest",
     "Contract",
     "ControlReply",
+    "CORE_OPS",
     "ControlRequest",
+    "CoreOp",
+    "PauseArgs",
+    "PauseOp",
+    "RestartOp",
+    "ResumeOp",
+    "StatusOp",
+    "decode_control",
+    "DeadLetter",
+    "StartingReply",
     "ErrorReply",
     "NodeStatus",
     "PluginStatus",
@@ -57,10 +67,62 @@ class CancelRequest(Contract):
 
 
 class ControlRequest(Contract):
-    """`osiris.<actor>.control`: pause, resume, status, or an actor-specific op."""
+    """`osiris.<actor>.control` as sent: `{"op": ..., "args": {...}}`. The core's own ops
+    decode into the typed union `CoreOp` (see `decode_control`); any other op is the actor's
+    (`Actor.on_control(op, args)`)."""
 
     op: str
     args: dict[str, Any] = {}
+
+
+class PauseArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    force: bool = False
+    """Pause at once instead of waiting for in-flight requests."""
+    timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    """Seconds to wait for in-flight requests before giving up (503)."""
+
+
+class NoArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class StatusOp(Contract, tag="status", tag_field="op"):
+    args: NoArgs = NoArgs()
+
+
+class PauseOp(Contract, tag="pause", tag_field="op"):
+    args: PauseArgs = PauseArgs()
+
+
+class ResumeOp(Contract, tag="resume", tag_field="op"):
+    args: NoArgs = NoArgs()
+
+
+class RestartOp(Contract, tag="restart", tag_field="op"):
+    args: NoArgs = NoArgs()
+
+
+CoreOp = StatusOp | PauseOp | ResumeOp | RestartOp
+"""The control ops every actor answers (the lifecycle's own)."""
+CORE_OPS = frozenset({"status", "pause", "resume", "restart"})
+
+
+class _OpName(msgspec.Struct):
+    op: str = "status"
+
+
+_op_name = msgspec.json.Decoder(_OpName)
+_core_op: msgspec.json.Decoder[CoreOp] = msgspec.json.Decoder(CoreOp)
+_actor_op = msgspec.json.Decoder(ControlRequest)
+
+
+def decode_control(data: bytes) -> CoreOp | ControlRequest:
+    """A control payload (empty = status) as a typed core op or an actor-specific request;
+    raises msgspec errors naming the field."""
+    data = data or b'{"op": "status"}'
+    if _op_name.decode(data).op in CORE_OPS:
+        return _core_op.decode(data)
+    return _actor_op.decode(data)
 
 
 class ActorStatus(msgspec.Struct, kw_only=True):
@@ -105,3 +167,34 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     started: float
     plugins: list[PluginStatus]
     actors: list[ActorStatus]
+
+
+class StartingReply(Contract):
+    """A replica that is still starting answers `osiris.runtime.starting.<subject>` with this:
+    callers that found no responder wait up to `wait_s` for it instead of failing at once."""
+
+    actor: str
+    node: str
+    wait_s: float
+
+
+class DeadLetter(Contract):
+    """`osiris.deadletter`: a durable event that failed `attempts` times (or could not be
+    decoded), moved aside so its consumer could go on. `payload` is the original bytes as
+    text when they are UTF-8, else base64 (`payload_encoding`)."""
+
+    id: str
+    """`<stream>:<sequence>:<consumer>`: stable, so a re-sent dead letter is stored once."""
+    subject: str
+    stream: str
+    stream_seq: int
+    consumer: str
+    actor: str
+    node: str
+    error: str
+    attempts: int
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    headers: dict[str, str] = {}
+    msg_id: str = ""
+    ts: float = 0.0

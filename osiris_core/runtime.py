@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,14 +26,14 @@ from nats.js.errors import BadRequestError
 
 from .bus import Bus, connect, encode, nats_reachable
 from .config import Config
-from .protocol import NodeStatus, PluginStatus
 from .errors import OsirisError
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins
+from .protocol import NodeStatus, PluginStatus
 from .subjects import RUNTIME_STATUS, Catalogue
 from .supervisor import ActorCell
 
-__all__ = ["Runtime", "ensure_streams"]
+__all__ = ["Runtime", "ensure_streams", "exit_guard"]
 
 log = logging.getLogger("osiris.runtime")
 DUPLICATE_WINDOW_S = 120.0
@@ -50,6 +51,27 @@ async def ensure_streams(bus: Bus, catalogue: Catalogue) -> list[str]:
             await bus.js.update_stream(cfg)
         made.append(name)
     return made
+
+
+def exit_guard(timeout: float) -> threading.Timer:
+    """Make the process end within `timeout` seconds from now, whatever is left: a thread
+    (model generation in an executor), a task that ignores cancellation or a hung close
+    would otherwise keep it alive after the node stopped (asyncio.run and the interpreter
+    join executor threads without a bound). Logs what it abandons, then exits 0."""
+
+    def abandon() -> None:
+        threads = [t.name for t in threading.enumerate()
+                   if t is not threading.current_thread() and not t.daemon
+                   and t is not threading.main_thread()]
+        log.warning("shutdown: still running %gs after the signal: abandoning %d threads (%s)"
+                    " and exiting", timeout, len(threads), ", ".join(threads[:8]) or "none")
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(timeout, abandon)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class Runtime:
@@ -144,32 +166,58 @@ class Runtime:
             await self.bus.nc.publish(msg.reply, encode(self.status()))
 
     # --- stop -------------------------------------------------------------------------------
-    async def stop(self) -> None:
-        """Graceful: every actor drains in parallel, then the connection drains."""
-        timeout = self.config.settings.shutdown_timeout_s
-        await asyncio.gather(*(c.stop(timeout) for c in self.cells), return_exceptions=True)
+    async def stop(self, timeout: float | None = None) -> None:
+        """Graceful and bounded: every actor drains in parallel within `timeout` (default
+        `shutdown_timeout_s`, less a second for the connection), then the connection drains
+        and the embedded server stops. What is still running after that is abandoned."""
+        total = self.config.settings.shutdown_timeout_s if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        cell_budget = max(total - 1.5, total * 0.6)
+        await asyncio.gather(*(c.stop(cell_budget) for c in self.cells), return_exceptions=True)
         if self._status_sub is not None:
             with contextlib.suppress(Exception):
                 await self._status_sub.unsubscribe()
         if self.bus is not None:
-            with contextlib.suppress(Exception):
-                await self.bus.nc.drain()
+            left = max(deadline - loop.time() - 0.3, 0.1)
+            try:
+                await asyncio.wait_for(self.bus.nc.drain(), left)
+            except Exception:  # noqa: BLE001 - a slow drain must not hold the exit
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.bus.nc.close(), 0.2)
         if self.embedded is not None:
             self.embedded.stop()
         self._stopped.set()
         log.info("osiris node %s stopped", self.node)
 
     async def run_until_signal(self, ready: Any = None) -> None:
-        """Start, wait for SIGINT/SIGTERM, stop. `ready()` is called once started."""
+        """Start, wait for SIGINT/SIGTERM, stop (bounded by `shutdown_timeout_s`). A signal
+        during start-up cuts the start short. `ready()` is called once started."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await self.start()
-            if ready is not None:
-                ready(self)
-            await stop.wait()
-            log.info("signal received: draining")
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                exit_guard(self.config.settings.shutdown_timeout_s)
+            if starting.done():
+                starting.result()  # start-up errors propagate
+                if ready is not None:
+                    ready(self)
+                await stopping
+                exit_guard(self.config.settings.shutdown_timeout_s)
+            else:
+                log.info("signal received during start-up: stopping")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starting
+            log.info("signal received: draining (at most %gs)",
+                     self.config.settings.shutdown_timeout_s)
         finally:
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
             await self.stop()

@@ -20,6 +20,7 @@ __all__ = [
     "ADVICE_GENERATED",
     "AUDIO_BYTES",
     "CORE_SUBJECTS",
+    "DEADLETTER",
     "DGM_EVENTS",
     "FEEDBACK_SUBMIT",
     "FEEDBACK_SUBMITTED",
@@ -40,6 +41,7 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "cancel",
     "control",
+    "starting",
     "stream_name",
 ]
 
@@ -94,6 +96,15 @@ def cancel(actor: str) -> str:
     after its HTTP client disconnected) gave up on the request it sent with
     `Osiris-Request-Id: <request_id>`; an actor may stop working on it."""
     return f"osiris.{actor}.cancel"
+
+
+STARTING_PREFIX = "osiris.runtime.starting."
+
+
+def starting(subject: str) -> str:
+    """`osiris.runtime.starting.<subject>`: a replica whose actor is still starting answers
+    here (a `StartingReply`), so a caller that found no responder on `subject` waits for it."""
+    return STARTING_PREFIX + subject
 
 
 # --- services (request-reply) -----------------------------------------------------------
@@ -169,12 +180,17 @@ DGM_EVENTS = Subject(
     "osiris.dgm.events", "event", "dgm", c.DgmEvent, durable=True,
     description="self-improvement proposed / applied / rolled back",
 )
+DEADLETTER = Subject(
+    "osiris.deadletter", "event", "runtime", p.DeadLetter, durable=True,
+    description="a durable event that failed max_deliver times, moved aside (with its error)",
+)
 
 CORE_SUBJECTS: tuple[Subject, ...] = (
     HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE, FEEDBACK_SUBMIT, TTS_SPEAK,
     STORE_QUERY, GPU_STATUS, RUNTIME_STATUS,
     MARKET_TICKS, PROPOSAL_CREATED, PROPOSAL_ASSESSED, FEEDBACK_SUBMITTED, ADVICE_GENERATED,
     AUDIO_BYTES, RUNS_COMPLETED, ADAPTERS_PUBLISHED, GPU_EVENTS, DGM_EVENTS, ACTOR_WANTED,
+    DEADLETTER,
 )
 
 

@@ -85,7 +85,7 @@ async def test_malformed_request_names_the_field_and_the_actor_keeps_serving(
     async with osiris_runtime(osiris_config(plugins=["example"])):
         with pytest.raises(BadRequest) as err:
             await bus.request("osiris.example.echo", {"text": 5})
-        assert err.value.code == 400 and err.value.field == "text"
+        assert err.value.code == 422 and err.value.field == "text"
         assert "field 'text': expected `str`, got `int`" in err.value.message
         with pytest.raises(BadRequest) as err:
             await bus.request("osiris.example.echo", {"text": "a", "colour": "red"})
@@ -125,7 +125,7 @@ async def test_cli_request_tail_and_errors(
         assert ok.returncode == 0 and json.loads(ok.stdout)["text"] == "hey"
         bad = await loop.run_in_executor(
             None, lambda: osiris("request", "-c", c, "osiris.example.echo", '{"text": 1}'))
-        assert bad.returncode == 1 and "400" in bad.stderr and "'text'" in bad.stderr
+        assert bad.returncode == 1 and "422" in bad.stderr and "'text'" in bad.stderr
         nobody = await loop.run_in_executor(
             None, lambda: osiris("request", "-c", c, "osiris.nobody.here", "{}"))
         assert nobody.returncode == 1 and "no actor is serving osiris.nobody.here" in nobody.stderr

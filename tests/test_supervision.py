@@ -30,7 +30,7 @@ async def test_crashed_handler_is_restarted_and_keeps_serving(
     async with osiris_runtime(cfg) as rt:
         first = await bus.request("test.crashy.call", {})
         with pytest.raises(ServiceError) as err:
-            await bus.request("test.crashy.call", {"crash": True})
+            await bus.request("test.crashy.call", {"fatal": True})
         assert err.value.code == 500 and "crash on purpose" in err.value.message
         # the request right after the crash waits for the restart instead of failing
         second = await bus.request("test.crashy.call", {})
@@ -58,7 +58,7 @@ async def test_crash_loop_marks_failed_and_neighbours_keep_answering(
     async with osiris_runtime(cfg) as rt:
         for _ in range(3):
             with pytest.raises(ServiceError):
-                await bus.request("test.crashy.call", {"crash": True}, timeout=5)
+                await bus.request("test.crashy.call", {"fatal": True}, timeout=5)
             await wait_state(rt, "crashy", "running", "failed")
         await wait_state(rt, "crashy", "failed")
         # a failed actor leaves its queue group: nobody serves the subject any more
@@ -89,7 +89,7 @@ async def test_backoff_grows_between_restarts(
         gaps = []
         for _ in range(3):
             with pytest.raises(ServiceError):
-                await bus.request("test.crashy.call", {"crash": True})
+                await bus.request("test.crashy.call", {"fatal": True})
             t0 = asyncio.get_running_loop().time()
             await bus.request("test.crashy.call", {})  # waits for the restart
             gaps.append(asyncio.get_running_loop().time() - t0)
@@ -145,3 +145,20 @@ async def test_on_stop_runs_before_background_tasks_are_cancelled(
         actor = rt.cell("slow").actor
         assert actor.ended == ""
     assert actor.ended == "gracefully"
+
+
+async def test_a_failing_request_is_that_requests_500_and_never_a_restart(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["crashy"], tables={"crashy": {**FAST, "max_restarts": 1}})
+    async with osiris_runtime(cfg) as rt:
+        first = await bus.request("test.crashy.call", {})
+        for _ in range(20):  # far beyond the restart intensity
+            with pytest.raises(ServiceError) as err:
+                await bus.request("test.crashy.call", {"crash": True})
+            assert err.value.code == 500 and "fail on purpose" in err.value.message
+        cell = rt.cell("crashy")
+        assert cell.restarts == 0 and cell.state.value == "running"
+        assert (await bus.request("test.crashy.call", {}))["instance"] == first["instance"]
+        ep = cell.micro.endpoint("call") if cell.micro else None
+        assert ep is not None and ep.errors_by_code == {500: 20}

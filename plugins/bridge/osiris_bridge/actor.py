@@ -18,11 +18,10 @@ from urllib.parse import urlparse, urlunparse
 
 import msgspec
 import redis.asyncio as aioredis
-from nats.aio.msg import Msg
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from osiris_core import Actor
+from osiris_core import Actor, EventMeta
 from osiris_core.contracts import AudioChunk
 from osiris_core.subjects import CORE_SUBJECTS
 
@@ -78,42 +77,36 @@ class BridgeActor(Actor[BridgeConfig]):
         self.connected_since: float | None = None
         self.counts = {"to_redis": 0, "from_redis": 0, "echoes_dropped": 0,
                        "dropped_while_disconnected": 0, "malformed_from_redis": 0}
-        self.subs: list[Any] = []
         if not self.config.redis_url:
             self.log.info("bridge: idle (no [plugins.bridge] redis_url / OSIRIS_REDIS_URL)")
             return
-        for ch in self.to_redis:
-            self.subs.append(await self.ctx.nc.subscribe(
-                ch, queue=self.name, cb=self._from_nats, pending_msgs_limit=65_536))
+        for ch in self.to_redis:  # channels come from config: managed subscriptions
+            await self.subscribe(ch, self._from_nats, event_type=bytes)
         self.spawn(self._redis_loop(), "redis")
 
     async def on_stop(self) -> None:
-        for sub in self.subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self.subs.clear()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
 
     # --- NATS → Redis ---------------------------------------------------------------------
-    async def _from_nats(self, msg: Msg) -> None:
-        if msg.headers and BRIDGED_HEADER in msg.headers:
+    async def _from_nats(self, data: bytes, meta: EventMeta) -> None:
+        if meta.headers and BRIDGED_HEADER in meta.headers:
             self.counts["echoes_dropped"] += 1  # it came from Redis: never send it back
             return
         client = self.redis
         if client is None or not self.connected.is_set():
             self.counts["dropped_while_disconnected"] += 1
             return
-        if msg.subject == "audio.bytes":
+        if meta.subject == "audio.bytes":
             try:
-                payload: bytes = _audio.decode(msg.data).wav_b64.encode()
+                payload: bytes = _audio.decode(data).wav_b64.encode()
             except (msgspec.ValidationError, msgspec.DecodeError):
-                payload = msg.data
+                payload = data
         else:
-            payload = mark(msg.data) or msg.data
+            payload = mark(data) or data
         try:
-            await client.publish(msg.subject, payload)
+            await client.publish(meta.subject, payload)
             self.counts["to_redis"] += 1
         except (RedisError, OSError) as e:
             self.counts["dropped_while_disconnected"] += 1

@@ -22,6 +22,7 @@ from osiris_core import (
     Unavailable,
     on_event,
     service,
+    tables,
 )
 from osiris_core.contracts import (
     Advice,
@@ -34,8 +35,10 @@ from osiris_core.contracts import (
     StoreQuery,
     StoreRows,
 )
+from osiris_core.protocol import DeadLetter
 from osiris_core.subjects import (
     ADVICE_GENERATED,
+    DEADLETTER,
     DGM_EVENTS,
     FEEDBACK_SUBMIT,
     FEEDBACK_SUBMITTED,
@@ -52,6 +55,7 @@ from .store import (
     Page,
     Store,
     advice_row,
+    deadletter_row,
     dgm_row,
     feedback_row,
     now_iso,
@@ -156,6 +160,13 @@ class FeedbackActor(Actor[FeedbackConfig]):
     @on_event(DGM_EVENTS, batch=256)
     async def store_dgm(self, items: list[tuple[DgmEvent, EventMeta]]) -> None:
         await self._write("dgm_archive", self.store.upsert_latest, [dgm_row(e) for e, _ in items])
+
+    @on_event(DEADLETTER, batch=64)
+    async def store_deadletters(self, items: list[tuple[DeadLetter, EventMeta]]) -> None:
+        """History of dead letters (`osiris deadletter list` reads the live set from the
+        stream)."""
+        await self._write(tables.DEADLETTER, self.store.insert_absent,
+                          [deadletter_row(d) for d, _ in items])
 
     async def _optimize_loop(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from osiris_core.contracts import (
     ProposalCreated,
     RunRecord,
 )
+from osiris_core.protocol import DeadLetter
 
 __all__ = ["JSON_COLUMNS", "SCHEMAS", "FilterError", "Page", "Store", "check_filter"]
 
@@ -58,9 +60,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("ci_high", F), ("trades", N), ("violations", N), ("live", S), ("created", S),
         ("decided", S), ("timestamp", S), ("revision", N), ("stored_at", S),
     ]),
+    "deadletter": pa.schema([
+        ("id", S), ("subject", S), ("stream", S), ("stream_seq", N), ("consumer", S),
+        ("actor", S), ("node", S), ("error", S), ("attempts", N), ("payload", S),
+        ("payload_encoding", S), ("headers", S), ("msg_id", S), ("timestamp", S),
+        ("stored_at", S),
+    ]),
 }
 JSON_COLUMNS = frozenset({"feedback_content", "corrected_proposal", "phi3_proposal", "steps",
-                          "reasons", "lint", "sub_rewards", "live"})
+                          "reasons", "lint", "sub_rewards", "live", "headers"})
 DEFAULT_ORDER = "timestamp"
 
 _enc = msgspec.json.Encoder()
@@ -122,6 +130,16 @@ def dgm_row(evt: DgmEvent) -> dict[str, Any]:
             "ci_low": v.ci_low, "ci_high": v.ci_high, "trades": v.trades,
             "violations": v.violations, "live": _json(v.live), "created": v.created,
             "decided": v.decided, "timestamp": evt.timestamp, "revision": v.revision,
+            "stored_at": now_iso()}
+
+
+def deadletter_row(dl: DeadLetter) -> dict[str, Any]:
+    return {"id": dl.id, "subject": dl.subject, "stream": dl.stream,
+            "stream_seq": dl.stream_seq, "consumer": dl.consumer, "actor": dl.actor,
+            "node": dl.node, "error": dl.error, "attempts": dl.attempts, "payload": dl.payload,
+            "payload_encoding": dl.payload_encoding, "headers": _json(dl.headers),
+            "msg_id": dl.msg_id,
+            "timestamp": datetime.fromtimestamp(dl.ts or time.time(), UTC).isoformat(),
             "stored_at": now_iso()}
 
 

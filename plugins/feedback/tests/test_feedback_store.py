@@ -167,7 +167,7 @@ async def test_proposals_runs_advice_tables_are_idempotent_and_queryable(
             ({"table": "advice", "filter": "(approved = true"}, "filter", "unbalanced"),
             ({"table": "advice", "filter": "approved = = true"}, "filter", "bad filter"),
             ({"table": "advice", "order_by": "nope"}, "order_by", "unknown order_by column"),
-            ({"table": "advice", "limit": 0}, "limit", "limit must be"),
+            ({"table": "advice", "limit": 0}, "limit", "expected `int` >= 1"),
         ]:
             with pytest.raises(BadRequest) as e:
                 await bus.request(STORE_QUERY, q)

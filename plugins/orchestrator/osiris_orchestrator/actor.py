@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
-from osiris_core import Actor, BadRequest, service
+from osiris_core import Actor, BadRequest, EventMeta, service
 from osiris_core.contracts import MarketTick, ProposeReply, ProposeRequest
 from osiris_core.subjects import PROPOSALS_PROPOSE
 
@@ -36,23 +34,15 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
             self.log.error("policy: %s", self.slots.load_error)
         self.tracker = LiveTracker(self.config.trade_horizon_bars)
         self.violations: dict[str, int] = {}
-        self.sub: Subscription | None = await self.ctx.nc.subscribe(
-            self.config.market_channel, queue=self.name, cb=self._on_tick,
-            pending_msgs_limit=65_536)
+        # the channel comes from config: a managed subscription (paused with the actor,
+        # bounded, drained on stop, a failing tick never restarts the orchestrator)
+        await self.subscribe(self.config.market_channel, self._on_tick, event_type=bytes)
         if self.config.redis_url:
             self.spawn(self._from_redis(), "redis-ticks")
         self.spawn(self._runner(), "runner")
 
-    async def on_stop(self) -> None:
-        if self.sub is not None:
-            try:
-                await self.sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - connection may be closing
-                pass
-            self.sub = None
-
-    async def _on_tick(self, msg: Msg) -> None:
-        self._fed(self.buffer.feed(msg.data, msg.subject))
+    async def _on_tick(self, data: bytes, meta: EventMeta) -> None:
+        self._fed(self.buffer.feed(data, meta.subject))
 
     def _fed(self, tick: MarketTick | None) -> None:
         if tick is not None:

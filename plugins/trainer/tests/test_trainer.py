@@ -22,13 +22,13 @@ from osiris_trainer.dataset import Example, build_examples, split, with_few_shot
 from osiris_core import ServiceError, Unavailable
 from osiris_core.contracts import (
     AdapterPublished,
-    ControlReply,
     FeedbackAck,
     ProposalCreated,
     StoreQuery,
     StoreRows,
     TradeProposal,
 )
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import (
     ADAPTERS_PUBLISHED,
     FEEDBACK_SUBMIT,

@@ -7,11 +7,14 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, BadRequest, hookimpl, service
+from osiris_core import Actor, ActorFatal, BadRequest, hookimpl, service
 
 
 class CrashRequest(msgspec.Struct):
     crash: bool = False
+    """Raise an ordinary exception: this request fails (500), the actor keeps running."""
+    fatal: bool = False
+    """Raise ActorFatal: the request fails and the actor restarts."""
     refuse: bool = False
 
 
@@ -28,8 +31,10 @@ class CrashyActor(Actor[Any]):
     async def call(self, req: CrashRequest) -> dict[str, Any]:
         if req.refuse:
             raise BadRequest("refused on purpose", field="refuse")
+        if req.fatal:
+            raise ActorFatal("crash on purpose")
         if req.crash:
-            raise RuntimeError("crash on purpose")
+            raise RuntimeError("fail on purpose")
         return {"instance": id(self), "pid": os.getpid()}
 
 

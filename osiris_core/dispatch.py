@@ -1,0 +1,216 @@
+"""Request dispatch: the gate, decoding, the handler call, the reply and its errors.
+
+Every failure while serving one request — a payload that does not decode, a handler that
+raises, a result that does not encode, a reply larger than the connection's `max_payload` —
+becomes that request's error reply (4xx for the caller's mistake, 413 too large, 500
+otherwise), is logged naming the subject and counted on its endpoint. It never restarts the
+actor; only `ActorFatal` does (DESIGN §13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from nats.aio.msg import Msg
+
+from .actor import RequestContext, ServiceSpec
+from .bus import encode
+from .config import validation_error_field
+from .errors import (
+    ERROR_CODE_HEADER,
+    ERROR_HEADER,
+    ActorFatal,
+    BadRequest,
+    InvalidField,
+    PayloadTooLarge,
+    ServiceError,
+    Unavailable,
+)
+from .micro import Endpoint
+from .protocol import ActorWanted, ErrorReply
+from .subjects import ACTOR_WANTED
+
+if TYPE_CHECKING:
+    from .supervisor import ActorCell
+
+__all__ = ["Dispatcher", "bad_request", "make_decoder", "respond_error"]
+
+WANTED_REPEAT_S = 1.0  # a paused actor with waiting requests is announced again this often
+REPLY_HEADROOM = 512   # bytes of max_payload kept for the protocol line and headers
+_error_encoder = msgspec.json.Encoder()
+
+
+def make_decoder(tp: Any) -> Callable[[bytes], Any]:
+    """Decoder for a handler's declared request type (Struct, dict, bytes, None, Any)."""
+    if tp is None or tp is type(None):
+        return lambda data: None
+    if tp is bytes:
+        return lambda data: data
+    dec = msgspec.json.Decoder(tp)
+
+    def decode(data: bytes) -> Any:
+        return dec.decode(data or b"{}")
+
+    return decode
+
+
+def bad_request(subject: str, err: Exception) -> BadRequest:
+    """A decode error as the caller's mistake: 422 naming the field (as over HTTP), or 400
+    when the payload is not valid JSON at all."""
+    if isinstance(err, msgspec.ValidationError):
+        field, problem = validation_error_field(err)
+        where = f"field {field!r}: " if field else ""
+        cls = InvalidField if field else BadRequest
+        return cls(f"invalid request on {subject}: {where}{problem}", field=field)
+    return BadRequest(f"invalid JSON payload on {subject}: {err}")
+
+
+async def respond_error(nc: Any, msg: Msg, err: ServiceError) -> None:
+    """Send `err` as the NATS micro error reply (headers + JSON body); never raises."""
+    if not msg.reply:
+        return
+    body = ErrorReply(error=err.message, code=err.code, field=err.field, detail=err.detail)
+    headers = {ERROR_HEADER: err.message.replace("\r", " ").replace("\n", " ")[:1000],
+               ERROR_CODE_HEADER: str(err.code)}
+    with contextlib.suppress(Exception):
+        await nc.publish(msg.reply, _error_encoder.encode(body), headers=headers)
+
+
+def check_size(subject: str, data: bytes, max_payload: int) -> None:
+    """413 when a reply cannot travel on this connection."""
+    limit = max_payload - REPLY_HEADROOM
+    if max_payload and len(data) > limit:
+        raise PayloadTooLarge(
+            f"the reply on {subject} is {len(data):,} bytes, more than this connection's "
+            f"max_payload of {max_payload:,} bytes allows: ask for less (a smaller limit, or "
+            "page through the results), or raise max_payload on the NATS server",
+            size=len(data), max_payload=max_payload)
+
+
+class Dispatcher:
+    """Serves one actor's request endpoints on behalf of its cell."""
+
+    def __init__(self, cell: ActorCell) -> None:
+        self.cell = cell
+        self.log = cell.log
+        self._wanted_at: float | None = None
+
+    # --- the gate ---------------------------------------------------------------------------
+    async def await_serving(self) -> None:
+        """Return when requests may run; wait (bounded by `request_wait_s`) while the actor
+        starts, restarts or is paused; raise `Unavailable` when it will not serve."""
+        cell = self.cell
+        wait = cell.config.request_wait_s
+        deadline = time.monotonic() + wait
+        while not cell.lifecycle.serves:
+            if not cell.lifecycle.waits:
+                state = cell.lifecycle.state.value
+                if state == "failed":
+                    raise Unavailable(f"{cell.name} failed: {cell.last_error}", state=state)
+                raise Unavailable(f"{cell.name} is shutting down", state=state)
+            if cell.lifecycle.state.value == "paused":
+                await self.announce_wanted()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable(f"{cell.name} is {cell.lifecycle.state.value} "
+                                  f"(waited {wait:g}s)", state=cell.lifecycle.state.value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cell.ready.wait(), min(left, WANTED_REPEAT_S))
+
+    def reset_wanted(self) -> None:
+        self._wanted_at = None
+
+    async def announce_wanted(self) -> None:
+        """Say on `osiris.runtime.wanted` that requests wait for this paused actor (once per
+        pause, again every WANTED_REPEAT_S while they wait): the gpu supervisor resumes it."""
+        now = time.monotonic()
+        if self._wanted_at is not None and now - self._wanted_at < WANTED_REPEAT_S:
+            return
+        self._wanted_at = now
+        cell = self.cell
+        evt = ActorWanted(actor=cell.name, node=cell.node,
+                          waiting=cell.in_flight - cell.active, ts=time.time())
+        with contextlib.suppress(Exception):  # the wait itself stays bounded either way
+            await cell.bus.publish(ACTOR_WANTED, evt)
+
+    # --- requests ---------------------------------------------------------------------------
+    def callback(self, spec: ServiceSpec, ep: Endpoint) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+        """The subscription callback of one endpoint: one task per request, at most
+        `max_concurrency` at once (further requests wait in the subscription's buffer)."""
+        decode = make_decoder(spec.request_type)
+        loop = asyncio.get_running_loop()
+        cell = self.cell
+        slots, tasks = cell.slots, cell.tasks
+
+        def done(task: asyncio.Task[Any]) -> None:
+            tasks.discard(task)
+            slots.release()
+
+        async def callback(msg: Msg) -> None:
+            await slots.acquire()
+            task = loop.create_task(self.serve(spec, ep, decode, msg))
+            tasks.add(task)
+            task.add_done_callback(done)
+
+        return callback
+
+    async def serve(
+        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
+    ) -> None:
+        cell = self.cell
+        nc = cell.bus.nc
+        start = time.perf_counter_ns()
+        error: ServiceError | None = None
+        cell.in_flight += 1
+        try:
+            if not cell.lifecycle.serves:
+                await self.await_serving()
+            try:
+                req = decode(msg.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                raise bad_request(spec.subject, e) from None
+            fn = getattr(cell.actor, spec.attr)
+            async with cell.activity():
+                if spec.wants_context:
+                    result = await fn(req, RequestContext(msg.subject, msg.headers or {},
+                                                          msg.reply, cell.bus))
+                else:
+                    result = await fn(req)
+            if msg.reply:
+                data = encode(result)
+                check_size(spec.subject, data, nc.max_payload)
+                await nc.publish(msg.reply, data)
+        except ServiceError as e:
+            error = e
+            if e.code < 500:
+                self.log.warning("%s: bad request on %s (%d bytes): %d %s", cell.name,
+                                 msg.subject, len(msg.data), e.code, e.message)
+        except ActorFatal as e:
+            error = ServiceError(f"{cell.name} failed and restarts: {e}")
+            self.log.exception("%s: handler %s raised ActorFatal", cell.name, spec.attr)
+            cell.crash(e)  # before replying: the caller's next request waits for the restart
+        except asyncio.CancelledError:
+            error = Unavailable(f"{cell.name} stopped before replying (request cut off)")
+            await respond_error(nc, msg, error)
+            raise
+        except Exception as e:  # noqa: BLE001 - one request's failure, not the actor's
+            error = ServiceError(f"{cell.name}: {spec.attr} failed: {type(e).__name__}: {e}")
+            self.log.exception("%s: request on %s failed (%d bytes; the actor keeps running)",
+                               cell.name, msg.subject, len(msg.data))
+        finally:
+            cell.in_flight -= 1
+            cell.handled += 1
+            cell.last_used = time.time()
+            if error is not None:
+                cell.errors += 1
+                if error.code >= 500:
+                    cell.last_error = error.message
+            ep.record(time.perf_counter_ns() - start, error.message if error else None,
+                      error.code if error else None)
+        if error is not None:
+            await respond_error(nc, msg, error)

@@ -1,0 +1,278 @@
+"""Event handling for a cell: core subscriptions (declared or made at run time) and the
+JetStream durable consumer with its dead-letter policy.
+
+A failing event handler is logged and counted; it never restarts the actor (only
+`ActorFatal` does). A durable event is acked after its handler returns; one that fails is
+redelivered with a growing delay, and after `max_deliver` deliveries (or at once when it
+cannot be decoded) it is published to `osiris.deadletter` with its subject, sequence,
+payload and error, then acked: no consumer ever stalls behind one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from .actor import EventMeta, EventSpec
+from .bus import MSG_ID_HEADER
+from .deadletters import REPLAY_OF_HEADER
+from .dispatch import bad_request, make_decoder
+from .errors import ActorFatal, ServiceError
+from .protocol import DeadLetter
+from .subjects import DEADLETTER
+
+if TYPE_CHECKING:
+    from .supervisor import ActorCell
+
+__all__ = ["EventRunner", "dead_letter_of"]
+
+FETCH_TIMEOUT_S = 1.0
+REDELIVERY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler bound to a subject: declared (`@on_event`, looked up on the current actor
+    instance) or made at run time by `Actor.subscribe` (a bound method of one instance)."""
+
+    spec: EventSpec
+    handler: Callable[..., Awaitable[Any]] | None = None
+
+
+def dynamic_spec(subject: str, handler: Callable[..., Any], queue: bool,
+                 event_type: Any) -> EventSpec:
+    wants_meta = len(inspect.signature(handler).parameters) > 1
+    return EventSpec(subject, getattr(handler, "__name__", "handler"),
+                     Any if event_type is None else event_type, False, None, 1, queue,
+                     wants_meta)
+
+
+def dead_letter_of(msg: Msg, *, consumer: str, actor: str, node: str, error: str) -> DeadLetter:
+    md = msg.metadata
+    try:
+        payload, enc = msg.data.decode(), "utf-8"
+    except UnicodeDecodeError:
+        payload, enc = base64.b64encode(msg.data).decode(), "base64"
+    headers = dict(msg.headers or {})
+    return DeadLetter(
+        id=f"{md.stream}:{md.sequence.stream}:{consumer}", subject=msg.subject,
+        stream=md.stream, stream_seq=md.sequence.stream, consumer=consumer, actor=actor,
+        node=node, error=error[:4000], attempts=md.num_delivered, payload=payload,
+        payload_encoding=enc,  # type: ignore[arg-type]
+        headers=headers, msg_id=headers.get(MSG_ID_HEADER, ""), ts=time.time(),
+    )
+
+
+class EventRunner:
+    """Runs one cell's event handlers."""
+
+    def __init__(self, cell: ActorCell) -> None:
+        self.cell = cell
+        self.log = cell.log
+        self.dead_letters = 0
+
+    # --- the gate ---------------------------------------------------------------------------
+    async def ready(self) -> bool:
+        """Wait (unbounded: events queue up meanwhile) until the actor serves; False when it
+        will not any more (stopping, failed)."""
+        lc = self.cell.lifecycle
+        while not lc.serves:
+            if not lc.waits:
+                return False
+            await self.cell.ready.wait()
+        return True
+
+    # --- handlers ---------------------------------------------------------------------------
+    async def run(self, sub: Handler, items: list[tuple[Any, EventMeta]]) -> str | None:
+        """Call the handler; None on success, else the error (logged and counted)."""
+        cell = self.cell
+        spec = sub.spec
+        fn = sub.handler or getattr(cell.actor, spec.attr)
+        try:
+            async with cell.slots, cell.activity():
+                if spec.batch > 1:
+                    await fn(items)
+                else:
+                    evt, meta = items[0]
+                    await (fn(evt, meta) if spec.wants_meta else fn(evt))
+            return None
+        except ServiceError as e:
+            self.log.warning("%s: event handler %s refused %s: %s",
+                             cell.name, spec.attr, items[0][1].subject, e.message)
+            return f"{e.code}: {e.message}"
+        except ActorFatal as e:
+            cell.errors += 1
+            self.log.exception("%s: event handler %s raised ActorFatal", cell.name, spec.attr)
+            cell.crash(e)
+            return f"ActorFatal: {e}"
+        except Exception as e:  # noqa: BLE001 - the event's failure, not the actor's
+            cell.errors += 1
+            cell.last_error = f"{type(e).__name__}: {e}"
+            self.log.exception("%s: event handler %s failed on %s", cell.name, spec.attr,
+                               items[0][1].subject)
+            return f"{type(e).__name__}: {e}"
+        finally:
+            cell.handled += 1
+            cell.last_used = time.time()
+
+    def callback(self, sub: Handler) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+        """Core subscription callback: sequential per subscription (keeps order)."""
+        decode = make_decoder(sub.spec.event_type)
+
+        async def callback(msg: Msg) -> None:
+            if not await self.ready():
+                return
+            try:
+                evt = decode(msg.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                self.log.warning("%s: dropping malformed event on %s (%d bytes): %s",
+                                 self.cell.name, msg.subject, len(msg.data),
+                                 bad_request(msg.subject, e).message)
+                return
+            headers = msg.headers or {}
+            await self.run(sub, [(evt, EventMeta(msg.subject, headers.get(MSG_ID_HEADER, ""),
+                                                 headers))])
+
+        return callback
+
+    # --- durable ----------------------------------------------------------------------------
+    async def consume(self, spec: EventSpec) -> None:
+        """Durable pull consumer: fetch, handle, ack after success, dead-letter poison."""
+        cell = self.cell
+        durable = f"{cell.name}_{spec.consumer}"
+        max_deliver = max(cell.config.max_deliver, 1)
+        cfg = ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL, ack_wait=getattr(cell.config, "ack_wait_s", 30.0),
+            # one delivery of slack: the last one that fails is dead-lettered by us
+            max_deliver=max_deliver + 1, max_ack_pending=max(1000, spec.batch * 4),
+            filter_subject=spec.subject,
+        )
+        decode = make_decoder(spec.event_type)
+        try:
+            assert spec.stream is not None
+            try:
+                await cell.bus.js.add_consumer(spec.stream, cfg)  # creates or updates
+            except Exception as e:  # noqa: BLE001 - an older server: bind what is there
+                self.log.warning("%s: could not create/update consumer %s: %s",
+                                 cell.name, durable, e)
+            psub = await cell.bus.js.pull_subscribe(spec.subject, durable=durable,
+                                                    stream=spec.stream, config=cfg)
+        except Exception as e:  # noqa: BLE001
+            self.log.exception("%s: cannot bind durable consumer %s", cell.name, durable)
+            cell.crash(e)
+            return
+        sub = Handler(spec)
+        # Batch handlers overlap the next fetch with the current write (one batch ahead at
+        # most): a LanceDB write of 256 rows takes ~10 ms in a thread, time in which the
+        # loop decodes the next batch. Single-event handlers keep strict fetch-handle order.
+        handling: asyncio.Task[None] | None = None
+        try:
+            while cell.lifecycle.consuming:
+                if not cell.lifecycle.serves:
+                    if handling is not None:
+                        await handling
+                        handling = None
+                    if not await self.ready() or not cell.lifecycle.consuming:
+                        return
+                try:
+                    msgs = await psub.fetch(max(spec.batch, 64), timeout=FETCH_TIMEOUT_S)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                if handling is not None:
+                    await handling
+                    handling = None
+                work = self._handle(sub, decode, msgs, durable, max_deliver)
+                if spec.batch > 1:
+                    handling = asyncio.ensure_future(work)
+                else:
+                    await work
+        finally:
+            if handling is not None:
+                with contextlib.suppress(Exception):
+                    await handling
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+    async def _handle(self, sub: Handler, decode: Callable[[bytes], Any], msgs: list[Msg],
+                      consumer: str, max_deliver: int) -> None:
+        spec = sub.spec
+        good: list[tuple[Msg, Any, EventMeta]] = []
+        for msg in msgs:
+            md = msg.metadata
+            headers = msg.headers or {}
+            msg_id = (headers.get(REPLAY_OF_HEADER) or headers.get(MSG_ID_HEADER)
+                      or f"{md.stream}:{md.sequence.stream}")
+            meta = EventMeta(msg.subject, msg_id, headers, md.sequence.stream, md.num_delivered)
+            try:
+                good.append((msg, decode(msg.data), meta))
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                problem = bad_request(msg.subject, e).message
+                self.log.error("%s: malformed durable event %s seq %s: %s", self.cell.name,
+                               msg.subject, md.sequence.stream, problem)
+                await self._dead_letter(msg, consumer, problem)
+        for i in range(0, len(good), spec.batch):
+            if not self.cell.lifecycle.serves:  # stopping: the rest is redelivered later
+                return
+            chunk = good[i : i + spec.batch]
+            error = await self.run(sub, [(evt, meta) for _, evt, meta in chunk])
+            if error is None:
+                for msg, _, _ in chunk:
+                    await msg.ack()
+                continue
+            if len(chunk) == 1:
+                await self._failed(chunk[0][0], consumer, max_deliver, error)
+                continue
+            # a batch failed: find the poison by handling each event alone (handlers are
+            # idempotent, so the ones that did land before the failure land again harmlessly)
+            for msg, evt, meta in chunk:
+                one = await self.run(sub, [(evt, meta)])
+                if one is None:
+                    await msg.ack()
+                else:
+                    await self._failed(msg, consumer, max_deliver, one)
+
+    async def _failed(self, msg: Msg, consumer: str, max_deliver: int, error: str) -> None:
+        attempts = msg.metadata.num_delivered
+        if attempts >= max_deliver:
+            await self._dead_letter(msg, consumer, error)
+        else:
+            delay = REDELIVERY_DELAYS_S[min(attempts - 1, len(REDELIVERY_DELAYS_S) - 1)]
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=delay)
+
+    async def _dead_letter(self, msg: Msg, consumer: str, error: str) -> None:
+        """Move `msg` aside: publish it on `osiris.deadletter`, then ack it. When the dead
+        letter cannot be published it is left unacked (redelivered: nothing is lost)."""
+        cell = self.cell
+        if msg.subject == DEADLETTER.name:  # never dead-letter a dead letter: it stays in
+            self.log.error("%s: giving up on dead letter seq %s: %s",  # its stream
+                           cell.name, msg.metadata.sequence.stream, error)
+            with contextlib.suppress(Exception):
+                await msg.term()
+            return
+        letter = dead_letter_of(msg, consumer=consumer, actor=cell.name, node=cell.node,
+                                error=error)
+        try:
+            await cell.bus.publish(DEADLETTER, letter, msg_id=letter.id)
+        except Exception as e:  # noqa: BLE001
+            self.log.error("%s: could not dead-letter %s seq %s (%s); it stays pending",
+                           cell.name, msg.subject, letter.stream_seq, e)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=REDELIVERY_DELAYS_S[-1])
+            return
+        await msg.ack()
+        self.dead_letters += 1
+        self.log.error("%s: dead-lettered %s seq %d after %d deliveries: %s", cell.name,
+                       msg.subject, letter.stream_seq, letter.attempts, error)
