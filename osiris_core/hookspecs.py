@@ -65,7 +65,9 @@ def register_commands(cli: click.Group) -> None:
     """Add CLI verbs to `osiris`.
 
     Called once when the `osiris` command starts, for every enabled plugin. Attach commands
-    with `@cli.command()` or `cli.add_command(...)`. Returns nothing.
+    with `@cli.command()` or `cli.add_command(...)`. A verb that talks to a running system
+    takes `-c FILE` with `osiris_core.cli.pass_config` and reaches the bus with
+    `async with osiris_core.cli.connected_bus(config) as bus:`. Returns nothing.
     """
 
 
@@ -105,5 +107,7 @@ def register_routes(register: Callable[[Any], None]) -> None:
 
     Called when the gateway app is created. Call `register(handler_or_router)` with Litestar
     route handlers, controllers or routers; they are mounted next to the built-in routes and
-    must map HTTP to bus subjects, holding no business logic. Returns nothing.
+    must map HTTP to bus subjects, holding no business logic: a handler reaches the bus with
+    `await request.app.state.gw.call(request, actor, subject, payload, reply_type=...)`.
+    Returns nothing.
     """

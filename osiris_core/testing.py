@@ -1,14 +1,31 @@
 """pytest plugin for osiris and plugin authors (entry point `pytest11`: always available).
 
+The async fixtures and tests need pytest-asyncio with `asyncio_mode = "auto"` in your
+`[tool.pytest.ini_options]`.
+
 Fixtures:
-- `nats_url` — a real nats-server with JetStream for the session (or `OSIRIS_NATS_URL`).
-- `fresh_nats_url` — a server of its own for one test (clean JetStream state; ~15 ms).
-- `osiris_config` — `osiris_config(plugins=[...], **tables)` writes an osiris.toml in
-  `tmp_path` pointing at `nats_url` and returns the loaded Config (its `.path` is the file).
-- `osiris_runtime` — `async with osiris_runtime(config, extra_plugins={...}) as rt:` runs a
-  plugin set in-process and stops it after.
-- `bus` — a connected `Bus` on `nats_url`.
-- `OsirisProcess` — `osiris run` in a subprocess (for kill -9, SIGTERM, multi-process tests).
+- `nats_url: str` — a real nats-server with JetStream for the session (or `OSIRIS_NATS_URL`).
+- `fresh_nats_url: str` — a server of its own for one test (clean JetStream state; ~15 ms).
+- `osiris_config` — a factory `osiris_config(plugins, tables=None, nats=None,
+  name="osiris.toml", **osiris) -> Config`: writes `tmp_path/name` with `[osiris]` keys
+  (`nats_url` = `nats` or `nats_url`, `plugins`, `data_dir` = `tmp_path/data`,
+  `embedded_nats = "never"`, then `**osiris`) and `[plugins.<name>]` tables from `tables`,
+  and returns the loaded Config (`.path` is the file, for `-c`).
+- `osiris_runtime` — a factory of async context managers: `async with
+  osiris_runtime(config, extra_plugins=None, only=None) as rt:` starts a `Runtime` of the
+  config's plugin set in this process (`extra_plugins`: name → module, for plugins defined
+  in the test; `only`: run a subset) and stops it after.
+- `bus: Bus` — a connected `Bus` on `nats_url`.
+
+Helpers:
+- `write_config(path, nats_url, plugins, tables=None, **osiris) -> Path` — the file that
+  `osiris_config` writes, for a test without `tmp_path` or with several files.
+- `collect_events(bus, subject, count, timeout=10.0) -> list[Msg]` — subscribes and waits
+  for `count` messages.
+- `OsirisProcess(config_path, only=None, env=None, log_path=None)` — `osiris run -c
+  config_path` in a subprocess (`with OsirisProcess(path) as proc:` waits for its ready
+  line; `proc.signal`, `proc.kill`, `proc.wait`, `proc.output()`), for kill -9, SIGTERM
+  and multi-process tests.
 """
 
 from __future__ import annotations

@@ -60,7 +60,10 @@ def system(nats_url: str, tiny_models: Path) -> Iterator[System]:
             "phi3": {"model": str(tiny_models / "phi3-onnx")},
             "tts": {"engine": "espeak", "rate_limit_per_s": 0.0},
         })
-        env = {"HF_HUB_OFFLINE": "1", "OSIRIS_LOG_LEVEL": "WARNING"}
+        # the gateway mounts the routes of every installed plugin; fuzz only those of the
+        # plugins running here (the test site also holds the example plugin)
+        env = {"HF_HUB_OFFLINE": "1", "OSIRIS_LOG_LEVEL": "WARNING",
+               "OSIRIS_LOAD_PLUGINS": ",".join(PLUGINS)}
         with OsirisProcess(cfg, env=env) as proc:
             proc_system = System(f"http://127.0.0.1:{port}", proc)
             yield proc_system
