@@ -7,6 +7,8 @@ import contextlib
 import functools
 import json
 import logging
+import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -144,6 +146,7 @@ def run(config_path: str | None, only: str | None) -> None:
                    err=True)
 
     run_async(runtime.run_until_signal(ready))
+    exit_now(0)
 
 
 @cli.command()
@@ -167,6 +170,7 @@ def demo(config_path: str | None, duration: float | None, status_every: float, t
     config = load_config(config_path, search_cwd=False)
     setup_logging(config.settings.log_level)
     run_async(run_demo(config, duration, status_every, DemoOptions(tiny=tiny)))
+    exit_now(0)
 
 
 # --- catalogue and plugins --------------------------------------------------------------
@@ -386,7 +390,24 @@ def _add_plugin_commands() -> None:
     loaded.call_each("register_commands", lambda rec: {"cli": cli})
 
 
+def exit_now(code: int) -> None:
+    """End a server verb once its node has stopped: flush, then leave without the
+    interpreter's finalisation (tearing down torch, onnxruntime and their threads took
+    seconds, during which a supervisor sees a process that ignores its SIGTERM)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
+    # until a verb installs its own handling (osiris run drains), SIGTERM during start-up
+    # (imports, plugin discovery, config) ends the process cleanly with 0, not by the signal
+    signal.signal(signal.SIGTERM, _exit_quietly)
     from .cli_deadletter import deadletter  # imports this module: added once it is whole
 
     cli.add_command(deadletter)

@@ -68,7 +68,7 @@ def exit_guard(timeout: float) -> threading.Timer:
         logging.shutdown()
         os._exit(0)
 
-    timer = threading.Timer(timeout, abandon)
+    timer = threading.Timer(max(timeout - 0.5, 0.5), abandon)  # exit *within* the bound
     timer.daemon = True
     timer.start()
     return timer

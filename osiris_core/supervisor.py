@@ -89,7 +89,8 @@ class ActorCell:
     def _fire(self, trigger: Trigger) -> None:
         before, after = self.lifecycle.fire(trigger)
         if before is not after:
-            self.log.info("%s: %s → %s", self.name, before.value, after.value)
+            self.log.info("%s: %s → %s (%s)", self.name, before.state.value, after.state.value,
+                          after.value)
         if self.lifecycle.waits:
             self.ready.clear()
         else:

@@ -160,10 +160,13 @@ class OsirisProcess:
         self.log_path = log_path or config_path.parent / f"osiris-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> OsirisProcess:
+    def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> OsirisProcess:
+        """Spawn it; unless `wait_ready` is False, return once it printed its ready line."""
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self.env, stdin=subprocess.DEVNULL)
+        if not wait_ready:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "osiris: ready" in self.output():

@@ -16,8 +16,8 @@ from litestar import Request
 
 from osiris_core.bus import Bus, encode
 from osiris_core.config import OsirisSettings
-from osiris_core.protocol import CancelRequest
 from osiris_core.errors import ServiceError, Unavailable
+from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, Catalogue, cancel
 
 from .config import GatewayConfig

@@ -14,8 +14,8 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
+from osiris_core.errors import NoResponders, ServiceError
 from osiris_core.protocol import ControlRequest
-from osiris_core.errors import ServiceError
 from osiris_core.subjects import control
 
 from ..errors import HttpError, service_error_body, status_for
@@ -60,10 +60,10 @@ async def _control(request: Request[Any, Any, Any], name: str, op: str,
         raw: bytes = await gw.call(
             None, actor, control(actor), ControlRequest(op=op, args=args or {}),
             reply_type=bytes, timeout=timeout)
+    except NoResponders as e:  # nobody answers that control subject: no such actor
+        raise HttpError(404, ErrorBody(error=f"no live actor named {actor!r}", actor=actor,
+                                       detail=e.message)) from None
     except ServiceError as e:
-        if e.code == 503 and "no actor is serving" in e.message:
-            raise HttpError(404, ErrorBody(error=f"no live actor named {actor!r}", actor=actor,
-                                           detail=e.message)) from None
         body = service_error_body(e)
         body.actor = actor
         raise HttpError(status_for(e), body) from None

@@ -29,8 +29,8 @@ from osiris_sim.csvdata import load_bars
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateRequest, TradeProposal
-from osiris_core.protocol import ControlReply
 from osiris_core.errors import BadRequest, ServiceError
+from osiris_core.protocol import ControlReply
 from osiris_core.subjects import PHI3_GENERATE, control
 
 from .archive import Archive, ReplyCache

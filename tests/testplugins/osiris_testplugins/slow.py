@@ -13,6 +13,8 @@ from osiris_core.contracts import GenerateChunk
 
 class SlowConfig(PluginConfig, frozen=True, kw_only=True):
     delay_s: float = 0.5
+    start_delay_s: float = 0.0
+    """on_start takes this long (a model loading)."""
 
 
 class SlowRequest(msgspec.Struct):
@@ -23,6 +25,7 @@ class SlowActor(Actor[SlowConfig]):
     name = "slow"
 
     async def on_start(self) -> None:
+        await asyncio.sleep(self.config.start_delay_s)
         self.active = 0
         self.peak = 0
         self.ticking = True
