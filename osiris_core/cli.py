@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import json
 import logging
-import os
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +16,16 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError, NoStreamResponseError
 
-from .bus import MSG_ID_HEADER, Bus, connect, gather_nodes
+from .bus import MSG_ID_HEADER, Bus, gather_nodes
+from .clikit import (
+    config_option,
+    connected_bus,
+    exit_now,
+    get_config,
+    pass_config,
+    run_async,
+    setup_logging,
+)
 from .config import Config, load_config
 from .errors import ConfigError, OsirisError, RequestTimeout, ServiceError, Unavailable
 from .plugins import discover, load_plugins
@@ -38,70 +42,6 @@ __all__ = [
 
 T = TypeVar("T")
 log = logging.getLogger("osiris.cli")
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop when available."""
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(coro)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`-c/--config FILE` on a verb, passed to it as `config_path` (load it with `get_config`)."""
-    return click.option(
-        "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
-        help="osiris.toml to use (default: ./osiris.toml, then built-in defaults).",
-    )(fn)
-
-
-def get_config(config_path: str | None) -> Config:
-    """The Config of `-c FILE`, else ./osiris.toml, else the built-in defaults."""
-    return load_config(config_path)  # ConfigError → exit 2 via OsirisGroup
-
-
-def pass_config(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`-c/--config FILE` on a verb, handed to it loaded, as the keyword argument `config`.
-
-    A bad or missing file ends the command with exit code 2 and one line naming it."""
-
-    @functools.wraps(fn)
-    def with_config(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
-        return fn(*args, config=get_config(config_path), **kwargs)
-
-    return config_option(with_config)
-
-
-@contextlib.asynccontextmanager
-async def connected_bus(config: Config, *, name: str = "osiris", reconnect: bool = False,
-                        drain: bool = False) -> AsyncIterator[Bus]:
-    """`async with connected_bus(config) as bus:` — a `Bus` on the config's NATS.
-
-    Connects to `[osiris].nats_url` with its token or credentials (one short attempt:
-    `Unavailable` "no NATS server at …" when nothing answers) and closes the connection when
-    the block ends. `name` is the connection's name (`nats server report connections`);
-    `reconnect=True` for long-running verbs (tail, replays) that should ride out a server
-    restart; `drain=True` flushes what the block published and lets subscriptions finish
-    instead of closing at once.
-    """
-    s = config.settings
-    extra: dict[str, Any] = {} if reconnect else {"allow_reconnect": False}
-    nc = await connect(s.nats_url, name=name, token=s.nats_token, creds=s.nats_creds, **extra)
-    try:
-        yield Bus(nc)
-    finally:
-        await (nc.drain() if drain else nc.close())
 
 
 class OsirisGroup(click.Group):
@@ -388,16 +328,6 @@ def _add_plugin_commands() -> None:
         return
     loaded = load_plugins(None)
     loaded.call_each("register_commands", lambda rec: {"cli": cli})
-
-
-def exit_now(code: int) -> None:
-    """End a server verb once its node has stopped: flush, then leave without the
-    interpreter's finalisation (tearing down torch, onnxruntime and their threads took
-    seconds, during which a supervisor sees a process that ignores its SIGTERM)."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:

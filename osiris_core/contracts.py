@@ -6,11 +6,27 @@ Plugins may define further Structs; they register them with their subjects.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 
+from .bounds import (
+    MAX_EXAGGERATION,
+    MAX_NEW_TOKENS,
+    MAX_PROMPT_CHARS,
+    MAX_SPEECH_CHARS,
+    MAX_TEMPERATURE,
+    Exaggeration,
+    MaxNewTokens,
+    Prompt,
+    QueryLimit,
+    SpeechText,
+    StopStrings,
+    Temperature,
+    TopP,
+    UtteranceId,
+)
+from .gpu_contracts import GpuActor, GpuDevice, GpuEvent, GpuStatus
 from .protocol import Contract
 
 __all__ = [
@@ -55,36 +71,6 @@ __all__ = [
     "TtsRequest",
     "TtsResult",
 ]
-
-# --- bounds -------------------------------------------------------------------------------
-# A value out of range is refused where the request is decoded, with its field named, before
-# any engine sees it (a negative temperature or a top_p of 7 used to reach the engine and
-# crash the actor). The gateway's HTTP bodies use these same types.
-
-MAX_PROMPT_CHARS = 200_000
-MAX_NEW_TOKENS = 32_768
-"""The wire's bound on `max_length`; each model actor narrows it to its configured cap
-(`max_new_tokens_cap`) and to its model's context."""
-MAX_TEMPERATURE = 2.0
-MAX_EXAGGERATION = 2.0
-"""Chatterbox's range (0..2, neutral 0.5); espeak maps it onto its pitch range."""
-MAX_SPEECH_CHARS = 100_000
-"""The wire's bound on `text`; the tts actor narrows it to `max_text_chars`."""
-
-Prompt = Annotated[str, Meta(min_length=1, max_length=MAX_PROMPT_CHARS)]
-MaxNewTokens = Annotated[int, Meta(ge=1, le=MAX_NEW_TOKENS,
-                                   description="Most new tokens to generate.")]
-Temperature = Annotated[float, Meta(ge=0.0, le=MAX_TEMPERATURE,
-                                    description="Sampling temperature; 0 decodes greedily.")]
-TopP = Annotated[float, Meta(gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")]
-StopStrings = Annotated[list[Annotated[str, Meta(max_length=256)]], Meta(max_length=16)]
-"""At most 16 stop strings of at most 256 characters (the text is held back by the longest
-one while streaming)."""
-SpeechText = Annotated[str, Meta(max_length=MAX_SPEECH_CHARS)]
-Exaggeration = Annotated[float, Meta(ge=0.0, le=MAX_EXAGGERATION)]
-UtteranceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
-QueryLimit = Annotated[int, Meta(ge=1)]
-"""At least one row; the store narrows it to its `max_query_rows`."""
 
 # --- generation -------------------------------------------------------------------------
 
@@ -237,8 +223,11 @@ class StoreQuery(Contract):
     """`osiris.store.query`: read rows of one table, one page per request.
 
     A reply carries at most `limit` rows and never more bytes than the NATS server's
-    `max_payload`; `StoreRows.next_cursor` says where the next page starts. Read a whole
-    result with `osiris_core.store.iter_rows` / `read_rows`.
+    `max_payload`: when the rows asked for would not fit, a `paged` query (or one with a
+    `cursor`) gets the rows that fit, `truncated` and a `next_cursor`; any other is a 413
+    saying how many rows fit and how to page (a client that reads one reply is never handed
+    part of what it asked for without knowing). Read a whole result with
+    `osiris_core.store.iter_rows` / `read_rows`.
     """
 
     table: str
@@ -251,6 +240,9 @@ class StoreQuery(Contract):
     """`next_cursor` of the previous page (same table, order_by and descending), or None
     for the first page. Opaque: a position in the (order_by, id) order, so rows written
     between pages are neither repeated nor shift the pages."""
+    paged: bool = False
+    """The caller follows `next_cursor`: a reply too large for max_payload is cut to a
+    page instead of refused (implied by a `cursor`)."""
 
 
 class StoreRows(Contract):
@@ -265,7 +257,7 @@ class StoreRows(Contract):
     the server's max_payload (more rows follow: see `next_cursor`)."""
 
 
-# --- market, voice, gpu -----------------------------------------------------------------
+# --- market, voice -----------------------------------------------------------------
 
 
 class MarketTick(Contract):
@@ -316,72 +308,6 @@ class AudioChunk(Contract):
     sample_rate: int
     final: bool = False
     text: str | None = None
-
-
-class GpuEvent(Contract):
-    """`osiris.gpu.events`: over_budget, paused, resumed, cannot_fit."""
-
-    kind: str
-    actor: str | None = None
-    used_bytes: int | None = None
-    budget_bytes: int | None = None
-    detail: str | None = None
-    reads: int | None = None
-    """over_budget: consecutive over-budget reads so far."""
-    footprint_bytes: int | None = None
-    """paused / resumed / cannot_fit: the actor's accelerator footprint."""
-    freed_bytes: int | None = None
-    """paused: how far the probe's reading went down (the confirmation)."""
-    duration_s: float | None = None
-    """paused / resumed: the actor's own pause_s / resume_s."""
-    reason: str | None = None
-    """paused: `over_budget` or `make_room:<actor>`; resumed: `wanted` or `manual`."""
-    probe: str | None = None
-    ts: float | None = None
-
-
-class GpuDevice(msgspec.Struct, kw_only=True):
-    """One accelerator as the probe sees it (NVML), or the actors' sum (`index` -1)."""
-
-    index: int
-    name: str
-    used_bytes: int
-    total_bytes: int | None = None
-    processes: list[dict[str, Any]] = []
-
-
-class GpuActor(msgspec.Struct, kw_only=True):
-    """A model actor as the GPU supervisor manages it."""
-
-    name: str
-    state: str
-    footprint_bytes: int | None = None
-    resident_bytes: int | None = None
-    last_used: float | None = None
-    in_flight: int = 0
-    priority: int = 0
-    pinned: bool = False
-    pauses: int = 0
-    resumes: int = 0
-    pause_s_total: float = 0.0
-    resume_s_total: float = 0.0
-    last_pause_s: float | None = None
-    last_resume_s: float | None = None
-    cannot_fit: str | None = None
-
-
-class GpuStatus(msgspec.Struct, kw_only=True):
-    """Reply of `osiris.gpu.status` (also the gpu actor's facts, so /health shows it)."""
-
-    probe: str
-    probe_error: str | None = None
-    budget_bytes: int
-    used_bytes: int | None = None
-    over_reads: int = 0
-    over_budget_reads: int = 3
-    devices: list[GpuDevice] = []
-    actors: list[GpuActor] = []
-    events: dict[str, int] = {}
 
 
 # --- self-improvement (dgm) ----------------------------------------------------------------

@@ -8,6 +8,7 @@ actor's status after the op; a failed op is an error reply like any request's.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -16,6 +17,7 @@ from nats.aio.msg import Msg
 from .bus import encode
 from .dispatch import bad_request, respond_error
 from .errors import ServiceError, Unavailable
+from .lifecycle import Phase, Trigger
 from .protocol import (
     ControlReply,
     ControlRequest,
@@ -68,13 +70,66 @@ class ControlServer:
             case StatusOp():
                 return {}
             case PauseOp(args=args):
-                return await cell.pause(force=args.force, timeout=args.timeout)
+                return await self.pause(force=args.force, timeout=args.timeout)
             case ResumeOp():
-                return await cell.resume()
+                return await self.resume()
             case RestartOp():
-                return await cell.manual_restart()
+                return await self.manual_restart()
             case ControlRequest(op=name, args=args):
                 if cell.actor is None or cell.lifecycle.state.value not in ("running", "paused"):
                     raise Unavailable(f"{cell.name} is {cell.lifecycle.state.value}")
                 return await cell.actor.on_control(name, args)
         raise AssertionError(op)  # pragma: no cover - the union is closed
+
+    # --- the lifecycle's own ops -------------------------------------------------------------
+    async def pause(self, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+        """Stop taking work, wait for in-flight handlers (unless `force`), call on_pause."""
+        cell = self.cell
+        async with cell.lock:
+            if cell.lifecycle.phase is Phase.PAUSED:
+                return {"already": True}
+            if not cell.lifecycle.can(Trigger.PAUSE):
+                raise Unavailable(f"cannot pause {cell.name}: it is {cell.state.value}")
+            t0 = time.perf_counter()
+            cell.fire(Trigger.PAUSE)
+            cell.dispatch.reset_wanted()
+            if not force:
+                try:
+                    await asyncio.wait_for(cell.idle.wait(), timeout)
+                except TimeoutError:
+                    cell.fire(Trigger.UNPAUSE)
+                    raise Unavailable(f"{cell.name} is busy: {cell.active} requests in flight",
+                                      in_flight=cell.active) from None
+            assert cell.actor is not None
+            try:
+                await cell.actor.on_pause()
+            except Exception as e:
+                cell.fire(Trigger.UNPAUSE)
+                raise ServiceError(f"{cell.name}: on_pause failed: {e!r}") from e
+            return {"pause_s": time.perf_counter() - t0}
+
+    async def resume(self) -> dict[str, Any]:
+        cell = self.cell
+        async with cell.lock:
+            if cell.lifecycle.phase is Phase.RUNNING:
+                return {"already": True}
+            if cell.lifecycle.phase is not Phase.PAUSED:
+                raise Unavailable(f"cannot resume {cell.name}: it is {cell.state.value}")
+            t0 = time.perf_counter()
+            assert cell.actor is not None
+            await cell.actor.on_resume()
+            cell.fire(Trigger.UNPAUSE)
+            return {"resume_s": time.perf_counter() - t0}
+
+    async def manual_restart(self) -> dict[str, Any]:
+        cell = self.cell
+        async with cell.lock:
+            if not cell.lifecycle.can(Trigger.RESTART):
+                raise Unavailable(f"{cell.name} is {cell.state.value}")
+            was_failed = cell.lifecycle.phase is Phase.FAILED
+            cell.fire(Trigger.RESTART)
+            if not was_failed:
+                await cell.dispose_actor()
+            cell.crash_times.clear()
+            await cell.boot()
+            return {"state": cell.state.value}

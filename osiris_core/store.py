@@ -36,7 +36,7 @@ async def iter_pages(via: Requester, query: StoreQuery, *, max_rows: int | None 
     """Each page of `query`, from `query.cursor` on, until the rows end or `max_rows` rows
     were yielded (None: no bound). Each request asks for at most `query.limit` rows."""
     left = max_rows
-    q = query
+    q = msgspec.structs.replace(query, paged=True)
     while left is None or left > 0:
         if left is not None and left < q.limit:
             q = msgspec.structs.replace(q, limit=left)

@@ -28,7 +28,6 @@ from .bus import Bus, encode
 from .config import PluginConfig
 from .control import ControlServer
 from .dispatch import Dispatcher
-from .errors import ServiceError, Unavailable
 from .events import EventRunner, Handler, dynamic_spec
 from .lifecycle import Lifecycle, Phase, Trigger
 from .micro import Endpoint, MicroService, finish
@@ -75,7 +74,7 @@ class ActorCell:
         self.consumers: list[asyncio.Task[Any]] = []
         self.subscribed = False
         self._restart_task: asyncio.Task[Any] | None = None
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
         self.log = logging.getLogger(f"osiris.{self.name}")
         self.dispatch = Dispatcher(self)
         self.runner = EventRunner(self)
@@ -86,7 +85,7 @@ class ActorCell:
     def state(self) -> State:
         return self.lifecycle.state
 
-    def _fire(self, trigger: Trigger) -> None:
+    def fire(self, trigger: Trigger) -> None:
         before, after = self.lifecycle.fire(trigger)
         if before is not after:
             self.log.info("%s: %s → %s (%s)", self.name, before.state.value, after.state.value,
@@ -124,7 +123,7 @@ class ActorCell:
     # --- start / restart --------------------------------------------------------------------
     async def start(self) -> None:
         """Start the micro service and the actor; returns once running or failed."""
-        self._fire(Trigger.BOOT)
+        self.fire(Trigger.BOOT)
         self.micro = MicroService(
             self.bus.nc, name=self.name, version=self.cls.version,
             description=self.cls.description, metadata={"plugin": self.plugin, "node": self.node},
@@ -135,8 +134,8 @@ class ActorCell:
         for spec in self.services:
             self.standby.append(await self.bus.nc.subscribe(starting(spec.subject),
                                                             cb=self._answer_standby))
-        await self.bus.nc.flush()
-        await self._boot()
+        await _flush(self.bus)
+        await self.boot()
 
     async def _answer_standby(self, msg: Msg) -> None:
         if msg.reply and self.lifecycle.phase is Phase.BOOTING:
@@ -152,7 +151,7 @@ class ActorCell:
         )
         return self.cls(ctx)
 
-    async def _boot(self) -> None:
+    async def boot(self) -> None:
         """on_start with crash accounting; subscribe once the first start succeeded."""
         while True:
             self.actor = self._new_actor()
@@ -174,7 +173,7 @@ class ActorCell:
             await self._subscribe()
         if not self.lifecycle.can(Trigger.STARTED):
             return
-        self._fire(Trigger.STARTED)
+        self.fire(Trigger.STARTED)
         await self._leave_standby()
         if self.config.health_interval_s > 0:
             self._spawn(self._health_loop(self.config.health_interval_s), "health")
@@ -202,12 +201,12 @@ class ActorCell:
         if self.lifecycle.phase not in (Phase.RUNNING, Phase.PAUSED):
             return
         ok = self._note_crash(exc)
-        self._fire(Trigger.CRASH)
+        self.fire(Trigger.CRASH)
         self._restart_task = asyncio.get_running_loop().create_task(self._restart(ok))
 
     async def _restart(self, within_limit: bool) -> None:
-        async with self._lock:
-            await self._dispose_actor()
+        async with self.lock:
+            await self.dispose_actor()
             if not within_limit:
                 self.log.error("%s: %d crashes within %.0fs: marking failed (last: %s)",
                                self.name, len(self.crash_times), self.config.restart_window_s,
@@ -218,7 +217,7 @@ class ActorCell:
             self.log.warning("%s crashed (%s); restart #%d in %.2fs",
                              self.name, self.last_error, self.restarts, delay)
             await asyncio.sleep(delay)
-            await self._boot()
+            await self.boot()
 
     async def _health_loop(self, interval: float) -> None:
         while True:
@@ -229,7 +228,7 @@ class ActorCell:
                 except TimeoutError:
                     raise RuntimeError(f"health check took longer than {interval:g}s") from None
 
-    async def _dispose_actor(self, timeout: float = 5.0) -> None:
+    async def dispose_actor(self, timeout: float = 5.0) -> None:
         """on_stop first (it may end its own tasks gracefully), then cancel what is left."""
         await self._drop_instance_subs()
         if self.actor is not None:
@@ -247,7 +246,7 @@ class ActorCell:
     async def _fail(self) -> None:
         """Say failed (requests already delivered get a 503), then leave the queue groups;
         the control subject stays up so an operator can restart it."""
-        self._fire(Trigger.GIVE_UP)
+        self.fire(Trigger.GIVE_UP)
         await self._unsubscribe()
         await self._leave_standby()
 
@@ -266,7 +265,7 @@ class ActorCell:
                     ev.subject, queue=self.name if ev.queue else "",
                     cb=self.runner.callback(Handler(ev)), pending_msgs_limit=PENDING_EVENTS))
         self.subscribed = True
-        await self.bus.nc.flush()  # the server knows our interest before we say "running"
+        await _flush(self.bus)  # the server knows our interest before we say "running"
 
     async def subscribe(self, subject: str, handler: Callable[..., Awaitable[Any]], *,
                         queue: bool = True, event_type: Any = None) -> None:
@@ -298,58 +297,8 @@ class ActorCell:
                 await sub.unsubscribe()
         await self._drop_instance_subs()
         with contextlib.suppress(Exception):
-            await self.bus.nc.flush()
+            await _flush(self.bus)
         self.subscribed = False
-
-    # --- pause / resume / restart (control ops) ---------------------------------------------
-    async def pause(self, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
-        """Stop taking work, wait for in-flight handlers (unless `force`), call on_pause."""
-        async with self._lock:
-            if self.lifecycle.phase is Phase.PAUSED:
-                return {"already": True}
-            if not self.lifecycle.can(Trigger.PAUSE):
-                raise Unavailable(f"cannot pause {self.name}: it is {self.state.value}")
-            t0 = time.perf_counter()
-            self._fire(Trigger.PAUSE)
-            self.dispatch.reset_wanted()
-            if not force:
-                try:
-                    await asyncio.wait_for(self.idle.wait(), timeout)
-                except TimeoutError:
-                    self._fire(Trigger.UNPAUSE)
-                    raise Unavailable(f"{self.name} is busy: {self.active} requests in flight",
-                                      in_flight=self.active) from None
-            assert self.actor is not None
-            try:
-                await self.actor.on_pause()
-            except Exception as e:
-                self._fire(Trigger.UNPAUSE)
-                raise ServiceError(f"{self.name}: on_pause failed: {e!r}") from e
-            return {"pause_s": time.perf_counter() - t0}
-
-    async def resume(self) -> dict[str, Any]:
-        async with self._lock:
-            if self.lifecycle.phase is Phase.RUNNING:
-                return {"already": True}
-            if self.lifecycle.phase is not Phase.PAUSED:
-                raise Unavailable(f"cannot resume {self.name}: it is {self.state.value}")
-            t0 = time.perf_counter()
-            assert self.actor is not None
-            await self.actor.on_resume()
-            self._fire(Trigger.UNPAUSE)
-            return {"resume_s": time.perf_counter() - t0}
-
-    async def manual_restart(self) -> dict[str, Any]:
-        async with self._lock:
-            if not self.lifecycle.can(Trigger.RESTART):
-                raise Unavailable(f"{self.name} is {self.state.value}")
-            was_failed = self.lifecycle.phase is Phase.FAILED
-            self._fire(Trigger.RESTART)
-            if not was_failed:
-                await self._dispose_actor()
-            self.crash_times.clear()
-            await self._boot()
-            return {"state": self.state.value}
 
     # --- background tasks -------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -380,7 +329,7 @@ class ActorCell:
         if self.lifecycle.phase is Phase.STOPPED:
             return
         was_failed = self.lifecycle.phase is Phase.FAILED
-        self._fire(Trigger.STOP)
+        self.fire(Trigger.STOP)
         await self._leave_standby()
         drains = self.micro.drain_endpoints() if self.micro is not None else []
         subs, self.event_subs = [*self.event_subs, *self.instance_subs], []
@@ -391,7 +340,7 @@ class ActorCell:
         if pending:
             _, late = await asyncio.wait(pending, timeout=budget)
             if late:
-                self._fire(Trigger.CUT)  # what is still buffered is refused at once
+                self.fire(Trigger.CUT)  # what is still buffered is refused at once
                 _, late = await asyncio.wait(late, timeout=CUT_GRACE_S)
                 for t in late:
                     t.cancel()  # a cancelled request replies 503 "cut off"
@@ -401,10 +350,16 @@ class ActorCell:
                     await asyncio.wait(late, timeout=0.5)
         await finish(drains, 0)
         if not was_failed:
-            await self._dispose_actor(max(deadline - time.monotonic(), 0.5))
+            await self.dispose_actor(max(deadline - time.monotonic(), 0.5))
         if self.micro is not None:
             await self.micro.stop()
-        self._fire(Trigger.STOPPED)
+        self.fire(Trigger.STOPPED)
+
+
+async def _flush(bus: Bus) -> None:
+    """Flush, shielded: a start cut short by a signal must not cancel nats-py's PONG future
+    (its reader then fails on the answer with InvalidStateError)."""
+    await asyncio.shield(bus.nc.flush())
 
 
 async def _drain_sub(sub: Subscription) -> None:

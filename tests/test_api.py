@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
+
 import osiris_core
 from osiris_core import hookspecs
 from osiris_core.actor import TRANSITIONS, State
@@ -41,3 +43,26 @@ def test_state_table_is_closed() -> None:
     assert set(TRANSITIONS) == set(State)
     for targets in TRANSITIONS.values():
         assert targets <= set(State)
+
+
+def test_the_lifecycle_table_lets_every_phase_stop_and_reaches_every_phase() -> None:
+    from osiris_core.lifecycle import TABLE, Lifecycle, Phase, Trigger
+
+    reach, frontier = {Phase.STOPPED}, [Phase.STOPPED]
+    while frontier:
+        here = frontier.pop()
+        for (frm, _), to in TABLE.items():
+            if frm is here and to not in reach:
+                reach.add(to)
+                frontier.append(to)
+    assert reach == set(Phase)
+    for phase in Phase:  # whatever state an actor is in, shutdown can end it
+        lc = Lifecycle("t")
+        lc.phase = phase
+        if phase is not Phase.STOPPED:
+            lc.fire(Trigger.STOP) if lc.can(Trigger.STOP) else lc.fire(Trigger.CUT)
+            lc.fire(Trigger.STOPPED)
+        assert lc.phase is Phase.STOPPED
+    lc = Lifecycle("t")
+    with pytest.raises(Exception, match="not allowed while stopped"):
+        lc.fire(Trigger.PAUSE)

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from osiris_core import BadRequest, Config, ServiceError, Unavailable
+from osiris_core import (
+    Actor,
+    BadRequest,
+    Config,
+    EventMeta,
+    PluginConfig,
+    ServiceError,
+    Unavailable,
+    hookimpl,
+)
 from osiris_core.bus import Bus
 from osiris_core.protocol import ControlReply
 
@@ -162,3 +171,77 @@ async def test_a_failing_request_is_that_requests_500_and_never_a_restart(
         assert (await bus.request("test.crashy.call", {}))["instance"] == first["instance"]
         ep = cell.micro.endpoint("call") if cell.micro else None
         assert ep is not None and ep.errors_by_code == {500: 20}
+
+
+class _SubConfig(PluginConfig, frozen=True, kw_only=True):
+    channel: str = "test.dyn.ticks"
+
+
+SEEN: list[Any] = []
+
+
+class _Dyn(Actor[_SubConfig]):
+    name = "dyn"
+
+    async def on_start(self) -> None:
+        await self.subscribe(self.config.channel, self.tick)
+
+    async def tick(self, evt: Any, meta: EventMeta) -> None:
+        if evt.get("bad"):
+            raise RuntimeError("bad tick")
+        SEEN.append((evt["n"], meta.subject))
+
+
+def _dyn_plugin() -> Any:
+    import types
+
+    mod = types.ModuleType("dyn_plugin")
+
+    @hookimpl
+    def register_actors(register: Any) -> None:
+        register(_Dyn)
+
+    @hookimpl
+    def register_config(register: Any) -> None:
+        register(_SubConfig)
+
+    mod.register_actors = register_actors  # type: ignore[attr-defined]
+    mod.register_config = register_config  # type: ignore[attr-defined]
+    return mod
+
+
+async def test_a_run_time_subscription_gets_the_framework_guarantees(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    SEEN.clear()
+    cfg = osiris_config(plugins=["dyn"], tables={"dyn": {"channel": "test.dyn.feed", **FAST}})
+    async with osiris_runtime(cfg, extra_plugins={"dyn": _dyn_plugin()}) as rt:
+        cell = rt.cell("dyn")
+        for n in range(3):
+            await bus.publish("test.dyn.feed", {"n": n})
+        await bus.publish("test.dyn.feed", {"bad": True})  # fails: logged, no restart
+        await bus.publish("test.dyn.feed", b"{not json")   # dropped with a log line
+        await wait_seen(3)
+        assert cell.restarts == 0 and cell.errors == 1
+        # paused: events wait, and are handled once resumed
+        await bus.request("osiris.dyn.control", {"op": "pause"})
+        await bus.publish("test.dyn.feed", {"n": 10})
+        await asyncio.sleep(0.3)
+        assert [n for n, _ in SEEN] == [0, 1, 2]
+        await bus.request("osiris.dyn.control", {"op": "resume"})
+        await wait_seen(4)
+        # a restart subscribes again through on_start, once (no double delivery)
+        await bus.request("osiris.dyn.control", {"op": "restart"})
+        await bus.publish("test.dyn.feed", {"n": 20})
+        await wait_seen(5)
+        await asyncio.sleep(0.2)
+        assert SEEN == [(0, "test.dyn.feed"), (1, "test.dyn.feed"), (2, "test.dyn.feed"),
+                        (10, "test.dyn.feed"), (20, "test.dyn.feed")]
+
+
+async def wait_seen(n: int, timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while len(SEEN) < n:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from osiris_core.bus import gather_nodes
-from osiris_core.protocol import NodeStatus
+from osiris_core.protocol import ModelFacts, NodeStatus
 
 from .schemas import HealthActor, HealthResponse
 
@@ -22,14 +22,11 @@ __all__ = ["HealthCollector", "summarise"]
 
 def _actor(node: str, a: Any) -> HealthActor:
     facts = dict(a.facts or {})
-    loaded = facts.get("loaded")
-    adapter = facts.get("adapter", facts.get("active_adapter"))
+    model = ModelFacts.read(facts)
     return HealthActor(
         name=a.name, node=node, plugin=a.plugin, state=a.state, restarts=a.restarts,
         in_flight=a.in_flight, handled=a.handled, errors=a.errors, last_error=a.last_error,
-        loaded=bool(loaded) if loaded is not None else None,
-        device=str(facts["device"]) if facts.get("device") is not None else None,
-        adapter=str(adapter) if adapter is not None else None, facts=facts,
+        loaded=model.loaded, device=model.device, adapter=model.adapter, facts=facts,
     )
 
 
@@ -46,7 +43,8 @@ def summarise(nodes: list[NodeStatus], now: float | None = None) -> HealthRespon
     actors = sorted((_actor(n.node, a) for n in nodes for a in n.actors),
                     key=lambda a: (a.name, a.node))
     hermes, phi3 = _loaded(actors, "hermes"), _loaded(actors, "phi3")
-    phi3_file = any(bool(a.facts.get("model_file_exists")) for a in actors if a.name == "phi3")
+    phi3_file = any(bool(ModelFacts.read(a.facts).model_file_exists)
+                    for a in actors if a.name == "phi3")
     device = next((a.device for name in ("hermes", "phi3") for a in actors
                    if a.name == name and a.device), None) or "cpu"
     device = device.split(":")[0]  # the seeds say "cuda" or "cpu"; actors keep "cuda:1"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from osiris_core import tables
 from osiris_core.bus import Bus
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.contracts import StoreQuery
@@ -107,7 +108,7 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
 def archive(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     """Every variant with its parent, planner, decision and reward, as a lineage tree."""
     async def go(bus: Bus) -> list[dict[str, Any]]:
-        return await read_rows(bus, StoreQuery(table="dgm_archive", limit=PAGE_ROWS,
+        return await read_rows(bus, StoreQuery(table=tables.DGM_ARCHIVE, limit=PAGE_ROWS,
                                                order_by="iteration", descending=False))
 
     rows = _with_bus(config_path or ctx.obj, go)

@@ -18,6 +18,7 @@ from osiris_core import (
     BadRequest,
     EventMeta,
     NotFound,
+    PayloadTooLarge,
     ServiceError,
     Unavailable,
     on_event,
@@ -134,32 +135,32 @@ class FeedbackActor(Actor[FeedbackConfig]):
     async def store_feedback(self, items: list[tuple[FeedbackItem, EventMeta]]) -> None:
         rows = [feedback_row(item, meta.msg_id, meta.headers.get(KNOWN_HEADER, "1") != "0")
                 for item, meta in items]
-        await self._write("feedback", self.store.insert_absent, rows)
+        await self._write(tables.FEEDBACK, self.store.insert_absent, rows)
 
     @on_event(PROPOSAL_CREATED, batch=256)
     async def store_created(self, items: list[tuple[ProposalCreated, EventMeta]]) -> None:
-        await self._write("proposals", self.store.merge_into,
+        await self._write(tables.PROPOSALS, self.store.merge_into,
                           [proposal_created_row(e) for e, _ in items])
         self.known.update(e.transaction_id for e, _ in items)
 
     @on_event(PROPOSAL_ASSESSED, batch=256)
     async def store_assessed(self, items: list[tuple[ProposalAssessed, EventMeta]]) -> None:
-        await self._write("proposals", self.store.merge_into,
+        await self._write(tables.PROPOSALS, self.store.merge_into,
                           [proposal_assessed_row(e) for e, _ in items])
         self.known.update(e.transaction_id for e, _ in items)
 
     @on_event(RUNS_COMPLETED, batch=256)
     async def store_runs(self, items: list[tuple[RunRecord, EventMeta]]) -> None:
-        await self._write("orchestrator_runs", self.store.insert_absent,
+        await self._write(tables.RUNS, self.store.insert_absent,
                           [run_row(r) for r, _ in items])
 
     @on_event(ADVICE_GENERATED, batch=256)
     async def store_advice(self, items: list[tuple[Advice, EventMeta]]) -> None:
-        await self._write("advice", self.store.insert_absent, [advice_row(a) for a, _ in items])
+        await self._write(tables.ADVICE, self.store.insert_absent, [advice_row(a) for a, _ in items])
 
     @on_event(DGM_EVENTS, batch=256)
     async def store_dgm(self, items: list[tuple[DgmEvent, EventMeta]]) -> None:
-        await self._write("dgm_archive", self.store.upsert_latest, [dgm_row(e) for e, _ in items])
+        await self._write(tables.DGM_ARCHIVE, self.store.upsert_latest, [dgm_row(e) for e, _ in items])
 
     @on_event(DEADLETTER, batch=64)
     async def store_deadletters(self, items: list[tuple[DeadLetter, EventMeta]]) -> None:
@@ -190,9 +191,18 @@ class FeedbackActor(Actor[FeedbackConfig]):
             raise BadRequest(f"limit must be 1–{self.config.max_query_rows}", field="limit")
         max_payload = self.ctx.bus.nc.max_payload
         try:
-            return await asyncio.to_thread(self._page, q, max_payload)
+            rows = await asyncio.to_thread(self._page, q, max_payload)
         except FilterError as e:
             raise BadRequest(f"bad {e.field} for table {q.table!r}: {e}", field=e.field) from None
+        if rows.truncated and not (q.paged or q.cursor):
+            n = len(rows.rows)
+            raise PayloadTooLarge(
+                f"the {q.limit:,} rows asked for from {q.table!r} do not fit in one reply "
+                f"(the NATS server's max_payload is {max_payload:,} bytes; the first {n:,} "
+                f"fit): ask for limit <= {n:,}, or page: send \"paged\": true and follow "
+                "next_cursor (osiris_core.store.read_rows does)",
+                field="limit", rows_that_fit=n, max_payload=max_payload)
+        return rows
 
     def _page(self, q: StoreQuery, max_payload: int) -> StoreRows:
         page = self.store.query(q.table, q.filter, q.limit, q.order_by, q.descending, q.cursor)

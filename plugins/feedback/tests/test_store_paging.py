@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from osiris_feedback.store import Store
 
-from osiris_core import BadRequest, Bus, Config, ServiceError
+from osiris_core import BadRequest, Bus, Config, PayloadTooLarge, ServiceError
 from osiris_core.contracts import FeedbackAck, StoreQuery, StoreRows
 from osiris_core.natsserver import EmbeddedNats
 from osiris_core.store import iter_pages, read_rows
@@ -65,9 +65,24 @@ async def test_8000_rows_page_through_a_default_1mib_server_exactly_once(
         bus = rt.bus
         assert bus.nc.max_payload == DEFAULT_MAX_PAYLOAD
 
-        # one query for 10,000 rows: a full page and a cursor, not an error
-        first: StoreRows = await bus.request(STORE_QUERY, {"table": "feedback", "limit": 10000},
-                                             reply_type=StoreRows)
+        # 20 reads of 10,000 rows by a client that reads one reply: 20 clear 413s saying how
+        # many rows fit and how to page — never a crash, never a silently short answer
+        for _ in range(20):
+            with pytest.raises(PayloadTooLarge) as big:
+                await bus.request(STORE_QUERY, {"table": "feedback", "limit": 10000})
+            assert big.value.field == "limit" and '"paged": true' in big.value.message
+            assert "max_payload is 1,048,576 bytes" in big.value.message
+        fit = big.value.detail["rows_that_fit"] if big.value.detail else 0
+        assert 0 < fit < N
+        assert rt.cell("feedback").restarts == 0
+        # asking for what fits works in one reply
+        fits: StoreRows = await bus.request(STORE_QUERY, {"table": "feedback", "limit": fit},
+                                            reply_type=StoreRows)
+        assert len(fits.rows) == fit and not fits.truncated
+        # a paging client asking for 10,000 rows: a full page and a cursor, not an error
+        first: StoreRows = await bus.request(
+            STORE_QUERY, {"table": "feedback", "limit": 10000, "paged": True},
+            reply_type=StoreRows)
         size = len(msgspec.json.encode(first))
         print(f"first page: {len(first.rows)} rows, {size} bytes")
         assert 0 < len(first.rows) < N and first.truncated and first.next_cursor
@@ -139,3 +154,11 @@ async def test_8000_rows_page_through_a_default_1mib_server_exactly_once(
         assert out.returncode == 0, out.stderr
         assert f"{N + 5} row(s) of feedback from osiris.store.query" in out.stderr
         assert len(out.stdout.splitlines()) == N + 5 + 1  # the header line
+
+
+def test_the_table_name_constants_are_the_stores_tables() -> None:
+    from osiris_feedback.store import SCHEMAS
+
+    from osiris_core import tables
+
+    assert set(tables.ALL) == set(SCHEMAS)

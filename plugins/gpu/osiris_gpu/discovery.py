@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osiris_core.protocol import ActorStatus
+from osiris_core.protocol import ActorStatus, ModelFacts
 
 WEIGHT_SUFFIXES = (".onnx", ".data", ".safetensors", ".bin", ".pt", ".gguf", ".onnx_data")
 
 
 def is_model_actor(status: ActorStatus, named: set[str]) -> bool:
-    facts = status.facts or {}
-    return status.name in named or "bytes_resident" in facts or "model_path" in facts
+    model = ModelFacts.read(status.facts)
+    return status.name in named or model.bytes_resident is not None or bool(model.model_path)
 
 
 @dataclass
@@ -47,14 +47,13 @@ class Tracked:
     def update(self, status: ActorStatus, node: str) -> None:
         self.node, self.state, self.in_flight = node, status.state, status.in_flight
         self.last_used, self.facts = status.last_used, dict(status.facts or {})
-        rep = self.facts.get("bytes_resident")
-        self.reported = int(rep) if isinstance(rep, int | float) else None
+        self.reported = ModelFacts.read(self.facts).bytes_resident
         if self.reported:
             self.measured = max(self.measured or 0, self.reported)
 
     @property
     def loaded(self) -> bool:
-        return self.state == "running" and self.facts.get("loaded", True) is not False
+        return self.state == "running" and ModelFacts.read(self.facts).loaded is not False
 
 
 _disk_cache: dict[str, tuple[float, int]] = {}

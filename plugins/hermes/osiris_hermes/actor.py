@@ -14,7 +14,7 @@ import msgspec
 from osiris_core import Actor, RequestContext, on_event, service
 from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
-from osiris_core.protocol import CancelRequest
+from osiris_core.protocol import CancelRequest, ModelFacts
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 
 from .config import HermesConfig
@@ -76,14 +76,13 @@ class Hermes(Actor[HermesConfig]):
     def facts(self) -> dict[str, Any]:
         e = self.engine
         path = e.path
+        model = ModelFacts(loaded=e.loaded, device=e.device, adapter=e.active_adapter,
+                           model_path=str(path) if path else None,
+                           model_file_exists=e.model_file_exists(),
+                           bytes_resident=e.bytes_resident())
         return {
-            "loaded": e.loaded, "model": e.source,
-            "model_path": str(path) if path else None,
-            "model_file_exists": e.model_file_exists(),
-            "device": e.device, "quantization": e.quantization,
-            "bytes_resident": e.bytes_resident(), "where": e.where,
-            "cancelled": self.cancelled,
-            "adapter": e.active_adapter, "adapters": sorted(e.adapters),
+            **model.to_dict(), "model": e.source, "quantization": e.quantization,
+            "where": e.where, "cancelled": self.cancelled, "adapters": sorted(e.adapters),
             "load_s": e.load_s, "load_error": self.load_error, **self.last_pause,
         }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, EventMeta, on_event, service
+from osiris_core import Actor, EventMeta, on_event, service, tables
 from osiris_core.contracts import (
     AdapterPublished,
     GenerateRequest,
@@ -22,6 +22,7 @@ from osiris_core.contracts import (
     TradeProposal,
 )
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.protocol import ModelFacts
 from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 
 from .config import Phi3Config
@@ -74,14 +75,14 @@ class Phi3(Actor[Phi3Config]):
 
     def facts(self) -> dict[str, Any]:
         e = self.engine
+        # GenAI does not report its allocations; its weights dominate and are read whole
+        model = ModelFacts(loaded=e.loaded, device=e.provider, adapter=self.active,
+                           model_path=str(e.path), model_file_exists=e.model_file_exists(),
+                           bytes_resident=self._weight_bytes() if e.loaded else 0)
         return {
-            "loaded": e.loaded, "model": str(e.path), "model_path": str(e.path),
-            "model_file_exists": e.model_file_exists(), "device": e.provider,
-            "adapter": self.active, "adapter_version": self.active,
+            **model.to_dict(), "model": str(e.path), "adapter_version": self.active,
             "previous_adapter": self.previous, "adapters": sorted(e.adapter_files),
             "lora_inputs": e.has_lora_inputs, "load_s": e.load_s,
-            # GenAI does not report its allocations; its weights dominate and are read whole
-            "bytes_resident": self._weight_bytes() if e.loaded else 0,
             "load_error": self.load_error, "chat_format": self.chat_format,
             **self.stats, **self.last_pause,
         }
@@ -190,7 +191,7 @@ class Phi3(Actor[Phi3Config]):
         n = self.config.few_shot
         if n <= 0:
             return []
-        q = StoreQuery(table="feedback", filter="feedback_type = 'correction'", limit=n * 3,
+        q = StoreQuery(table=tables.FEEDBACK, filter="feedback_type = 'correction'", limit=n * 3,
                        order_by="timestamp", descending=True)
         try:
             rows = await self.request(STORE_QUERY, q, reply_type=StoreRows,

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
+from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service, tables
 from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery
 from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
@@ -154,7 +154,7 @@ class TrainerActor(Actor[TrainerConfig]):
         deadline = time.monotonic() + wait_s
         where = id_in(ids[-IN_CHUNK:])
         while time.monotonic() < deadline:
-            rows = await self._rows(StoreQuery(table="feedback", filter=where, limit=IN_CHUNK))
+            rows = await self._rows(StoreQuery(table=tables.FEEDBACK, filter=where, limit=IN_CHUNK))
             if len(rows) >= min(len(ids), IN_CHUNK):
                 return
             await asyncio.sleep(0.25)
@@ -206,7 +206,7 @@ class TrainerActor(Actor[TrainerConfig]):
         cfg = self.config
         self._say("reading corrections from the feedback store")
         feedback = await self._rows(StoreQuery(
-            table="feedback", filter="corrected_proposal IS NOT NULL", limit=cfg.max_examples,
+            table=tables.FEEDBACK, filter="corrected_proposal IS NOT NULL", limit=cfg.max_examples,
             order_by="timestamp", descending=True))
         if not feedback:
             return self._done(started, False, "no corrections in the feedback store yet "
@@ -219,7 +219,7 @@ class TrainerActor(Actor[TrainerConfig]):
         proposals: list[dict[str, Any]] = []
         for i in range(0, len(tids), IN_CHUNK):
             proposals += await self._rows(StoreQuery(
-                table="proposals", filter=id_in(tids[i:i + IN_CHUNK]), limit=IN_CHUNK))
+                table=tables.PROPOSALS, filter=id_in(tids[i:i + IN_CHUNK]), limit=IN_CHUNK))
         examples, skipped = build_examples(feedback, proposals)
         why_skipped = ", ".join(f"{v} {k}" for k, v in skipped.items() if v)
         if len(examples) < max(cfg.min_examples, 2):
