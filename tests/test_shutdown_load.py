@@ -22,11 +22,11 @@ from osiris_core.bus import Bus
 from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE
 from osiris_core.testing import OsirisProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 RUNS = int(os.environ.get("OSIRIS_SHUTDOWN_RUNS", "3"))
 """CI runs 3 (each start loads the models: ~15 s on 2 cores); the issue's 20 in a row:
 OSIRIS_SHUTDOWN_RUNS=20 (recorded in bench/RESULTS.md)."""
 SHUTDOWN_S = 6.0
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + RUNS * 120)]
 IN_FLIGHT = 12
 
 
@@ -99,6 +99,7 @@ async def test_sigterms_under_load_each_end_in_bounded_time_with_exit_0(
                 await load
             proc.kill()
         report.append(f"run {i:2}: exit {code} after {took:.2f}s")
+        print(report[-1], flush=True)
         assert code == 0, proc.output()[-3000:]
         # within the bound (the half second covers noticing the exit from here)
         assert took <= SHUTDOWN_S + 0.5, (report[-1], proc.output()[-3000:])
