@@ -173,7 +173,9 @@ class Runtime:
         total = self.config.settings.shutdown_timeout_s if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total
-        cell_budget = max(total - 1.5, total * 0.6)
+        # the connection needs time after the actors: the cut-off replies and the requests
+        # still buffered (answered 503) must be flushed before it closes
+        cell_budget = max(total - 2.5, total * 0.5)
         await asyncio.gather(*(c.stop(cell_budget) for c in self.cells), return_exceptions=True)
         if self._status_sub is not None:
             with contextlib.suppress(Exception):
