@@ -223,7 +223,12 @@ class EventRunner:
                                msg.subject, md.sequence.stream, problem)
                 await self._dead_letter(msg, consumer, problem)
         for i in range(0, len(good), spec.batch):
-            if not self.cell.lifecycle.serves:  # stopping: the rest is redelivered later
+            # fetched just before a pause: wait for the resume (not for ack_wait); stopping:
+            # hand the rest back at once, for another replica or the next start
+            if not self.cell.lifecycle.serves and not await self.ready():
+                for msg, _, _ in good[i:]:
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
                 return
             chunk = good[i : i + spec.batch]
             error = await self.run(sub, [(evt, meta) for _, evt, meta in chunk])

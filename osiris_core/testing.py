@@ -147,6 +147,17 @@ async def collect_events(bus: Bus, subject: str, count: int, timeout: float = 10
     return got
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the test process goes away, so a test killed by
+    its timeout leaves no `osiris run` behind (one kept a core busy for an hour)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class OsirisProcess:
     """`osiris run -c CONFIG [--only ...]` as a child process; waits for its ready line."""
 
@@ -164,7 +175,8 @@ class OsirisProcess:
         """Spawn it; unless `wait_ready` is False, return once it printed its ready line."""
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=self.env, stdin=subprocess.DEVNULL)
+                                     env=self.env, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         if not wait_ready:
             return self
         deadline = time.monotonic() + timeout
