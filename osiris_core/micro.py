@@ -28,7 +28,7 @@ from nats.micro.service import (
     control_subject,
 )
 
-__all__ = ["Endpoint", "MicroService", "finish", "leave"]
+__all__ = ["Endpoint", "MicroService", "drain_sub", "finish", "leave"]
 
 PENDING_LIMIT = 65_536  # requests buffered per endpoint beyond the in-flight bound
 
@@ -172,11 +172,12 @@ def leave(endpoints: list[Endpoint]) -> list[asyncio.Task[None]]:
     for ep in endpoints:
         sub, ep.sub = ep.sub, None
         if sub is not None:
-            tasks.append(asyncio.ensure_future(_drain(sub)))
+            tasks.append(asyncio.ensure_future(drain_sub(sub)))
     return tasks
 
 
-async def _drain(sub: Subscription) -> None:
+async def drain_sub(sub: Subscription) -> None:
+    """nats-py's drain, its errors swallowed (the connection may already be closing)."""
     try:
         await sub.drain()  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - connection may already be closing

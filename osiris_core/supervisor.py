@@ -30,7 +30,7 @@ from .control import ControlServer
 from .dispatch import Dispatcher
 from .events import EventRunner, Handler, dynamic_spec
 from .lifecycle import Lifecycle, Phase, Trigger
-from .micro import Endpoint, MicroService, finish
+from .micro import Endpoint, MicroService, drain_sub, finish
 from .protocol import ActorStatus, StartingReply
 from .subjects import Catalogue, control, starting
 
@@ -334,7 +334,7 @@ class ActorCell:
         drains = self.micro.drain_endpoints() if self.micro is not None else []
         subs, self.event_subs = [*self.event_subs, *self.instance_subs], []
         self.instance_subs = []
-        drains += [asyncio.ensure_future(_drain_sub(s)) for s in subs]
+        drains += [asyncio.ensure_future(drain_sub(s)) for s in subs]
         budget = max(deadline - time.monotonic() - 1.0, 0.05)
         pending = {*self.consumers, *self.tasks, *drains}
         if pending:
@@ -360,8 +360,3 @@ async def _flush(bus: Bus) -> None:
     """Flush, shielded: a start cut short by a signal must not cancel nats-py's PONG future
     (its reader then fails on the answer with InvalidStateError)."""
     await asyncio.shield(bus.nc.flush())
-
-
-async def _drain_sub(sub: Subscription) -> None:
-    with contextlib.suppress(Exception):
-        await sub.drain()  # type: ignore[no-untyped-call]

@@ -38,8 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -47,10 +48,11 @@ import pytest
 
 from .bus import Bus, connect
 from .config import Config, load_config
+from .hookspecs import hookimpl
 from .natsserver import EmbeddedNats
 from .runtime import Runtime
 
-__all__ = ["OsirisProcess", "collect_events", "write_config"]
+__all__ = ["OsirisProcess", "collect_events", "plugin_module", "write_config"]
 
 try:
     import pytest_asyncio
@@ -145,6 +147,34 @@ async def collect_events(bus: Bus, subject: str, count: int, timeout: float = 10
     finally:
         await sub.unsubscribe()
     return got
+
+
+def plugin_module(name: str, *, actors: Iterable[type[Any]] = (),
+                  subjects: Iterable[Any] = (), config: type[Any] | None = None) -> ModuleType:
+    """A plugin made in a test, for `osiris_runtime(cfg, extra_plugins={name: module})`:
+    registers `actors`, `subjects` and the `config` Struct."""
+    mod = ModuleType(f"{name}_plugin")
+    actors, subjects = list(actors), list(subjects)
+
+    @hookimpl
+    def register_actors(register: Any) -> None:
+        for cls in actors:
+            register(cls)
+
+    @hookimpl
+    def register_subjects(register: Any) -> None:
+        for subject in subjects:
+            register(subject)
+
+    mod.register_actors = register_actors  # type: ignore[attr-defined]
+    mod.register_subjects = register_subjects  # type: ignore[attr-defined]
+    if config is not None:
+        @hookimpl
+        def register_config(register: Any) -> None:
+            register(config)
+
+        mod.register_config = register_config  # type: ignore[attr-defined]
+    return mod
 
 
 def _die_with_parent() -> None:

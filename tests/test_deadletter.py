@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, Config, EventMeta, hookimpl, on_event, tables
+from osiris_core import Actor, Config, EventMeta, on_event, tables
 from osiris_core.bus import Bus, connect
 from osiris_core.contracts import StoreQuery, StoreRows
 from osiris_core.deadletters import list_letters
 from osiris_core.subjects import STORE_QUERY, Subject
+from osiris_core.testing import plugin_module
 
 
 class Item(msgspec.Struct):
@@ -41,20 +41,7 @@ class PoisonActor(Actor[Any]):
         STATE["seen"].add(item.n)
 
 
-def _plugin() -> types.ModuleType:
-    mod = types.ModuleType("poison_plugin")
-
-    @hookimpl
-    def register_actors(register: Any) -> None:
-        register(PoisonActor)
-
-    @hookimpl
-    def register_subjects(register: Any) -> None:
-        register(ITEMS)
-
-    mod.register_actors = register_actors  # type: ignore[attr-defined]
-    mod.register_subjects = register_subjects  # type: ignore[attr-defined]
-    return mod
+PLUGIN = {"poison": plugin_module("poison", actors=[PoisonActor], subjects=[ITEMS])}
 
 
 async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -74,7 +61,7 @@ async def test_poison_is_dead_lettered_the_rest_flows_and_replay_redrives_it(
     nc = await connect(fresh_nats_url)
     bus = Bus(nc)
     try:
-        async with osiris_runtime(cfg, extra_plugins={"poison": _plugin()}) as rt:
+        async with osiris_runtime(cfg, extra_plugins=PLUGIN) as rt:
             await bus.publish(ITEMS, Item(n=-1, poison=True), msg_id="poison-1")
             # a malformed one too: dead-lettered at once, never handed to the handler
             await bus.publish(ITEMS, b'{"n": "not a number"}', msg_id="garbled-1")

@@ -4,7 +4,6 @@ error reply and restart nothing; a reply too large for the server is a 413, not 
 from __future__ import annotations
 
 import os
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core import Actor, Config, PayloadTooLarge, ServiceError, hookimpl, service
+from osiris_core import Actor, Config, PayloadTooLarge, ServiceError, service
 from osiris_core.bus import Bus, connect
 from osiris_core.natsserver import EmbeddedNats
 from osiris_core.subjects import control
+from osiris_core.testing import plugin_module
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
@@ -101,17 +101,6 @@ class Big(Actor[Any]):
         return {"blob": "x" * int(req.get("size", 10))}
 
 
-def _big_plugin() -> types.ModuleType:
-    mod = types.ModuleType("big_plugin")
-
-    @hookimpl
-    def register_actors(register: Any) -> None:
-        register(Big)
-
-    mod.register_actors = register_actors  # type: ignore[attr-defined]
-    return mod
-
-
 async def test_replies_beyond_max_payload_are_413s_not_restarts(
     tmp_path: Path, osiris_config: Callable[..., Config], osiris_runtime: Any
 ) -> None:
@@ -121,7 +110,7 @@ async def test_replies_beyond_max_payload_are_413s_not_restarts(
         nc = await connect(srv.url)
         bus = Bus(nc)
         try:
-            async with osiris_runtime(cfg, extra_plugins={"big": _big_plugin()}) as rt:
+            async with osiris_runtime(cfg, extra_plugins={"big": plugin_module("big", actors=[Big])}) as rt:
                 assert nc.max_payload == 1024 * 1024
                 for _ in range(20):
                     with pytest.raises(PayloadTooLarge) as e:

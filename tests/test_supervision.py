@@ -16,10 +16,10 @@ from osiris_core import (
     PluginConfig,
     ServiceError,
     Unavailable,
-    hookimpl,
 )
 from osiris_core.bus import Bus
 from osiris_core.protocol import ControlReply
+from osiris_core.testing import plugin_module
 
 FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "restart_window_s": 30.0}
 
@@ -192,30 +192,13 @@ class _Dyn(Actor[_SubConfig]):
         SEEN.append((evt["n"], meta.subject))
 
 
-def _dyn_plugin() -> Any:
-    import types
-
-    mod = types.ModuleType("dyn_plugin")
-
-    @hookimpl
-    def register_actors(register: Any) -> None:
-        register(_Dyn)
-
-    @hookimpl
-    def register_config(register: Any) -> None:
-        register(_SubConfig)
-
-    mod.register_actors = register_actors  # type: ignore[attr-defined]
-    mod.register_config = register_config  # type: ignore[attr-defined]
-    return mod
-
-
 async def test_a_run_time_subscription_gets_the_framework_guarantees(
     osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
 ) -> None:
     SEEN.clear()
     cfg = osiris_config(plugins=["dyn"], tables={"dyn": {"channel": "test.dyn.feed", **FAST}})
-    async with osiris_runtime(cfg, extra_plugins={"dyn": _dyn_plugin()}) as rt:
+    dyn = plugin_module("dyn", actors=[_Dyn], config=_SubConfig)
+    async with osiris_runtime(cfg, extra_plugins={"dyn": dyn}) as rt:
         cell = rt.cell("dyn")
         for n in range(3):
             await bus.publish("test.dyn.feed", {"n": n})
