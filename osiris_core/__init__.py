@@ -8,6 +8,7 @@ from __future__ import annotations
 from .actor import Actor, ActorContext, EventMeta, RequestContext, State, on_event, service
 from .bus import Bus
 from .config import Config, OsirisSettings, PluginConfig, load_config
+from .dispatch import reply_budget
 from .errors import (
     ActorFatal,
     BadRequest,
@@ -51,5 +52,6 @@ __all__ = [
     "hookimpl",
     "load_config",
     "on_event",
+    "reply_budget",
     "service",
 ]

@@ -38,10 +38,13 @@ from .subjects import ACTOR_WANTED
 if TYPE_CHECKING:
     from .supervisor import ActorCell
 
-__all__ = ["Dispatcher", "bad_request", "make_decoder", "respond_error"]
+__all__ = ["REPLY_HEADROOM", "Dispatcher", "bad_request", "make_decoder", "reply_budget",
+           "respond_error"]
 
 WANTED_REPEAT_S = 1.0  # a paused actor with waiting requests is announced again this often
-REPLY_HEADROOM = 512   # bytes of max_payload kept for the protocol line and headers
+REPLY_HEADROOM = 4096
+"""Bytes of a connection's max_payload kept free in every reply for the headers the bus and
+the caller's tracing may add: a reply's body may use `reply_budget(max_payload)`."""
 _error_encoder = msgspec.json.Encoder()
 
 
@@ -81,9 +84,14 @@ async def respond_error(nc: Any, msg: Msg, err: ServiceError) -> None:
         await nc.publish(msg.reply, _error_encoder.encode(body), headers=headers)
 
 
+def reply_budget(max_payload: int) -> int:
+    """The bytes a reply's body may use on a connection with this `max_payload`."""
+    return max_payload - REPLY_HEADROOM
+
+
 def check_size(subject: str, data: bytes, max_payload: int) -> None:
     """413 when a reply cannot travel on this connection."""
-    limit = max_payload - REPLY_HEADROOM
+    limit = reply_budget(max_payload)
     if max_payload and len(data) > limit:
         raise PayloadTooLarge(
             f"the reply on {subject} is {len(data):,} bytes, more than this connection's "

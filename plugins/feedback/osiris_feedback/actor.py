@@ -22,6 +22,7 @@ from osiris_core import (
     ServiceError,
     Unavailable,
     on_event,
+    reply_budget,
     service,
     tables,
 )
@@ -68,8 +69,6 @@ from .store import (
 KNOWN_HEADER = "Osiris-Transaction-Known"
 RECEIVED = "Feedback received successfully"
 MAX_TEXT = 64
-REPLY_HEADROOM = 4096
-"""Bytes of max_payload kept free in a store.query reply for headers the bus may add."""
 
 
 class FeedbackActor(Actor[FeedbackConfig]):
@@ -183,7 +182,7 @@ class FeedbackActor(Actor[FeedbackConfig]):
     @service(STORE_QUERY)
     async def query(self, q: StoreQuery) -> StoreRows:
         """One page: at most `limit` rows, and no more bytes than the server's max_payload
-        allows (less `REPLY_HEADROOM`); `next_cursor` says where the next page starts."""
+        allows (`reply_budget`); `next_cursor` says where the next page starts."""
         if q.table not in SCHEMAS:
             raise BadRequest(f"unknown table {q.table!r} (tables: {', '.join(SCHEMAS)})",
                              field="table")
@@ -216,10 +215,10 @@ class FeedbackActor(Actor[FeedbackConfig]):
 
 
 def fit_page(page: Page, max_payload: int) -> StoreRows:
-    """The longest prefix of `page` whose encoded reply fits in `max_payload` less
-    `REPLY_HEADROOM`: rows are measured as the reply encodes them, with the cursor of the
+    """The longest prefix of `page` whose encoded reply fits in `reply_budget(max_payload)`:
+    rows are measured as the reply encodes them, with the cursor of the
     last one. A single row that does not fit is a 413 naming its size and the way out."""
-    budget = max_payload - REPLY_HEADROOM
+    budget = reply_budget(max_payload)
     # the envelope with an empty cursor; +2 covers `null` (no cursor) against `""`
     size = len(msgspec.json.encode(StoreRows(table=page.table, rows=[], next_cursor=""))) + 2
     n = 0
@@ -236,7 +235,7 @@ def fit_page(page: Page, max_payload: int) -> StoreRows:
         raise ServiceError(
             f"row {page.keys[0][1]!r} of table {page.table!r} is {row_bytes} bytes as JSON, "
             f"more than one reply may carry ({budget} bytes: the NATS server's max_payload "
-            f"{max_payload} less {REPLY_HEADROOM} for headers); raise max_payload in the "
+            f"{max_payload} less room for headers); raise max_payload in the "
             "nats-server config, or pass detail.next_cursor as cursor to skip the row",
             code=413, field="table", row_id=page.keys[0][1], row_bytes=row_bytes,
             max_bytes=budget, next_cursor=skip if len(skip) < budget // 2 else None)
