@@ -34,7 +34,15 @@ from .errors import (
 )
 from .jsacks import JetStreamAcks
 from .protocol import NodeStatus, StartingReply
-from .subjects import RUNTIME_STATUS, Subject, starting
+from .subjects import REQUEST_ID_HEADER, RUNTIME_STATUS, Subject, is_idempotent, starting
+from .watch import (
+    LOST_AFTER_S,
+    ReplyMux,
+    attempt_headers,
+    is_cut_off,
+    is_notice,
+    watched_request,
+)
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -167,6 +175,20 @@ def raise_for_error(msg: Msg) -> None:
     raise err
 
 
+def _decode_reply(msg: Msg, reply_type: type[Any] | None) -> Any:
+    raise_for_error(msg)
+    if reply_type is bytes:
+        return msg.data
+    if reply_type is not None:
+        return msgspec.json.decode(msg.data, type=reply_type)
+    if not msg.data:
+        return None
+    try:
+        return msgspec.json.decode(msg.data)
+    except msgspec.DecodeError:
+        return msg.data
+
+
 class Bus:
     """Thin typed wrapper over a NATS connection."""
 
@@ -174,16 +196,19 @@ class Bus:
         self.nc = nc
         self.js = nc.jetstream()
         self._acks = JetStreamAcks(nc, ack_timeout)
+        self._mux = ReplyMux(nc)
 
     @overload
     async def request(self, subject: Subject | str, payload: Any = None, *,
                       reply_type: type[T], timeout: float = 30.0,
-                      headers: dict[str, str] | None = None) -> T: ...
+                      headers: dict[str, str] | None = None,
+                      retry: bool | None = None) -> T: ...
 
     @overload
     async def request(self, subject: Subject | str, payload: Any = None, *,
                       reply_type: None = None, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None) -> Any: ...
+                      headers: dict[str, str] | None = None,
+                      retry: bool | None = None) -> Any: ...
 
     async def request(
         self,
@@ -193,16 +218,24 @@ class Bus:
         reply_type: type[T] | None = None,
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
+        retry: bool | None = None,
     ) -> Any:
         """Send a request; decode the reply as `reply_type` (or JSON / bytes).
 
         Waits for a replica that is still starting (bounded by its `request_wait_s` and by
-        `timeout`). Raises `NoResponders` (503: nobody serves the subject), `RequestTimeout`
-        (504), or the actor's ServiceError.
+        `timeout`). On an idempotent subject (or with `retry=True`) the request is watched:
+        when the replica serving it dies or is cut off by its shutdown, it is re-sent once to
+        another replica with the same `Osiris-Request-Id` (`osiris_core.watch`). Raises
+        `NoResponders` (503: nobody serves the subject), `Unavailable` (503: the replica
+        died, and so did the retry), `RequestTimeout` (504), or the actor's ServiceError.
         """
         name = str(subject)
         data = encode(payload)
         waiter = _NoResponderWait(self, name, timeout)
+        if retry if retry is not None else is_idempotent(subject):
+            msg = await watched_request(self._mux, name, data, headers, timeout=timeout,
+                                        retry=True, no_responders=waiter.wait)
+            return _decode_reply(msg, reply_type)
         while True:
             left = waiter.deadline - waiter.loop.time()
             try:
@@ -212,17 +245,7 @@ class Bus:
                 await waiter.wait()
             except (TimeoutError, NatsTimeout):
                 raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
-        raise_for_error(msg)
-        if reply_type is bytes:
-            return msg.data
-        if reply_type is not None:
-            return msgspec.json.decode(msg.data, type=reply_type)
-        if not msg.data:
-            return None
-        try:
-            return msgspec.json.decode(msg.data)
-        except msgspec.DecodeError:
-            return msg.data
+        return _decode_reply(msg, reply_type)
 
     async def _starting(self, name: str) -> StartingReply | None:
         """The first replica that answers "still starting" for subject `name`, if any."""
@@ -243,26 +266,54 @@ class Bus:
         headers: dict[str, str] | None = None,
     ) -> AsyncIterator[T]:
         """Streaming request: publish with a private reply inbox, yield each chunk until one
-        is `done`. `timeout` bounds the wait for each chunk. Raises like `request`.
+        is `done`. `timeout` bounds the wait for each chunk. Raises like `request`; on an
+        idempotent subject a replica that dies before the first chunk gets the request
+        re-sent once, and one that dies mid-stream is a clear 503 at once.
         An empty message decodes as `{}` (for `item_type=Any` callers)."""
         name = str(subject)
         data = encode(payload)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=0)
         waiter = _NoResponderWait(self, name, timeout)
+        watched = is_idempotent(subject)
+        if watched:
+            headers = attempt_headers(headers, uuid.uuid4().hex, REQUEST_ID_HEADER)
+        loop = asyncio.get_running_loop()
+        chunks, resent = 0, False
         try:
             await self.nc.publish(name, data, reply=inbox, headers=headers)
-            first = True
+            heard = last_chunk = loop.time()
             while True:
+                now = loop.time()
+                wait = last_chunk + timeout - now
+                if watched:
+                    wait = min(wait, heard + LOST_AFTER_S - now)
                 try:
-                    msg = await sub.next_msg(timeout=timeout)
+                    msg = await sub.next_msg(timeout=max(wait, 0.001))
                 except (TimeoutError, NatsTimeout):
-                    raise RequestTimeout(f"no chunk on {name} within {timeout:g}s") from None
-                if first and msg.headers and msg.headers.get("Status") == "503":
+                    if loop.time() >= last_chunk + timeout:
+                        raise RequestTimeout(f"no chunk on {name} within {timeout:g}s") from None
+                    if chunks or resent:
+                        raise Unavailable(
+                            f"the replica streaming {name} stopped answering after {chunks} "
+                            f"chunks (no word for {LOST_AFTER_S:g}s)", lost=True) from None
+                    resent = True  # died before the first chunk: another replica starts over
+                    await self.nc.publish(name, data, reply=inbox, headers=headers)
+                    heard = loop.time()
+                    continue
+                heard = loop.time()
+                if watched and is_notice(msg):
+                    continue
+                if not chunks and msg.headers and msg.headers.get("Status") == "503":
                     await waiter.wait()  # no responders: as `request` does
                     await self.nc.publish(name, data, reply=inbox, headers=headers)
                     continue
-                first = False
+                if watched and not chunks and not resent and is_cut_off(msg):
+                    resent = True
+                    await self.nc.publish(name, data, reply=inbox, headers=headers)
+                    continue
+                chunks += 1
+                last_chunk = heard
                 raise_for_error(msg)
                 item = msgspec.json.decode(msg.data or b"{}", type=item_type)
                 yield item
@@ -302,7 +353,7 @@ class Bus:
         self, subject: str, payload: Any = None, *, timeout: float = 0.5, max_replies: int = 0
     ) -> list[Msg]:
         """Scatter-gather: collect every reply to one request until `timeout` passes."""
-        inbox = f"_INBOX.{uuid.uuid4().hex}"
+        inbox = self.nc.new_inbox()  # honours the connection's inbox prefix
         replies: list[Msg] = []
         done = asyncio.Event()
 

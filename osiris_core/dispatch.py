@@ -31,9 +31,10 @@ from .errors import (
     ServiceError,
     Unavailable,
 )
-from .micro import Endpoint
+from .micro import PENDING_LIMIT, Endpoint
 from .protocol import ActorWanted, ErrorReply
 from .subjects import ACTOR_WANTED
+from .watch import Heartbeats
 
 if TYPE_CHECKING:
     from .supervisor import ActorCell
@@ -107,6 +108,8 @@ class Dispatcher:
         self.cell = cell
         self.log = cell.log
         self._wanted_at: float | None = None
+        self.beats = Heartbeats(cell.bus.nc, cell.node)
+        self.waiting = 0  # requests waiting for a slot
 
     # --- the gate ---------------------------------------------------------------------------
     async def await_serving(self) -> None:
@@ -119,8 +122,10 @@ class Dispatcher:
             if not cell.lifecycle.waits:
                 state = cell.lifecycle.state.value
                 if state == "failed":
-                    raise Unavailable(f"{cell.name} failed: {cell.last_error}", state=state)
-                raise Unavailable(f"{cell.name} is shutting down", state=state)
+                    raise Unavailable(f"{cell.name} failed: {cell.last_error}", state=state,
+                                      retry_elsewhere=True)
+                raise Unavailable(f"{cell.name} is shutting down", state=state,
+                                  retry_elsewhere=True)
             if cell.lifecycle.state.value == "paused":
                 await self.announce_wanted()
             left = deadline - time.monotonic()
@@ -148,26 +153,53 @@ class Dispatcher:
 
     # --- requests ---------------------------------------------------------------------------
     def callback(self, spec: ServiceSpec, ep: Endpoint) -> Callable[[Msg], Coroutine[Any, Any, None]]:
-        """The subscription callback of one endpoint: one task per request, at most
-        `max_concurrency` at once (further requests wait in the subscription's buffer)."""
+        """The subscription callback of one endpoint: one task per request at once (so a
+        watched request is heard from while it waits), at most `max_concurrency` of them
+        running; past `PENDING_LIMIT` waiting, a request is refused (503) at once."""
         decode = make_decoder(spec.request_type)
         loop = asyncio.get_running_loop()
-        cell = self.cell
-        slots, tasks = cell.slots, cell.tasks
-
-        def done(task: asyncio.Task[Any]) -> None:
-            tasks.discard(task)
-            slots.release()
+        tasks = self.cell.tasks
 
         async def callback(msg: Msg) -> None:
-            await slots.acquire()
+            if self.waiting >= PENDING_LIMIT:
+                await respond_error(self.cell.bus.nc, msg, Unavailable(
+                    f"{self.cell.name} is overloaded: {self.waiting} requests wait",
+                    retry_elsewhere=True))
+                return
             task = loop.create_task(self.serve(spec, ep, decode, msg))
             tasks.add(task)
-            task.add_done_callback(done)
+            task.add_done_callback(tasks.discard)
 
         return callback
 
     async def serve(
+        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
+    ) -> None:
+        watched = self.beats.watch(msg)
+        try:
+            slots = self.cell.slots
+            if slots.locked():
+                self.waiting += 1
+                try:
+                    await slots.acquire()
+                except asyncio.CancelledError:  # cut off at shutdown while it waited
+                    await respond_error(self.cell.bus.nc, msg, Unavailable(
+                        f"{self.cell.name} stopped before replying (request cut off)",
+                        retry_elsewhere=True))
+                    raise
+                finally:
+                    self.waiting -= 1
+            else:
+                await slots.acquire()
+            try:
+                await self._serve(spec, ep, decode, msg)
+            finally:
+                slots.release()
+        finally:
+            if watched:
+                self.beats.unwatch(msg)
+
+    async def _serve(
         self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
     ) -> None:
         cell = self.cell
@@ -203,7 +235,8 @@ class Dispatcher:
             self.log.exception("%s: handler %s raised ActorFatal", cell.name, spec.attr)
             cell.crash(e)  # before replying: the caller's next request waits for the restart
         except asyncio.CancelledError:
-            error = Unavailable(f"{cell.name} stopped before replying (request cut off)")
+            error = Unavailable(f"{cell.name} stopped before replying (request cut off)",
+                                retry_elsewhere=True)
             await respond_error(nc, msg, error)
             raise
         except Exception as e:  # noqa: BLE001 - one request's failure, not the actor's

@@ -41,6 +41,7 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "cancel",
     "control",
+    "is_idempotent",
     "starting",
     "stream_name",
 ]
@@ -65,10 +66,15 @@ class Subject:
     durable: bool = False
     stream: str | None = None
     description: str = ""
+    idempotent: bool = False
+    """A service whose request may run twice without harm (generation, a read): callers
+    re-send it to another replica when the one serving it dies (see `osiris_core.watch`)."""
 
     def __post_init__(self) -> None:
         if self.durable and self.kind != "event":
             raise ValueError(f"{self.name}: only events can be durable")
+        if self.idempotent and self.kind != "service":
+            raise ValueError(f"{self.name}: only services can be idempotent")
         if self.durable and self.stream is None:
             object.__setattr__(self, "stream", stream_name(self.name))
 
@@ -111,14 +117,17 @@ def starting(subject: str) -> str:
 HERMES_GENERATE = Subject(
     "osiris.hermes.generate", "service", "hermes", c.GenerateRequest, c.GenerateReply,
     description="free-text generation (token stream to a reply inbox when stream=true)",
+    idempotent=True,
 )
 PHI3_GENERATE = Subject(
     "osiris.phi3.generate", "service", "phi3", c.GenerateRequest, c.TradeProposal,
     description="a trade proposal that always validates against the schema",
+    idempotent=True,
 )
 PROPOSALS_PROPOSE = Subject(
     "osiris.proposals.propose", "service", "orchestrator", c.ProposeRequest, c.ProposeReply,
     description="phi3 proposal + hermes assessment with a transaction_id",
+    idempotent=True,
 )
 FEEDBACK_SUBMIT = Subject(
     "osiris.feedback.submit", "service", "feedback", c.FeedbackItem, c.FeedbackAck,
@@ -127,10 +136,12 @@ FEEDBACK_SUBMIT = Subject(
 TTS_SPEAK = Subject(
     "osiris.tts.speak", "service", "tts", c.TtsRequest, None,
     description="text to a complete WAV (bytes)",
+    idempotent=True,
 )
 STORE_QUERY = Subject(
     "osiris.store.query", "service", "feedback", c.StoreQuery, c.StoreRows,
     description="read rows of a LanceDB table",
+    idempotent=True,
 )
 GPU_STATUS = Subject(
     "osiris.gpu.status", "service", "gpu", None, c.GpuStatus,
@@ -193,6 +204,16 @@ CORE_SUBJECTS: tuple[Subject, ...] = (
     DEADLETTER,
 )
 
+_IDEMPOTENT: set[str] = {s.name for s in CORE_SUBJECTS if s.idempotent}
+
+
+def is_idempotent(subject: Subject | str) -> bool:
+    """Whether requests on `subject` may be re-sent to another replica (core subjects, and
+    those of every plugin whose catalogue this process built)."""
+    if isinstance(subject, Subject):
+        return subject.idempotent
+    return subject in _IDEMPOTENT
+
 
 class Catalogue:
     """The merged set of subjects: the core's plus those registered by plugins."""
@@ -207,6 +228,8 @@ class Catalogue:
         if known is not None and known != subject:
             raise ValueError(f"subject {subject.name!r} registered twice with different contracts")
         self._by_name[subject.name] = subject
+        if subject.idempotent:
+            _IDEMPOTENT.add(subject.name)
 
     def get(self, name: str) -> Subject | None:
         return self._by_name.get(name)

@@ -349,6 +349,7 @@ class ActorCell:
                                      self.name, len(late))
                     await asyncio.wait(late, timeout=0.5)
         await finish(drains, 0)
+        await self.dispatch.beats.close()
         if not was_failed:
             await self.dispose_actor(max(deadline - time.monotonic(), 0.5))
         if self.micro is not None:

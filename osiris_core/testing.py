@@ -230,6 +230,8 @@ class OsirisProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        if self.proc is not None:
+            self._log.close()
 
     def wait(self, timeout: float = 60.0) -> int:
         assert self.proc is not None

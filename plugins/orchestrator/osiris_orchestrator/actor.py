@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, BadRequest, EventMeta, service
+from osiris_core import Actor, BadRequest, EventMeta, RequestContext, service
 from osiris_core.contracts import MarketTick, ProposeReply, ProposeRequest
-from osiris_core.subjects import PROPOSALS_PROPOSE
+from osiris_core.subjects import PROPOSALS_PROPOSE, REQUEST_ID_HEADER
 
 from .config import OrchestratorConfig
 from .livepolicy import LiveTracker, PolicySlots
@@ -85,12 +85,15 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                          "duration_ms": round(sum(s.duration_ms for s in r.steps), 1)}
 
     @service(PROPOSALS_PROPOSE)
-    async def propose(self, req: ProposeRequest) -> ProposeReply:
+    async def propose(self, req: ProposeRequest, ctx: RequestContext) -> ProposeReply:
+        """A caller's request id (sent again on a retry after a replica died) fixes the
+        transaction id, so a re-sent proposal is one transaction: its events deduplicate."""
         if not req.prompt.strip():
             raise BadRequest("prompt must not be empty", field="prompt")
         if not 1 <= req.max_length <= 4096:
             raise BadRequest("max_length must be 1–4096", field="max_length")
-        return await self.workflow.propose(req.prompt, req.max_length)
+        return await self.workflow.propose(req.prompt, req.max_length,
+                                           request_id=ctx.headers.get(REQUEST_ID_HEADER))
 
     async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         """Policy ops (the dgm kernel's, and `osiris dgm rollback`): policy, policy_shadow,

@@ -50,6 +50,8 @@ from .policy import Policy, PolicyViolation, default_source, load_policy
 
 __all__ = ["RunResult", "Workflow", "risk_gate", "summarise"]
 
+TRANSACTION_NS = uuid.UUID("6f1d0c44-2b1e-4c55-9a43-0d6a3f0e7b21")
+"""Namespace of transaction ids derived from request ids."""
 log = logging.getLogger("osiris.orchestrator")
 T = TypeVar("T")
 _enc = msgspec.json.Encoder()
@@ -282,9 +284,12 @@ class Workflow:
             msg = e.message if isinstance(e, ServiceError) else f"{type(e).__name__}: {e}"
             return {"variant": shadow.variant, "approved": False, "error": msg}
 
-    async def propose(self, prompt: str, max_length: int) -> ProposeReply:
-        """`/propose_trade_adjustments/`: phi3 proposal + hermes assessment, both published."""
-        tid = str(uuid.uuid4())
+    async def propose(self, prompt: str, max_length: int, *,
+                      request_id: str | None = None) -> ProposeReply:
+        """`/propose_trade_adjustments/`: phi3 proposal + hermes assessment, both published.
+        The transaction id derives from `request_id` when there is one (a retried request
+        is the same transaction), else it is fresh."""
+        tid = str(uuid.uuid5(TRANSACTION_NS, request_id) if request_id else uuid.uuid4())
         proposal: TradeProposal = await self.bus.request(
             PHI3_GENERATE, GenerateRequest(prompt=prompt, max_length=max_length),
             reply_type=TradeProposal, timeout=self.config.phi3_timeout_s)

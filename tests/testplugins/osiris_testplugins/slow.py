@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import msgspec
 
 from osiris_core import Actor, PluginConfig, RequestContext, hookimpl, service
 from osiris_core.contracts import GenerateChunk
+from osiris_core.subjects import Subject
 
 
 class SlowConfig(PluginConfig, frozen=True, kw_only=True):
@@ -19,6 +21,14 @@ class SlowConfig(PluginConfig, frozen=True, kw_only=True):
 
 class SlowRequest(msgspec.Struct):
     n: int
+    pause_s: float = 0.0
+    """`count` waits this long between chunks."""
+
+
+SLOW_WORK = Subject("test.slow.work", "service", "slow", SlowRequest, None, idempotent=True,
+                    description="sleeps delay_s, answers {n, pid}")
+SLOW_COUNT = Subject("test.slow.count", "service", "slow", SlowRequest, GenerateChunk,
+                     idempotent=True, description="streams chunks 0..n-1, then done")
 
 
 class SlowActor(Actor[SlowConfig]):
@@ -45,7 +55,7 @@ class SlowActor(Actor[SlowConfig]):
         self.ticking = False  # ask our own task to finish; the framework cancels only leftovers
         await self.ticker
 
-    @service("test.slow.work")
+    @service(SLOW_WORK)
     async def work(self, req: SlowRequest) -> dict[str, int]:
         self.active += 1
         self.peak = max(self.peak, self.active)
@@ -53,12 +63,14 @@ class SlowActor(Actor[SlowConfig]):
             await asyncio.sleep(self.config.delay_s)
         finally:
             self.active -= 1
-        return {"n": req.n}
+        return {"n": req.n, "pid": os.getpid()}
 
-    @service("test.slow.count")
+    @service(SLOW_COUNT)
     async def count(self, req: SlowRequest, ctx: RequestContext) -> GenerateChunk:
         """Streams chunks 0..n-1 to the reply inbox, then a final done chunk."""
         for i in range(req.n):
+            if req.pause_s:
+                await asyncio.sleep(req.pause_s)
             await ctx.bus.nc.publish(ctx.reply, msgspec.json.encode(
                 GenerateChunk(text=str(i), index=i)))
         return GenerateChunk(text="", index=req.n, done=True,
@@ -71,6 +83,12 @@ class SlowActor(Actor[SlowConfig]):
 @hookimpl
 def register_config(register: Any) -> None:
     register(SlowConfig)
+
+
+@hookimpl
+def register_subjects(register: Any) -> None:
+    register(SLOW_WORK)
+    register(SLOW_COUNT)
 
 
 @hookimpl
