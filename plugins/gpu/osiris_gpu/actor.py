@@ -76,7 +76,7 @@ class GpuSupervisor(Actor[GpuConfig]):
         reported resident, else what the probe saw freed, else its weight files."""
         if t.name in self.config.footprints_gb:
             return int(self.config.footprints_gb[t.name] * GB)
-        return t.measured or t.freed or weights_on_disk(t.facts.get("model_path"))
+        return t.measured or t.freed or weights_on_disk(t.model.model_path)
 
     def resident(self, t: Tracked) -> int:
         if t.reported is not None:

@@ -43,17 +43,20 @@ class Tracked:
     last_resume_s: float | None = None
     resumed_at: float = 0.0
     cannot_fit: str | None = None
+    model: ModelFacts = field(default_factory=ModelFacts)
+    """The typed view of `facts`, read once per update."""
 
     def update(self, status: ActorStatus, node: str) -> None:
         self.node, self.state, self.in_flight = node, status.state, status.in_flight
         self.last_used, self.facts = status.last_used, dict(status.facts or {})
-        self.reported = ModelFacts.read(self.facts).bytes_resident
+        self.model = ModelFacts.read(self.facts)
+        self.reported = self.model.bytes_resident
         if self.reported:
             self.measured = max(self.measured or 0, self.reported)
 
     @property
     def loaded(self) -> bool:
-        return self.state == "running" and ModelFacts.read(self.facts).loaded is not False
+        return self.state == "running" and self.model.loaded is not False
 
 
 _disk_cache: dict[str, tuple[float, int]] = {}
