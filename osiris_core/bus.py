@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, overload
-from urllib.parse import urlparse
 
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from .config import OsirisSettings
+from .connection import nats_reachable, open_connection
 from .errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
@@ -69,45 +68,15 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def nats_reachable(url: str, timeout: float = 0.5) -> bool:
-    """True when a NATS server answers INFO at `url` (one short attempt, no retries)."""
-    for server in url.split(","):
-        parsed = urlparse(server.strip() if "://" in server else f"nats://{server.strip()}")
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
-        try:
-            with socket.create_connection((host, port), timeout=timeout) as s:
-                s.settimeout(timeout)
-                if s.recv(5).startswith(b"INFO"):
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 async def connect(
     url: str, *, name: str = "osiris", token: str = "", creds: str = "", **kwargs: Any
 ) -> NATS:
-    """Connect with one short attempt first (nats-py's defaults retry for two minutes)."""
-    opts: dict[str, Any] = {
-        "name": name,
-        "connect_timeout": 2,
-        "allow_reconnect": True,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 0.5,
-        **kwargs,
-    }
-    if token:
-        opts["token"] = token
-    if creds:
-        opts["user_credentials"] = creds
-    if not nats_reachable(url):
-        raise Unavailable(f"no NATS server at {url} (start one, or use 'osiris run' which embeds one)")
-
-    async def _no_op_error_cb(e: Exception) -> None:  # nats-py logs tracebacks otherwise
-        return None
-
-    opts.setdefault("error_cb", _no_op_error_cb)
-    return await nats.connect(url, **opts)
+    """Connect to `url` (one or more servers, comma-separated) with a token or creds file:
+    a short look first, then `osiris_core.connection.open_connection` (fails fast on refused
+    credentials). Processes with settings use `open_connection(settings)` directly."""
+    settings = OsirisSettings(nats_url=url, nats_token=token, nats_creds=creds)
+    reconnect = bool(kwargs.pop("allow_reconnect", True))
+    return await open_connection(settings, name=name, reconnect=reconnect, **kwargs)
 
 
 _BY_CODE: dict[int, type[ServiceError]] = {

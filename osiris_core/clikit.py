@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import click
 
-from .bus import Bus, connect
+from .bus import Bus
 from .config import Config, load_config
+from .connection import open_connection
 
 __all__ = ["config_option", "connected_bus", "exit_now", "get_config", "pass_config",
            "run_async", "setup_logging"]
@@ -81,16 +82,15 @@ async def connected_bus(config: Config, *, name: str = "osiris", reconnect: bool
                         drain: bool = False) -> AsyncIterator[Bus]:
     """`async with connected_bus(config) as bus:` — a `Bus` on the config's NATS.
 
-    Connects to `[osiris].nats_url` with its token or credentials (one short attempt:
-    `Unavailable` "no NATS server at …" when nothing answers) and closes the connection when
+    Connects to `[osiris].nats_url` with its credentials and TLS (one short look:
+    `Unavailable` "no NATS server at …" when nothing answers; `NatsRefused` naming the
+    setting when the server refuses them) and closes the connection when
     the block ends. `name` is the connection's name (`nats server report connections`);
     `reconnect=True` for long-running verbs (tail, replays) that should ride out a server
     restart; `drain=True` flushes what the block published and lets subscriptions finish
     instead of closing at once.
     """
-    s = config.settings
-    extra: dict[str, Any] = {} if reconnect else {"allow_reconnect": False}
-    nc = await connect(s.nats_url, name=name, token=s.nats_token, creds=s.nats_creds, **extra)
+    nc = await open_connection(config.settings, name=name, reconnect=reconnect)
     try:
         yield Bus(nc)
     finally:

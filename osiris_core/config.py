@@ -35,11 +35,28 @@ class OsirisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """The `[osiris]` table."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    """One server URL, or several separated by commas (a cluster: any of them will do)."""
     data_dir: str = "./osiris_data"
     plugins: list[str] = []
     embedded_nats: Literal["auto", "always", "never"] = "auto"
     nats_token: str = ""
     nats_creds: str = ""
+    """A JWT `.creds` file (operator mode)."""
+    nats_user: str = ""
+    """User name (with `nats_password`); in a `osiris nats-config` server, the role."""
+    nats_password: str = ""
+    nats_nkey: str = ""
+    """An NKey seed file (`SU…`): the server knows the user by its public key."""
+    nats_tls_ca: str = ""
+    """CA bundle that verifies the server's certificate (default: the system's CAs)."""
+    nats_tls_cert: str = ""
+    """Client certificate (PEM) for servers that verify clients; with `nats_tls_key`."""
+    nats_tls_key: str = ""
+    nats_tls_hostname: str = ""
+    """Name to verify the server's certificate against, when the URL holds an IP."""
+    nats_inbox_prefix: str = ""
+    """Prefix of this process's reply inboxes (default `_INBOX`); `osiris nats-config` roles
+    read only their own (`_INBOX_<role>`)."""
     node: str = ""
     shutdown_timeout_s: float = 30.0
     log_level: str = "INFO"
@@ -49,6 +66,14 @@ class OsirisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
         "data_dir": "OSIRIS_DATA_DIR",
         "nats_token": "OSIRIS_NATS_TOKEN",
         "nats_creds": "OSIRIS_NATS_CREDS",
+        "nats_user": "OSIRIS_NATS_USER",
+        "nats_password": "OSIRIS_NATS_PASSWORD",
+        "nats_nkey": "OSIRIS_NATS_NKEY",
+        "nats_tls_ca": "OSIRIS_NATS_TLS_CA",
+        "nats_tls_cert": "OSIRIS_NATS_TLS_CERT",
+        "nats_tls_key": "OSIRIS_NATS_TLS_KEY",
+        "nats_tls_hostname": "OSIRIS_NATS_TLS_HOSTNAME",
+        "nats_inbox_prefix": "OSIRIS_NATS_INBOX_PREFIX",
         "log_level": "OSIRIS_LOG_LEVEL",
     }
 

@@ -64,14 +64,16 @@ class EmbeddedNats:
     """A nats-server child process with JetStream storing under `store_dir`.
 
     `max_payload=None` keeps nats-server's own default (1 MiB), as an external server has.
+    `config` is more nats-server configuration (users, TLS …: tests of secured setups).
     """
 
     def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
-                 max_payload: int | None = MAX_PAYLOAD) -> None:
+                 max_payload: int | None = MAX_PAYLOAD, config: str = "") -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
         self.max_payload = max_payload
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +85,8 @@ class EmbeddedNats:
         binary = find_nats_server()
         log_path = self.store_dir / "nats-server.log"
         conf = self.store_dir / "nats-server.conf"
-        conf.write_text(f"max_payload: {self.max_payload}\n" if self.max_payload else "")
+        conf.write_text((f"max_payload: {self.max_payload}\n" if self.max_payload else "")
+                        + self.config)
         with open(log_path, "ab") as log_file, warnings.catch_warnings():
             # lancedb warns on any fork once imported; this child only runs a prctl, then exec
             warnings.filterwarnings("ignore", message="lancedb fork support",

@@ -24,8 +24,15 @@ from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from .bus import Bus, connect, encode, nats_reachable
+from .bus import Bus, encode
 from .config import Config
+from .connection import (
+    nats_reachable,
+    open_connection,
+    plain_settings,
+    secured,
+    server_urls,
+)
 from .errors import OsirisError
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins
@@ -104,10 +111,21 @@ class Runtime:
 
     # --- start ------------------------------------------------------------------------------
     def _nats_url(self) -> str:
+        """The URL to connect to; starts the embedded server when `embedded_nats` says so.
+
+        `auto` embeds only for one local URL without credentials or TLS: settings that carry
+        them (or several servers) name a real deployment, and one that is merely down must
+        not be replaced by an open, empty server of our own."""
         s = self.config.settings
         if s.embedded_nats == "never" or (s.embedded_nats == "auto" and nats_reachable(s.nats_url)):
             return s.nats_url
-        parsed = urlparse(s.nats_url)
+        urls = server_urls(s.nats_url)
+        if s.embedded_nats == "auto" and (len(urls) > 1 or secured(s)):
+            why = "several servers are listed" if len(urls) > 1 else "credentials or TLS are set"
+            raise OsirisError(f"no NATS server at {s.nats_url}: not starting an embedded one, "
+                              f"since {why} (a real deployment that is down); start it, or set "
+                              "embedded_nats = \"always\" for a private server of this process")
+        parsed = urlparse(urls[0] if urls else "")
         port = (parsed.port or 4222) if s.embedded_nats == "auto" else 0
         host = parsed.hostname or "127.0.0.1"
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -122,8 +140,9 @@ class Runtime:
     async def start(self) -> None:
         self.nats_url = self._nats_url()
         s = self.config.settings
-        nc = await connect(self.nats_url, name=f"osiris-{self.node}", token=s.nats_token,
-                           creds=s.nats_creds)
+        if self.embedded is not None:  # our own server: no credentials, no TLS
+            s = plain_settings(s, self.nats_url)
+        nc = await open_connection(s, name=f"osiris-{self.node}")
         self.bus = Bus(nc)
         streams = await ensure_streams(self.bus, self.plugins.catalogue)
         if streams:

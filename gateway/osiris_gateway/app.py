@@ -17,8 +17,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from osiris_core.bus import Bus, connect
+from osiris_core.bus import Bus
 from osiris_core.config import Config, OsirisSettings, load_config
+from osiris_core.connection import open_connection
 from osiris_core.plugins import LoadedPlugins, load_plugins
 
 from .config import GatewayConfig
@@ -126,8 +127,7 @@ def create_app(
         if state.bus_given is not None:
             yield
             return
-        nc = await connect(settings.nats_url, name="osiris-gateway", token=settings.nats_token,
-                           creds=settings.nats_creds)
+        nc = await open_connection(settings, name="osiris-gateway")
         state.bus = Bus(nc)
         try:
             yield
