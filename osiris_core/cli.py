@@ -339,8 +339,10 @@ def main() -> None:
     # (imports, plugin discovery, config) ends the process cleanly with 0, not by the signal
     signal.signal(signal.SIGTERM, _exit_quietly)
     from .cli_deadletter import deadletter  # imports this module: added once it is whole
+    from .cli_natsconfig import nats_config
 
     cli.add_command(deadletter)
+    cli.add_command(nats_config)
     logging.getLogger("osiris.plugins").setLevel(logging.CRITICAL)  # `osiris plugins` reports
     _add_plugin_commands()
     logging.getLogger("osiris.plugins").setLevel(logging.NOTSET)

@@ -1,0 +1,282 @@
+"""`osiris nats-config` against a real nats-server: each role connects with its own user,
+does its job (the feedback role runs the real feedback actor) and is refused — by the
+server — what it must not publish or subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from osiris_core.bus import Bus, gather_nodes
+from osiris_core.cli_natsconfig import nats_config
+from osiris_core.config import Config, OsirisSettings, load_config
+from osiris_core.connection import open_connection
+from osiris_core.contracts import FeedbackAck, FeedbackItem, StoreQuery, StoreRows
+from osiris_core.natsconfig import (
+    ROLES,
+    Permissions,
+    hash_password,
+    inbox_prefix,
+    load_for,
+    render,
+    role_permissions,
+)
+from osiris_core.natsserver import EmbeddedNats
+from osiris_core.runtime import Runtime
+from osiris_core.subjects import (
+    ADAPTERS_PUBLISHED,
+    DGM_EVENTS,
+    FEEDBACK_SUBMIT,
+    FEEDBACK_SUBMITTED,
+    HERMES_GENERATE,
+    MARKET_TICKS,
+    PROPOSAL_CREATED,
+    STORE_QUERY,
+    control,
+)
+
+PASSWORD = "pw-{role}"
+SEEN_WITHIN_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def perms() -> dict[str, Permissions]:
+    loaded, configs = load_for(load_config(None, search_cwd=False))
+    return role_permissions(loaded, configs)
+
+
+@pytest.fixture(scope="module")
+def server(perms: dict[str, Permissions],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with the generated users (bcrypt at a low cost: fast connects)."""
+    hashed = {r: hash_password(PASSWORD.format(role=r), cost=4) for r in perms}
+    with EmbeddedNats(tmp_path_factory.mktemp("nats"), config=render(perms, hashed)) as srv:
+        yield srv.url
+
+
+class Conn:
+    """A connection as one role, with the server's permission errors collected."""
+
+    def __init__(self, nc: NATS, errors: asyncio.Queue[str]) -> None:
+        self.nc, self.errors = nc, errors
+
+    @property
+    def bus(self) -> Bus:
+        return Bus(self.nc)
+
+    async def refused(self, what: str, subject: str) -> None:
+        """Assert the server refuses this `publish` or `subscribe` of `subject`."""
+        if what == "publish":
+            await self.nc.publish(subject, b"{}")
+        else:
+            await self.nc.subscribe(subject)
+        await self.nc.flush()
+        kind = "publish" if what == "publish" else "subscription"
+        async with asyncio.timeout(SEEN_WITHIN_S):
+            while True:
+                err = (await self.errors.get()).lower()
+                if kind in err and f'"{subject.lower()}"' in err:
+                    return
+
+    async def clean(self) -> None:
+        """No permission error so far."""
+        await self.nc.flush()
+        assert self.errors.empty(), self.errors.get_nowait()
+
+
+def role_settings(url: str, role: str) -> OsirisSettings:
+    return OsirisSettings(nats_url=url, nats_user=role, nats_password=PASSWORD.format(role=role),
+                          nats_inbox_prefix=inbox_prefix(role))
+
+
+@pytest.fixture
+def connect_as(server: str) -> Callable[[str], AbstractAsyncContextManager[Conn]]:
+    @asynccontextmanager
+    async def go(role: str) -> AsyncIterator[Conn]:
+        errors: asyncio.Queue[str] = asyncio.Queue()
+
+        async def on_error(e: Exception) -> None:
+            errors.put_nowait(str(e))
+
+        nc = await open_connection(role_settings(server, role), name=f"test-{role}",
+                                   error_cb=on_error)
+        try:
+            yield Conn(nc, errors)
+        finally:
+            await nc.close()
+
+    return go
+
+
+@pytest.fixture
+def feedback_config(server: str, tmp_path: Path) -> Config:
+    path = tmp_path / "osiris.toml"
+    keys = msgspec.structs.asdict(role_settings(server, "feedback"))
+    path.write_bytes(msgspec.toml.encode({"osiris": {
+        **{k: v for k, v in keys.items() if k.startswith("nats_")},
+        "plugins": ["feedback"], "data_dir": str(tmp_path / "data"), "embedded_nats": "never",
+        "shutdown_timeout_s": 5}}))
+    return load_config(path)
+
+
+# --- what the file grants ---------------------------------------------------------------
+def test_the_roles_are_the_documented_ones(perms: dict[str, Permissions]) -> None:
+    assert list(perms) == ["gateway", "models", "orchestrator", "feedback", "trainer", "dgm",
+                           "sim", "bridge", "gpu", "operator"] == [r.name for r in ROLES]
+
+
+def test_nobody_gets_a_jetstream_or_catch_all_wildcard(perms: dict[str, Permissions]) -> None:
+    for role, p in perms.items():
+        assert not {"$JS.>", "$JS.API.>", ">", "$JS.API.*", "_INBOX.>"} & p.publish, role
+        assert not any(s.startswith("$JS.API.STREAM.") and s.endswith((".*", ".>"))
+                       for s in p.publish), role
+        if role != "operator":
+            assert ">" not in p.subscribe and not any(
+                s.startswith("_INBOX") and s != f"{inbox_prefix(role)}.>" for s in p.subscribe)
+    assert {"$JS.>", "_INBOX.>", "_INBOX_gateway.>"} <= perms["operator"].subscribe_deny
+
+
+def test_who_may_publish_what(perms: dict[str, Permissions]) -> None:
+    def who(subject: str) -> set[str]:
+        return {r for r, p in perms.items() if subject in p.publish}
+
+    assert who(ADAPTERS_PUBLISHED.name) == {"trainer", "operator"}
+    assert who(DGM_EVENTS.name) == {"dgm", "operator"}
+    assert who(control("hermes")) == {"gpu", "operator"}
+    assert who(control("orchestrator")) == {"dgm", "operator"}
+    assert who(control("feedback")) == {"operator"}
+    assert who(HERMES_GENERATE.name) == {"gateway", "orchestrator", "dgm", "operator"}
+    assert who(FEEDBACK_SUBMITTED.name) == {"feedback", "operator"}
+
+
+# --- the generated file, end to end -----------------------------------------------------
+def test_the_cli_writes_a_config_nats_server_takes(tmp_path: Path) -> None:
+    out, secrets = tmp_path / "nats.conf", tmp_path / "roles.toml"
+    result = CliRunner().invoke(nats_config, ["--out", str(out), "--secrets", str(secrets)])
+    assert result.exit_code == 0, result.output
+    assert "$2b$" in out.read_text() and out.stat().st_mode & 0o077 == 0
+    roles = tomllib.loads(secrets.read_text())
+    assert roles["gpu"]["nats_inbox_prefix"] == "_INBOX_gpu"
+    with EmbeddedNats(tmp_path / "srv", config=out.read_text()) as srv:
+        s = msgspec.convert({**roles["gateway"], "nats_url": srv.url}, OsirisSettings)
+
+        async def go() -> None:
+            nc = await open_connection(s)
+            assert nc.is_connected
+            await nc.close()
+
+        asyncio.run(go())
+    printed = CliRunner().invoke(nats_config, ["--password-env", "--store-dir", "/js"], env={
+        f"OSIRIS_NATS_PASSWORD_{r.name.upper()}": "x" for r in ROLES})
+    assert printed.exit_code == 0 and 'jetstream: {store_dir: "/js"}' in printed.output
+
+
+# --- each role at work, and refused -----------------------------------------------------
+async def test_roles_at_work_around_a_real_feedback_actor(
+        connect_as: Callable[[str], AbstractAsyncContextManager[Conn]],
+        feedback_config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    rt = Runtime(feedback_config)
+    await rt.start()  # the feedback role declares the streams and binds its 7 consumers
+    try:
+        assert [c.state.value for c in rt.cells] == ["running"]
+        async with connect_as("gateway") as gw, connect_as("trainer") as trainer, \
+                connect_as("operator") as op, connect_as("gpu") as gpu:
+            # gateway → feedback (replies come back on _INBOX_gateway)
+            ack = await gw.bus.request(FEEDBACK_SUBMIT, FeedbackItem(
+                transaction_id="t1", feedback_type="rating", feedback_content=5,
+                feedback_id="f1"), reply_type=FeedbackAck, timeout=10)
+            assert ack.feedback_id == "f1"
+            await gw.refused("publish", control("hermes"))
+            await gw.refused("publish", ADAPTERS_PUBLISHED.name)
+            await gw.refused("subscribe", "_INBOX_feedback.>")
+            await gw.refused("subscribe", FEEDBACK_SUBMIT.name)  # cannot pose as the actor
+            await gw.refused("publish", "$JS.API.STREAM.DELETE.OSIRIS_PHI3_FEEDBACK_SUBMITTED")
+
+            # trainer: its own durable consumer on the feedback stream, then publishes
+            cfg = ConsumerConfig(durable_name="trainer_on_feedback",
+                                 ack_policy=AckPolicy.EXPLICIT,
+                                 filter_subject=FEEDBACK_SUBMITTED.name)
+            js = trainer.nc.jetstream()
+            await js.add_consumer(FEEDBACK_SUBMITTED.stream or "", cfg)
+            psub = await js.pull_subscribe(FEEDBACK_SUBMITTED.name, durable="trainer_on_feedback",
+                                           stream=FEEDBACK_SUBMITTED.stream)
+            [msg] = await psub.fetch(1, timeout=5)
+            assert b'"f1"' in msg.data
+            await msg.ack_sync()
+            assert await trainer.bus.publish(ADAPTERS_PUBLISHED, {"version": "v1"},
+                                             msg_id="adapter-v1")
+            await trainer.clean()
+            await trainer.refused("publish", "$JS.API.CONSUMER.DURABLE.CREATE."
+                                  "OSIRIS_PHI3_FEEDBACK_SUBMITTED.someone_else")
+            await trainer.refused("publish", DGM_EVENTS.name)
+            await trainer.refused("publish", FEEDBACK_SUBMIT.name)
+
+            # gpu: scatter-gathers the runtimes, may pause model actors, nothing else
+            nodes = await gather_nodes(gpu.bus, 2.0)
+            assert [a.name for n in nodes for a in n.actors] == ["feedback"]
+            await gpu.refused("publish", control("orchestrator"))
+            await gpu.refused("publish", control("feedback"))
+
+            # operator: the CLI's reads and discovery
+            rows = await op.bus.request(STORE_QUERY, StoreQuery(table="feedback", limit=10),
+                                        reply_type=StoreRows, timeout=10)
+            assert isinstance(rows.rows, list)  # answered (the row lands once consumed)
+            pongs = await op.bus.gather("$SRV.PING.feedback", timeout=1.0, max_replies=1)
+            assert pongs and b'"feedback"' in pongs[0].data
+            info = await op.nc.jetstream().stream_info("OSIRIS_DEADLETTER")
+            assert info.config.name == "OSIRIS_DEADLETTER"
+            await op.refused("subscribe", "_INBOX_gateway.>")
+            await op.clean()
+        # the actor's own connection (streams, consumers, services, replies) met no refusal
+        assert not [r.getMessage() for r in caplog.records if "ermissions" in r.getMessage()]
+    finally:
+        await rt.stop()
+
+
+async def test_model_orchestrator_dgm_sim_and_bridge_roles(
+        connect_as: Callable[[str], AbstractAsyncContextManager[Conn]]) -> None:
+    async with connect_as("models") as models, connect_as("orchestrator") as orch, \
+            connect_as("dgm") as dgm, connect_as("sim") as sim, connect_as("bridge") as bridge:
+        # models serve generation to the orchestrator (replies into _INBOX_orchestrator)
+        async def answer(msg: Any) -> None:
+            await msg.respond(b'{"generated_text": "ok"}')
+
+        await models.nc.subscribe(HERMES_GENERATE.name, queue="hermes", cb=answer)
+        await models.nc.flush()
+        reply = await orch.bus.request(HERMES_GENERATE, {"prompt": "hi"}, timeout=5)
+        assert reply == {"generated_text": "ok"}
+        await models.refused("publish", ADAPTERS_PUBLISHED.name)
+        await models.refused("subscribe", STORE_QUERY.name)
+        await models.refused("subscribe", "_INBOX_orchestrator.>")
+
+        # sim → orchestrator on market.ticks; neither may do the other's part
+        ticks = await orch.nc.subscribe(MARKET_TICKS.name)
+        await orch.nc.flush()
+        await sim.nc.publish(MARKET_TICKS.name, b'{"close": 1}')
+        assert (await ticks.next_msg(timeout=5)).data == b'{"close": 1}'
+        await sim.refused("publish", PROPOSAL_CREATED.name)
+        await orch.refused("publish", MARKET_TICKS.name)
+        await orch.refused("publish", control("phi3"))
+
+        # dgm: its events and the orchestrator's control subject, not hermes' control
+        await dgm.nc.publish(control("orchestrator"), b"{}")
+        await dgm.clean()
+        await dgm.refused("publish", control("hermes"))
+        await dgm.refused("subscribe", FEEDBACK_SUBMIT.name)
+
+        # bridge: mirrors the documented channels; advice goes only to Redis
+        await bridge.nc.subscribe(PROPOSAL_CREATED.name)
+        await bridge.nc.publish(MARKET_TICKS.name, b"{}")
+        await bridge.clean()
+        await bridge.refused("publish", "advice.generated")
+        await bridge.refused("subscribe", FEEDBACK_SUBMIT.name)
