@@ -183,8 +183,9 @@ def refusal(err: BaseException, settings: OsirisSettings) -> str | None:
 
 
 async def _log_error(err: Exception) -> None:
-    if "permissions violation" in str(err).lower():  # least-privilege users see why
-        log.warning("NATS: %s", str(err).removeprefix("nats: "))
+    text = str(err).lower()
+    if "permissions violation" in text or "authorization violation" in text:
+        log.warning("NATS: %s", str(err).removeprefix("nats: "))  # least privilege: say why
     else:
         log.debug("NATS: %s", err)
 
