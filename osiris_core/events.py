@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["EventRunner", "dead_letter_of"]
 
 FETCH_TIMEOUT_S = 1.0
+FETCH_RETRY_S = 0.1      # after a failed fetch (not a timeout), doubling up to
+FETCH_RETRY_MAX_S = 2.0
 REDELIVERY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
@@ -178,6 +180,7 @@ class EventRunner:
         # most): a LanceDB write of 256 rows takes ~10 ms in a thread, time in which the
         # loop decodes the next batch. Single-event handlers keep strict fetch-handle order.
         handling: asyncio.Task[None] | None = None
+        backoff = FETCH_RETRY_S
         try:
             while cell.lifecycle.consuming:
                 if not cell.lifecycle.serves:
@@ -188,7 +191,14 @@ class EventRunner:
                         return
                 try:
                     msgs = await psub.fetch(max(spec.batch, 64), timeout=FETCH_TIMEOUT_S)
+                    backoff = FETCH_RETRY_S
                 except (TimeoutError, NatsTimeout):
+                    continue
+                except Exception as e:  # noqa: BLE001 - a leader election, a reconnect: again
+                    self.log.warning("%s: fetch from %s failed (%s: %s): again in %.1fs",
+                                     cell.name, durable, type(e).__name__, e, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, FETCH_RETRY_MAX_S)
                     continue
                 if handling is not None:
                     await handling
@@ -234,7 +244,7 @@ class EventRunner:
             error = await self.run(sub, [(evt, meta) for _, evt, meta in chunk])
             if error is None:
                 for msg, _, _ in chunk:
-                    await msg.ack()
+                    await _ack(msg)
                 continue
             if len(chunk) == 1:
                 await self._failed(chunk[0][0], consumer, max_deliver, error)
@@ -244,7 +254,7 @@ class EventRunner:
             for msg, evt, meta in chunk:
                 one = await self.run(sub, [(evt, meta)])
                 if one is None:
-                    await msg.ack()
+                    await _ack(msg)
                 else:
                     await self._failed(msg, consumer, max_deliver, one)
 
@@ -281,3 +291,10 @@ class EventRunner:
         self.dead_letters += 1
         self.log.error("%s: dead-lettered %s seq %d after %d deliveries: %s", cell.name,
                        msg.subject, letter.stream_seq, letter.attempts, error)
+
+
+async def _ack(msg: Msg) -> None:
+    """Ack; one that cannot be sent (the connection is reconnecting) leaves the event to be
+    redelivered after ack_wait, which idempotent handlers take in their stride."""
+    with contextlib.suppress(Exception):
+        await msg.ack()

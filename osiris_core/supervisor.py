@@ -23,7 +23,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from .actor import Actor, ActorContext, State
+from .actor import Actor, ActorContext, EventSpec, State
 from .bus import Bus, encode
 from .config import PluginConfig
 from .control import ControlServer
@@ -259,7 +259,7 @@ class ActorCell:
             await self.micro.add_endpoint(ep)
         for ev in self.events:
             if ev.durable:
-                self.consumers.append(asyncio.ensure_future(self.runner.consume(ev)))
+                self.consumers.append(self._consumer(ev))
             else:
                 self.event_subs.append(await self.bus.nc.subscribe(
                     ev.subject, queue=self.name if ev.queue else "",
@@ -311,6 +311,21 @@ class ActorCell:
                 exc = t.exception()
                 assert exc is not None
                 self.log.error("%s: background task %s crashed: %r", self.name, name, exc)
+                self.crash(exc)
+
+        task.add_done_callback(done)
+        return task
+
+    def _consumer(self, ev: EventSpec) -> asyncio.Task[None]:
+        """A durable consumer's loop; one that ends with an error is a crash (restart), never
+        a consumer silently gone while its stream fills up."""
+        task = asyncio.get_running_loop().create_task(self.runner.consume(ev),
+                                                      name=f"{self.name}:consume:{ev.subject}")
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                self.log.error("%s: durable consumer of %s failed: %r", self.name, ev.subject,
+                               exc)
                 self.crash(exc)
 
         task.add_done_callback(done)
