@@ -58,6 +58,9 @@ class OsirisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Prefix of this process's reply inboxes (default `_INBOX`); `osiris nats-config` roles
     read only their own (`_INBOX_<role>`)."""
     node: str = ""
+    stream_replicas: int = 1
+    """Replicas of each JetStream stream osiris declares: 3 on a 3-node cluster, so a node
+    can die without losing an acknowledged event (at most the cluster's size, at most 5)."""
     shutdown_timeout_s: float = 30.0
     log_level: str = "INFO"
 

@@ -44,14 +44,17 @@ __all__ = ["Runtime", "ensure_streams", "exit_guard"]
 
 log = logging.getLogger("osiris.runtime")
 DUPLICATE_WINDOW_S = 120.0
+EMBEDDED_CHECK_S = 0.5   # how often `osiris run` looks at its embedded server
+EMBEDDED_BACKOFF_S = 0.5
 
 
-async def ensure_streams(bus: Bus, catalogue: Catalogue) -> list[str]:
-    """Declare (or update) the JetStream stream of every durable subject; idempotent."""
+async def ensure_streams(bus: Bus, catalogue: Catalogue, replicas: int = 1) -> list[str]:
+    """Declare (or update) the JetStream stream of every durable subject, with `replicas`
+    copies (`[osiris].stream_replicas`); idempotent."""
     made: list[str] = []
     for name, subjects in catalogue.streams().items():
         cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
-                           duplicate_window=DUPLICATE_WINDOW_S)
+                           duplicate_window=DUPLICATE_WINDOW_S, num_replicas=replicas)
         try:
             await bus.js.add_stream(cfg)
         except BadRequestError:
@@ -108,6 +111,7 @@ class Runtime:
         self.started = time.time()
         self._status_sub: Subscription | None = None
         self._stopped = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
 
     # --- start ------------------------------------------------------------------------------
     def _nats_url(self) -> str:
@@ -135,7 +139,32 @@ class Runtime:
         url = self.embedded.start()
         log.info("started embedded nats-server at %s (JetStream in %s)", url,
                  self.embedded.store_dir)
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_embedded())
         return url
+
+    async def _keep_embedded(self) -> None:
+        """Start our embedded server again if it dies (same port, same JetStream store): the
+        connections reconnect on their own and the streams recover from their files, so
+        nothing JetStream acknowledged is lost."""
+        server = self.embedded
+        assert server is not None
+        backoff = EMBEDDED_BACKOFF_S
+        while True:
+            await asyncio.sleep(EMBEDDED_CHECK_S)
+            proc = server.proc
+            if proc is None or proc.poll() is None:
+                backoff = EMBEDDED_BACKOFF_S
+                continue
+            log.error("the embedded nats-server exited (code %s): starting it again on %s",
+                      proc.returncode, server.url)
+            try:
+                await asyncio.to_thread(server.start)
+                log.warning("restarted the embedded nats-server at %s", server.url)
+            except OsirisError as e:
+                log.error("could not restart the embedded nats-server (%s): again in %.1fs",
+                          e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     async def start(self) -> None:
         self.nats_url = self._nats_url()
@@ -144,7 +173,8 @@ class Runtime:
             s = plain_settings(s, self.nats_url)
         nc = await open_connection(s, name=f"osiris-{self.node}")
         self.bus = Bus(nc)
-        streams = await ensure_streams(self.bus, self.plugins.catalogue)
+        streams = await ensure_streams(self.bus, self.plugins.catalogue,
+                                       self.config.settings.stream_replicas)
         if streams:
             log.info("JetStream streams ready: %s", ", ".join(streams))
         self._status_sub = await nc.subscribe(RUNTIME_STATUS.name, cb=self._on_status)
@@ -206,6 +236,8 @@ class Runtime:
             except Exception:  # noqa: BLE001 - a slow drain must not hold the exit
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.bus.nc.close(), 0.2)
+        if self._keeper is not None:
+            self._keeper.cancel()
         if self.embedded is not None:
             self.embedded.stop()
         self._stopped.set()
