@@ -501,3 +501,14 @@ def test_planner_toggle_keeps_the_seeds_name_and_reaches_the_dgm_plugin() -> Non
     from osiris_dgm.config import DgmConfig
 
     assert any(f.name == "serve_planners" for f in msgspec.structs.fields(DgmConfig))
+
+
+def test_streams_keep_as_many_copies_as_the_nats_cluster_allows() -> None:
+    """R3 streams on the bundled 3-node cluster: a node can die without losing an acked
+    event; never more copies than there are nodes (JetStream would refuse the stream)."""
+    values = _chart_values()
+    nodes = values["nats"]["config"]["cluster"]["replicas"]
+    assert values["streamReplicas"] == min(nodes, 3)
+    for role in CHART_ROLES:
+        rendered = tomllib.loads(_render_toml(values[role]["config"], values))
+        assert rendered["osiris"]["stream_replicas"] == values["streamReplicas"], role
