@@ -340,9 +340,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _exit_quietly)
     from .cli_deadletter import deadletter  # imports this module: added once it is whole
     from .cli_natsconfig import nats_config
+    from .cli_profile import profile
 
     cli.add_command(deadletter)
     cli.add_command(nats_config)
+    cli.add_command(profile)
     logging.getLogger("osiris.plugins").setLevel(logging.CRITICAL)  # `osiris plugins` reports
     _add_plugin_commands()
     logging.getLogger("osiris.plugins").setLevel(logging.NOTSET)

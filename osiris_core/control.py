@@ -1,6 +1,6 @@
 """The control protocol of one actor: `osiris.<actor>.control`.
 
-The core's own ops (status, pause, resume, restart) are typed (`protocol.CoreOp`); any other
+The core's own ops (status, pause, resume, restart, profile) are typed (`protocol.CoreOp`); any other
 op is passed to `Actor.on_control(op, args)`. Every reply is a `ControlReply` carrying the
 actor's status after the op; a failed op is an error reply like any request's.
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from nats.aio.msg import Msg
 
 from .bus import encode
-from .dispatch import bad_request, respond_error
+from .dispatch import bad_request, reply_budget, respond_error
 from .errors import ServiceError, Unavailable
 from .lifecycle import Phase, Trigger
 from .protocol import (
@@ -23,6 +23,7 @@ from .protocol import (
     ControlRequest,
     CoreOp,
     PauseOp,
+    ProfileOp,
     RestartOp,
     ResumeOp,
     StatusOp,
@@ -75,6 +76,8 @@ class ControlServer:
                 return await self.resume()
             case RestartOp():
                 return await self.manual_restart()
+            case ProfileOp(args=args):
+                return await self.profile(args.seconds, args.format)
             case ControlRequest(op=name, args=args):
                 if cell.actor is None or cell.lifecycle.state.value not in ("running", "paused"):
                     raise Unavailable(f"{cell.name} is {cell.lifecycle.state.value}")
@@ -120,6 +123,17 @@ class ControlServer:
             await cell.actor.on_resume()
             cell.fire(Trigger.UNPAUSE)
             return {"resume_s": time.perf_counter() - t0}
+
+    async def profile(self, seconds: float, fmt: Literal["speedscope", "html"]) -> dict[str, Any]:
+        """Profile the whole process hosting this actor (any state: a stuck or failed actor
+        is what one wants to look at); the file travels gzip'ed within max_payload."""
+        from .profiling import encode_result, profile_process
+
+        cell = self.cell
+        prof = await profile_process(seconds, target=f"{cell.name} on {cell.node}")
+        budget = reply_budget(cell.bus.nc.max_payload)
+        result = await asyncio.to_thread(encode_result, prof, fmt, budget, node=cell.node)
+        return msgspec.to_builtins(result)  # type: ignore[no-any-return]
 
     async def manual_restart(self) -> dict[str, Any]:
         cell = self.cell

@@ -22,6 +22,10 @@ __all__ = [
     "CoreOp",
     "PauseArgs",
     "PauseOp",
+    "ProfileArgs",
+    "ProfileFrame",
+    "ProfileOp",
+    "ProfileResult",
     "RestartOp",
     "ResumeOp",
     "StatusOp",
@@ -103,9 +107,23 @@ class RestartOp(Contract, tag="restart", tag_field="op"):
     args: NoArgs = NoArgs()
 
 
-CoreOp = StatusOp | PauseOp | ResumeOp | RestartOp
-"""The control ops every actor answers (the lifecycle's own)."""
-CORE_OPS = frozenset({"status", "pause", "resume", "restart"})
+class ProfileArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seconds: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 5.0
+    """How long to sample the process."""
+    format: Literal["speedscope", "html"] = "speedscope"
+    """speedscope JSON (one "sampled" profile per thread) or pyinstrument's HTML."""
+
+
+class ProfileOp(Contract, tag="profile", tag_field="op"):
+    """Profile the whole process hosting the actor (every thread, `seconds` long); the
+    `ControlReply.result` is a `ProfileResult`. One profile at a time per process (409)."""
+
+    args: ProfileArgs = ProfileArgs()
+
+
+CoreOp = StatusOp | PauseOp | ResumeOp | RestartOp | ProfileOp
+"""The control ops every actor answers (the lifecycle's own, and a profile of its process)."""
+CORE_OPS = frozenset({"status", "pause", "resume", "restart", "profile"})
 
 
 class _OpName(msgspec.Struct):
@@ -180,6 +198,34 @@ class ControlReply(msgspec.Struct, kw_only=True):
     ok: bool
     status: ActorStatus
     result: dict[str, Any] = {}
+
+
+class ProfileFrame(msgspec.Struct, kw_only=True):
+    """A frame of a profile and the time threads spent in it (own time, idle waits left
+    out)."""
+
+    name: str
+    file: str = ""
+    line: int = 0
+    seconds: float = 0.0
+    samples: int = 0
+
+
+class ProfileResult(msgspec.Struct, kw_only=True):
+    """A live profile of one process: the `profile` control op's result and the reply of
+    `osiris.runtime.profile.<node>`. `data` is the file (`format`), gzip'ed then base64'd."""
+
+    format: Literal["speedscope", "html"]
+    encoding: Literal["gzip+base64"] = "gzip+base64"
+    data: str
+    seconds: float
+    samples: int
+    threads: list[str] = []
+    top: list[ProfileFrame] = []
+    node: str = ""
+    pid: int = 0
+    merged: bool = False
+    """Identical stacks were merged to fit the connection's max_payload (time order lost)."""
 
 
 class PluginStatus(msgspec.Struct, kw_only=True):

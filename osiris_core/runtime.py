@@ -2,7 +2,8 @@
 
 `Runtime.start()` loads the plugin set, validates every config table, connects to NATS (or
 embeds a server), declares the JetStream streams of durable subjects, starts every actor
-under supervision and answers `osiris.runtime.status`. `stop()` drains gracefully.
+under supervision and answers `osiris.runtime.status` and `osiris.runtime.profile.<node>`.
+`stop()` drains gracefully.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
@@ -36,8 +38,8 @@ from .connection import (
 from .errors import OsirisError
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins
-from .protocol import NodeStatus, PluginStatus
-from .subjects import RUNTIME_STATUS, Catalogue
+from .protocol import NodeStatus, PluginStatus, ProfileArgs
+from .subjects import RUNTIME_STATUS, Catalogue, runtime_profile
 from .supervisor import ActorCell
 
 __all__ = ["Runtime", "ensure_streams", "exit_guard"]
@@ -46,6 +48,7 @@ log = logging.getLogger("osiris.runtime")
 DUPLICATE_WINDOW_S = 120.0
 EMBEDDED_CHECK_S = 0.5   # how often `osiris run` looks at its embedded server
 EMBEDDED_BACKOFF_S = 0.5
+_profile_args = msgspec.json.Decoder(ProfileArgs)
 
 
 async def ensure_streams(bus: Bus, catalogue: Catalogue, replicas: int = 1) -> list[str]:
@@ -110,6 +113,8 @@ class Runtime:
         self.nats_url = s.nats_url
         self.started = time.time()
         self._status_sub: Subscription | None = None
+        self._profile_sub: Subscription | None = None
+        self._profiles: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -178,6 +183,7 @@ class Runtime:
         if streams:
             log.info("JetStream streams ready: %s", ", ".join(streams))
         self._status_sub = await nc.subscribe(RUNTIME_STATUS.name, cb=self._on_status)
+        self._profile_sub = await nc.subscribe(runtime_profile(self.node), cb=self._on_profile)
         data_dir = self.config.data_dir
         for rec in self.plugins.active:
             for cls in rec.actors:
@@ -214,6 +220,36 @@ class Runtime:
         if msg.reply and self.bus is not None:
             await self.bus.nc.publish(msg.reply, encode(self.status()))
 
+    async def _on_profile(self, msg: Msg) -> None:
+        """`osiris.runtime.profile.<node>`: a profile of this whole process (in a task of its
+        own: a second request meanwhile gets its 409 at once)."""
+        task = asyncio.get_running_loop().create_task(self._profile(msg))
+        self._profiles.add(task)
+        task.add_done_callback(self._profiles.discard)
+
+    async def _profile(self, msg: Msg) -> None:
+        from .dispatch import bad_request, reply_budget, respond_error
+        from .errors import ServiceError
+        from .profiling import encode_result, profile_process
+
+        assert self.bus is not None
+        nc = self.bus.nc
+        try:
+            try:
+                args = _profile_args.decode(msg.data or b"{}")
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                raise bad_request(msg.subject, e) from None
+            prof = await profile_process(args.seconds, target=f"node {self.node}")
+            result = await asyncio.to_thread(encode_result, prof, args.format,
+                                             reply_budget(nc.max_payload), node=self.node)
+            if msg.reply:
+                await nc.publish(msg.reply, encode(result))
+        except ServiceError as e:
+            await respond_error(nc, msg, e)
+        except Exception as e:  # noqa: BLE001 - a failed profile is that request's error
+            log.exception("profile of node %s failed", self.node)
+            await respond_error(nc, msg, ServiceError(f"profile failed: {e!r}"))
+
     # --- stop -------------------------------------------------------------------------------
     async def stop(self, timeout: float | None = None) -> None:
         """Graceful and bounded: every actor drains in parallel within `timeout` (default
@@ -226,9 +262,10 @@ class Runtime:
         # still buffered (answered 503) must be flushed before it closes
         cell_budget = max(total - 2.5, total * 0.5)
         await asyncio.gather(*(c.stop(cell_budget) for c in self.cells), return_exceptions=True)
-        if self._status_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._status_sub.unsubscribe()
+        for sub in (self._status_sub, self._profile_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         if self.bus is not None:
             left = max(deadline - loop.time() - 0.3, 0.1)
             try:

@@ -41,6 +41,7 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "cancel",
     "control",
+    "runtime_profile",
     "is_idempotent",
     "starting",
     "stream_name",
@@ -102,6 +103,15 @@ def cancel(actor: str) -> str:
     after its HTTP client disconnected) gave up on the request it sent with
     `Osiris-Request-Id: <request_id>`; an actor may stop working on it."""
     return f"osiris.{actor}.cancel"
+
+
+PROFILE_PREFIX = "osiris.runtime.profile."
+
+
+def runtime_profile(node: str) -> str:
+    """`osiris.runtime.profile.<node>`: the runtime process named `node` answers a
+    `ProfileArgs` with a `ProfileResult` (a live profile of every thread of that process)."""
+    return PROFILE_PREFIX + node
 
 
 STARTING_PREFIX = "osiris.runtime.starting."

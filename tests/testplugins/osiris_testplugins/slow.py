@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 from typing import Any
 
 import msgspec
@@ -27,6 +29,12 @@ class SlowRequest(msgspec.Struct):
 
 SLOW_WORK = Subject("test.slow.work", "service", "slow", SlowRequest, None, idempotent=True,
                     description="sleeps delay_s, answers {n, pid}")
+class BurnRequest(msgspec.Struct):
+    seconds: float = 1.0
+
+
+SLOW_BURN = Subject("test.slow.burn", "service", "slow", BurnRequest, None,
+                    description="burns CPU in an executor thread for `seconds` (profiling tests)")
 SLOW_COUNT = Subject("test.slow.count", "service", "slow", SlowRequest, GenerateChunk,
                      idempotent=True, description="streams chunks 0..n-1, then done")
 
@@ -65,6 +73,12 @@ class SlowActor(Actor[SlowConfig]):
             self.active -= 1
         return {"n": req.n, "pid": os.getpid()}
 
+    @service(SLOW_BURN)
+    async def burn(self, req: BurnRequest) -> dict[str, int]:
+        """CPU work off the loop, like a model's generation in its executor thread."""
+        rounds = await asyncio.get_running_loop().run_in_executor(None, burn_cpu, req.seconds)
+        return {"rounds": rounds}
+
     @service(SLOW_COUNT)
     async def count(self, req: SlowRequest, ctx: RequestContext) -> GenerateChunk:
         """Streams chunks 0..n-1 to the reply inbox, then a final done chunk."""
@@ -80,6 +94,15 @@ class SlowActor(Actor[SlowConfig]):
         return {"peak": self.peak}
 
 
+def burn_cpu(seconds: float) -> int:
+    """Hash for `seconds` (the frame a profile of a busy `slow` must show)."""
+    end, rounds, data = time.monotonic() + seconds, 0, b"osiris" * 100
+    while time.monotonic() < end:
+        data = hashlib.sha256(data).digest() * 20
+        rounds += 1
+    return rounds
+
+
 @hookimpl
 def register_config(register: Any) -> None:
     register(SlowConfig)
@@ -89,6 +112,7 @@ def register_config(register: Any) -> None:
 def register_subjects(register: Any) -> None:
     register(SLOW_WORK)
     register(SLOW_COUNT)
+    register(SLOW_BURN)
 
 
 @hookimpl
