@@ -23,6 +23,7 @@ from osiris_core.connection import open_connection
 from osiris_core.plugins import LoadedPlugins, load_plugins
 
 from .config import GatewayConfig
+from .controllers.debug import DebugController, profiling_enabled
 from .controllers.events import EventsController
 from .controllers.generate import GenerateController
 from .controllers.loop import FeedbackController, ProposalsController
@@ -141,7 +142,8 @@ def create_app(
                       allow_methods=["GET", "POST", "DELETE", "OPTIONS"]) \
         if config.cors_origins else None
     app = Litestar(
-        route_handlers=[*BUILTIN, *plugin_routes(plugins), *extra_routes],
+        route_handlers=[*BUILTIN, *([DebugController] if profiling_enabled() else []),
+                        *plugin_routes(plugins), *extra_routes],
         lifespan=[lifespan],
         middleware=[metrics_middleware, api_key_middleware],
         exception_handlers=exception_handlers,
