@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from osiris_core import Bus, Config
 from osiris_core.bus import gather_nodes
 from osiris_core.cli import cli
 from osiris_core.cli_profile import profile
-from osiris_core.errors import InvalidField, ServiceError
-from osiris_core.profiling import decode_data
+from osiris_core.errors import InvalidField, PayloadTooLarge, ServiceError
+from osiris_core.profiling import Profile, ThreadProfile, decode_data, encode_result
 from osiris_core.protocol import ControlReply, ProfileResult
 from osiris_core.subjects import control, runtime_profile
 from osiris_core.testing import OsirisProcess
@@ -123,3 +124,31 @@ async def test_the_profile_op_is_bounded_and_one_at_a_time(
         again = await bus.request(runtime_profile(rt.node), {"seconds": 0.2, "format": "html"},
                                   reply_type=ProfileResult, timeout=30)
         assert b"<html" in decode_data(again).lower()
+
+
+def test_a_profile_too_big_for_max_payload_is_merged_then_refused() -> None:
+    rng = random.Random(1)
+    busy = ThreadProfile("worker", 1)
+    for i in range(5000):  # alternating stacks: nothing for run-length to merge
+        leaf = "b\x00/app/f.py\x002" if i % 2 else "c\x00/app/f.py\x003"
+        busy.add(("a\x00/app/f.py\x001", leaf), rng.random() / 100)
+    idle = ThreadProfile("idle", 2)
+    idle.add(("_bootstrap\x00/usr/lib/threading.py\x001", "wait\x00/usr/lib/threading.py\x00300"),
+             60.0, 12000)
+    prof = Profile("synthetic", 0.0, 1.0, [busy, idle])
+    assert sorted(f.name for f in prof.top()) == ["b", "c"]  # the waiting thread is not "top"
+    assert prof.top()[0].samples == 2500
+
+    full = encode_result(prof, "speedscope", 10**9)
+    assert not full.merged
+    budget = len(encode_result(prof.merged(), "speedscope", 10**9).data) + 8192 + 10
+    assert len(full.data) + 8192 > budget
+    small = encode_result(prof, "speedscope", budget)
+    assert small.merged and len(small.data) + 8192 <= budget
+    doc = json.loads(decode_data(small))
+    check_speedscope(doc)
+    (worker,) = [p for p in doc["profiles"] if p["name"] == "thread worker"]
+    assert len(worker["samples"]) == 2
+    assert sum(worker["weights"]) == pytest.approx(sum(w for _, w, _ in busy.samples), rel=1e-4)
+    with pytest.raises(PayloadTooLarge, match="fewer seconds"):
+        encode_result(prof, "speedscope", 8192 + 50)
