@@ -34,9 +34,9 @@ EXT = {"speedscope": "speedscope.json", "html": "html"}
 @click.option("--top", type=int, default=10, show_default=True, help="Frames to print.")
 def profile(config: Config, target: str, seconds: float, fmt: str, out: str | None,
             top: int) -> None:
-    """Sample every thread of the process hosting actor TARGET (or of the node TARGET, as
-    `osiris plugins` and /health name it) for --seconds; write the file, print the top
-    frames."""
+    """Sample every thread of the process hosting actor TARGET, or of the node TARGET
+    (`[osiris].node`, else host-pid: /health shows each actor's node), for --seconds; write
+    the file, print the top frames."""
     args = ProfileArgs(seconds=seconds, format=fmt)  # type: ignore[arg-type]
 
     async def go() -> ProfileResult:
