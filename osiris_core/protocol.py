@@ -152,6 +152,9 @@ class ActorStatus(msgspec.Struct, kw_only=True):
     state: ActorState
     restarts: int = 0
     in_flight: int = 0
+    """Requests being served (holding one of `max_concurrency` slots)."""
+    waiting: int = 0
+    """Requests delivered and waiting for a slot."""
     handled: int = 0
     errors: int = 0
     last_error: str | None = None

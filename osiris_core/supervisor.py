@@ -116,7 +116,8 @@ class ActorCell:
                 facts = {"facts_error": repr(e)}
         return ActorStatus(
             name=self.name, plugin=self.plugin, state=self.state.value, restarts=self.restarts,
-            in_flight=self.in_flight, handled=self.handled, errors=self.errors,
+            in_flight=self.in_flight, waiting=self.dispatch.waiting, handled=self.handled,
+            errors=self.errors,
             last_error=self.last_error, last_used=self.last_used, facts=facts,
         )
 

@@ -228,3 +228,22 @@ async def wait_seen(n: int, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_status_tells_requests_served_from_requests_waiting_for_a_slot(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus
+) -> None:
+    cfg = osiris_config(plugins=["slow"], tables={"slow": {"max_concurrency": 2,
+                                                           "delay_s": 1.0}})
+    async with osiris_runtime(cfg) as rt:
+        calls = [asyncio.ensure_future(bus.request("test.slow.work", {"n": i}))
+                 for i in range(6)]
+        cell = rt.cell("slow")
+        for _ in range(200):
+            st = cell.status()
+            if st.in_flight == 2 and st.waiting == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert (st.in_flight, st.waiting) == (2, 4)
+        assert len(await asyncio.gather(*calls)) == 6
+        assert cell.status().waiting == 0
