@@ -26,6 +26,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from . import logctx
 from .bus import Bus, encode
 from .config import Config
 from .connection import (
@@ -107,6 +108,9 @@ class Runtime:
         self.plugins: LoadedPlugins = load_plugins(allow, extra=extra_plugins)
         self.configs = self.plugins.validate_configs(config)
         self.plugins.collect_actors(self.configs)
+        # log lines and error reports of this process name its node and its actors
+        logctx.set_node(self.node)
+        logctx.add_actors(cls.name for rec in self.plugins.active for cls in rec.actors)
         self.cells: list[ActorCell] = []
         self.embedded: EmbeddedNats | None = None
         self.bus: Bus | None = None
