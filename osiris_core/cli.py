@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +30,10 @@ from .clikit import (
 )
 from .config import Config, load_config
 from .errors import ConfigError, OsirisError, RequestTimeout, ServiceError, Unavailable
+from .logs import LOG_FORMAT_ENV, notice
+from .logs import setup_logging as setup_process_logging
 from .plugins import discover, load_plugins
+from .sentry import init_sentry
 
 __all__ = [
     "cli",
@@ -51,13 +56,13 @@ class OsirisGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as e:
-            click.echo(f"osiris: config error: {e}", err=True)
+            notice(f"osiris: config error: {e}", logging.ERROR)
             ctx.exit(2)
         except ServiceError as e:
-            click.echo(f"osiris: {e.code}: {e.message}", err=True)
+            notice(f"osiris: {e.code}: {e.message}", logging.ERROR)
             ctx.exit(1)
         except OsirisError as e:
-            click.echo(f"osiris: {e}", err=True)
+            notice(f"osiris: {e}", logging.ERROR)
             ctx.exit(1)
 
 
@@ -81,11 +86,10 @@ def run(config_path: str | None, only: str | None) -> None:
     runtime = Runtime(config, only=names)
 
     def ready(rt: Runtime) -> None:
-        click.echo(f"osiris: ready on {rt.nats_url} — {len(rt.cells)} actors "
-                   f"({', '.join(c.name + ':' + c.state.value for c in rt.cells) or 'none'})",
-                   err=True)
+        notice(f"osiris: ready on {rt.nats_url} — {len(rt.cells)} actors "
+               f"({', '.join(c.name + ':' + c.state.value for c in rt.cells) or 'none'})")
 
-    run_async(runtime.run_until_signal(ready))
+    run_async(_reporting_errors(runtime.run_until_signal(ready)))
     exit_now(0)
 
 
@@ -109,8 +113,19 @@ def demo(config_path: str | None, duration: float | None, status_every: float, t
     # GPU budget) must not leak into it; -c opts in to a file explicitly
     config = load_config(config_path, search_cwd=False)
     setup_logging(config.settings.log_level)
-    run_async(run_demo(config, duration, status_every, DemoOptions(tiny=tiny)))
+    run_async(_reporting_errors(run_demo(config, duration, status_every, DemoOptions(tiny=tiny))))
     exit_now(0)
+
+
+async def _reporting_errors(main: Coroutine[Any, Any, T]) -> T:
+    """Run a server verb with Sentry on (when SENTRY_DSN is set): started on the running
+    loop, whose task factory its asyncio integration patches."""
+    try:
+        init_sentry()
+    except BaseException:
+        main.close()
+        raise
+    return await main
 
 
 # --- catalogue and plugins --------------------------------------------------------------
@@ -338,6 +353,12 @@ def main() -> None:
     # until a verb installs its own handling (osiris run drains), SIGTERM during start-up
     # (imports, plugin discovery, config) ends the process cleanly with 0, not by the signal
     signal.signal(signal.SIGTERM, _exit_quietly)
+    if os.environ.get(LOG_FORMAT_ENV):  # text mode keeps Python's defaults for most verbs
+        try:
+            setup_process_logging(None)  # json: every verb's log lines are JSON
+        except ConfigError as e:
+            click.echo(f"osiris: config error: {e}", err=True)
+            raise SystemExit(2) from None
     from .cli_deadletter import deadletter  # imports this module: added once it is whole
     from .cli_natsconfig import nats_config
     from .cli_profile import profile

@@ -45,11 +45,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr at `level`, as text or JSON (`OSIRIS_LOG_FORMAT`): `osiris_core.logs`."""
+    from .logs import setup_logging as setup
+
+    setup(level)
 
 
 def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,6 +100,9 @@ def exit_now(code: int) -> None:
     """End a server verb once its node has stopped: flush, then leave without the
     interpreter's finalisation (tearing down torch, onnxruntime and their threads took
     seconds, during which a supervisor sees a process that ignores its SIGTERM)."""
+    from .sentry import flush
+
+    flush()  # os._exit skips the SDK's own flush at exit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -21,6 +21,7 @@ from osiris_core.bus import Bus
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.connection import open_connection
 from osiris_core.plugins import LoadedPlugins, load_plugins
+from osiris_core.sentry import init_sentry
 
 from .config import GatewayConfig
 from .controllers.debug import DebugController, profiling_enabled
@@ -128,6 +129,8 @@ def create_app(
         if state.bus_given is not None:
             yield
             return
+        # standalone (a granian worker): its own process, so its own Sentry, on this loop
+        init_sentry()
         nc = await open_connection(settings, name="osiris-gateway")
         state.bus = Bus(nc)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from osiris_core.config import DEFAULT_CONFIG_FILE
+from osiris_core.logs import notice, setup_logging
 
 __all__ = ["gateway_command"]
 
@@ -25,7 +26,8 @@ def gateway_command(config_path: str | None, host: str | None, port: int | None,
 
     if config_path is None and os.path.isfile(DEFAULT_CONFIG_FILE):
         config_path = DEFAULT_CONFIG_FILE
+    setup_logging(None)  # OSIRIS_LOG_FORMAT: a bad value fails here, naming it
     config, gw = load_gateway_config(config_path)  # fails early, naming the bad key
-    click.echo(f"osiris gateway: http://{host or gw.host}:{port or gw.port} "
-               f"(NATS {config.settings.nats_url})", err=True)
+    notice(f"osiris gateway: http://{host or gw.host}:{port or gw.port} "
+           f"(NATS {config.settings.nats_url})")
     serve_granian(host or gw.host, port or gw.port, workers or gw.workers, config_path)

@@ -57,6 +57,8 @@ def serve_granian(host: str, port: int, workers: int, config_path: str | None) -
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from osiris_core.logs import granian_log_config
+
     from .app import CONFIG_ENV
 
     if config_path:
@@ -64,5 +66,5 @@ def serve_granian(host: str, port: int, workers: int, config_path: str | None) -
     Granian(
         "osiris_gateway.app:create_app", address=host, port=port, interface=Interfaces.ASGI,
         workers=max(workers, 1), loop=Loops.uvloop, factory=True, log_access=False,
-        backlog=2048,
+        backlog=2048, log_dictconfig=granian_log_config(),  # OSIRIS_LOG_FORMAT, each worker
     ).serve()
