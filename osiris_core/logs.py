@@ -128,7 +128,7 @@ def granian_log_config(level: str = "INFO") -> dict[str, Any]:
         "version": 1, "disable_existing_loggers": False,
         "formatters": {"osiris": formatter},
         "handlers": {"osiris": handler},
-        "root": {"handlers": ["osiris"], "level": level.upper()},
+        "root": {"handlers": ["osiris"], "level": getattr(logging, level.upper(), logging.INFO)},
         "loggers": {"_granian": {"handlers": ["osiris"], "propagate": False},
                     "granian.access": {"handlers": ["osiris"], "propagate": False}},
     }

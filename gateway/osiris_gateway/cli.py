@@ -30,4 +30,5 @@ def gateway_command(config_path: str | None, host: str | None, port: int | None,
     config, gw = load_gateway_config(config_path)  # fails early, naming the bad key
     notice(f"osiris gateway: http://{host or gw.host}:{port or gw.port} "
            f"(NATS {config.settings.nats_url})")
-    serve_granian(host or gw.host, port or gw.port, workers or gw.workers, config_path)
+    serve_granian(host or gw.host, port or gw.port, workers or gw.workers, config_path,
+                  config.settings.log_level)

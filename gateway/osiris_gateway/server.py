@@ -51,7 +51,8 @@ class EmbeddedServer(uvicorn.Server):
         await self.serve(sockets=[self.sock])
 
 
-def serve_granian(host: str, port: int, workers: int, config_path: str | None) -> None:
+def serve_granian(host: str, port: int, workers: int, config_path: str | None,
+                  log_level: str = "INFO") -> None:
     """Blocking: granian (ASGI + lifespan, uvloop) with `create_app` as a factory in each
     worker; the config file travels through $OSIRIS_CONFIG."""
     from granian import Granian
@@ -66,5 +67,5 @@ def serve_granian(host: str, port: int, workers: int, config_path: str | None) -
     Granian(
         "osiris_gateway.app:create_app", address=host, port=port, interface=Interfaces.ASGI,
         workers=max(workers, 1), loop=Loops.uvloop, factory=True, log_access=False,
-        backlog=2048, log_dictconfig=granian_log_config(),  # OSIRIS_LOG_FORMAT, each worker
+        backlog=2048, log_dictconfig=granian_log_config(log_level),  # OSIRIS_LOG_FORMAT, each worker
     ).serve()
