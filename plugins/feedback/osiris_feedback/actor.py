@@ -77,7 +77,8 @@ class FeedbackActor(Actor[FeedbackConfig]):
 
     async def on_start(self) -> None:
         path = Path(self.ctx.data_dir) / self.config.db_dir
-        self.store = await asyncio.to_thread(Store, path)
+        self.store = await asyncio.to_thread(Store, path,
+                                             cache_bytes=self.config.cache_mb << 20)
         self.locks = {name: asyncio.Lock() for name in SCHEMAS}
         self.known: set[str] = await asyncio.to_thread(self.store.ids, "proposals")
         self.written = {name: 0 for name in SCHEMAS}
