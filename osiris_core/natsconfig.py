@@ -25,6 +25,7 @@ from .subjects import (
     HERMES_GENERATE,
     MARKET_TICKS,
     PHI3_GENERATE,
+    PROFILE_PREFIX,
     PROPOSALS_PROPOSE,
     RUNTIME_STATUS,
     STORE_QUERY,
@@ -40,6 +41,9 @@ __all__ = ["ROLES", "Permissions", "Role", "inbox_prefix", "render", "role_permi
 JS = "$JS.API"
 SRV_VERBS = ("PING", "INFO", "STATS")
 OPERATOR = "operator"
+
+NODE_PROFILE = PROFILE_PREFIX + "*"
+"""Every runtime answers its own `osiris.runtime.profile.<node>`; the operator asks."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +207,8 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
                     else:
                         p.subscribe.add(ev.subject)
                 p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
-        if role.plugins:  # a runtime: status, the wanted signal, its streams
-            mine.services.add(RUNTIME_STATUS.name)
+        if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
+            mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
             # its own inbox too: an actor may call another of the same role (dgm → planner)
             p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>"}
             _streams(p, streams)
@@ -238,7 +242,8 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
         for other in perms.values():
             p.publish |= {s for s in other.publish if not s.startswith("_INBOX")}
         p.publish |= {*services, *(starting(s) for s in services), *events,
-                      *(control(a) for a in every_actor), RUNTIME_STATUS.name, "$SRV.>",
+                      *(control(a) for a in every_actor), RUNTIME_STATUS.name, NODE_PROFILE,
+                      "$SRV.>",
                       f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.LIST"}
         _streams(p, streams, admin=True)
         p.subscribe = {">"}
