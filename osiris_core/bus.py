@@ -33,12 +33,13 @@ from .errors import (
 )
 from .jsacks import JetStreamAcks
 from .protocol import NodeStatus, StartingReply
-from .subjects import REQUEST_ID_HEADER, RUNTIME_STATUS, Subject, is_idempotent, starting
+from .subjects import RUNTIME_STATUS, Subject, is_idempotent, starting
 from .watch import (
     LOST_AFTER_S,
     ReplyMux,
     attempt_headers,
     is_cut_off,
+    is_no_responders,
     is_notice,
     watched_request,
 )
@@ -246,7 +247,7 @@ class Bus:
         waiter = _NoResponderWait(self, name, timeout)
         watched = is_idempotent(subject)
         if watched:
-            headers = attempt_headers(headers, uuid.uuid4().hex, REQUEST_ID_HEADER)
+            headers = attempt_headers(headers, uuid.uuid4().hex)
         loop = asyncio.get_running_loop()
         chunks, resent = 0, False
         try:
@@ -273,7 +274,7 @@ class Bus:
                 heard = loop.time()
                 if watched and is_notice(msg):
                     continue
-                if not chunks and msg.headers and msg.headers.get("Status") == "503":
+                if not chunks and is_no_responders(msg):
                     await waiter.wait()  # no responders: as `request` does
                     await self.nc.publish(name, data, reply=inbox, headers=headers)
                     continue

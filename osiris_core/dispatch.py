@@ -90,6 +90,12 @@ def reply_budget(max_payload: int) -> int:
     return max_payload - REPLY_HEADROOM
 
 
+def cut_off(actor: str) -> Unavailable:
+    """The 503 of a request the actor stopped before answering: another replica may."""
+    return Unavailable(f"{actor} stopped before replying (request cut off)",
+                       retry_elsewhere=True)
+
+
 def check_size(subject: str, data: bytes, max_payload: int) -> None:
     """413 when a reply cannot travel on this connection."""
     limit = reply_budget(max_payload)
@@ -183,9 +189,7 @@ class Dispatcher:
                 try:
                     await slots.acquire()
                 except asyncio.CancelledError:  # cut off at shutdown while it waited
-                    await respond_error(self.cell.bus.nc, msg, Unavailable(
-                        f"{self.cell.name} stopped before replying (request cut off)",
-                        retry_elsewhere=True))
+                    await respond_error(self.cell.bus.nc, msg, cut_off(self.cell.name))
                     raise
                 finally:
                     self.waiting -= 1
@@ -235,8 +239,7 @@ class Dispatcher:
             self.log.exception("%s: handler %s raised ActorFatal", cell.name, spec.attr)
             cell.crash(e)  # before replying: the caller's next request waits for the restart
         except asyncio.CancelledError:
-            error = Unavailable(f"{cell.name} stopped before replying (request cut off)",
-                                retry_elsewhere=True)
+            error = cut_off(cell.name)
             await respond_error(nc, msg, error)
             raise
         except Exception as e:  # noqa: BLE001 - one request's failure, not the actor's

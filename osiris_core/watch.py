@@ -21,7 +21,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -41,6 +41,7 @@ __all__ = [
     "Pending",
     "ReplyMux",
     "is_cut_off",
+    "is_no_responders",
     "is_notice",
     "watched_request",
 ]
@@ -110,7 +111,6 @@ class Pending:
     future: asyncio.Future[Msg]
     heard: float
     node: str = ""
-    notices: int = field(default=0)
 
 
 class ReplyMux:
@@ -148,27 +148,21 @@ class ReplyMux:
             return
         if is_notice(msg):
             entry.heard = asyncio.get_running_loop().time()
-            entry.notices += 1
             entry.node = (msg.headers or {}).get(NODE_HEADER, entry.node)
             return
         entry.future.set_result(msg)
 
-    async def aclose(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
 
-
-def attempt_headers(headers: dict[str, str] | None, rid: str, header: str) -> dict[str, Any]:
+def attempt_headers(headers: dict[str, str] | None, rid: str) -> dict[str, Any]:
     """The request's headers plus the watch flag and its request id."""
     out: dict[str, Any] = dict(headers or {})
     out[WATCH_HEADER] = "1"
-    out.setdefault(header, rid)
+    out.setdefault(REQUEST_ID_HEADER, rid)
     return out
 
 
-def _no_responders(msg: Msg) -> bool:
+def is_no_responders(msg: Msg) -> bool:
+    """The server's own 503: nobody subscribes to the subject."""
     headers = msg.headers
     return bool(headers) and headers.get("Status") == "503" and not msg.data  # type: ignore[union-attr]
 
@@ -194,7 +188,7 @@ async def watched_request(
     nc, loop = mux.nc, asyncio.get_running_loop()
     deadline = loop.time() + timeout
     reply, entry = await mux.open()
-    hdrs = attempt_headers(headers, uuid.uuid4().hex, REQUEST_ID_HEADER)
+    hdrs = attempt_headers(headers, uuid.uuid4().hex)
     resent = False
 
     async def send() -> None:
@@ -225,8 +219,9 @@ async def watched_request(
             if not done:
                 continue
             msg = entry.future.result()
-            if _no_responders(msg) or (retry and not resent and is_cut_off(msg)):
-                if is_cut_off(msg):
+            elsewhere = retry and not resent and is_cut_off(msg)
+            if elsewhere or is_no_responders(msg):
+                if elsewhere:
                     resent = True
                     hdrs[ATTEMPT_HEADER] = "2"
                 else:
