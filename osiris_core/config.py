@@ -63,6 +63,10 @@ class OsirisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     can die without losing an acknowledged event (at most the cluster's size, at most 5)."""
     shutdown_timeout_s: float = 30.0
     log_level: str = "INFO"
+    metrics_listen: str = ""
+    """`host:port` where this process serves its actors' Prometheus metrics (`GET /metrics`);
+    empty: none, unless `ENABLE_METRICS` is truthy and no gateway runs in the process (then
+    0.0.0.0:9464). `ENABLE_METRICS` false turns it off (docs/observability.md#metrics)."""
 
     __env__: ClassVar[dict[str, str]] = {
         "nats_url": "OSIRIS_NATS_URL",
@@ -78,6 +82,7 @@ class OsirisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
         "nats_tls_hostname": "OSIRIS_NATS_TLS_HOSTNAME",
         "nats_inbox_prefix": "OSIRIS_NATS_INBOX_PREFIX",
         "log_level": "OSIRIS_LOG_LEVEL",
+        "metrics_listen": "OSIRIS_METRICS_LISTEN",
     }
 
 
