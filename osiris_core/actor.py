@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
     from .bus import Bus
+    from .metrics import ProcessMetrics
 
 __all__ = [
     "TRANSITIONS",
@@ -162,6 +163,7 @@ class ActorContext(Generic[C]):
         node: str,
         spawn: Callable[[Coroutine[Any, Any, Any], str], Any],
         subscribe: Callable[..., Awaitable[None]] | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.name = name
         self.plugin = plugin
@@ -169,6 +171,9 @@ class ActorContext(Generic[C]):
         self.bus = bus
         self.data_dir = data_dir
         self.node = node
+        self.metrics = metrics
+        """The process's metrics (`osiris_core.metrics`): an actor may add its own series to
+        `metrics.registry`; the gateway serves it on `/metrics`. None outside a runtime."""
         self.log = logging.getLogger(f"osiris.{name}")
         self._spawn = spawn
         self._subscribe = subscribe
@@ -189,6 +194,9 @@ class Actor(Generic[C]):
     """Service name and queue group: replicas with the same name share the load."""
     version: ClassVar[str] = "0.1.0"
     description: ClassVar[str] = ""
+    exposes_metrics: ClassVar[bool] = False
+    """True for an actor that serves its process's metrics over HTTP itself (the gateway's
+    `/metrics`): `ENABLE_METRICS` then opens no listener of the runtime's own."""
 
     def __init__(self, ctx: ActorContext[C]) -> None:
         self.ctx = ctx

@@ -109,6 +109,7 @@ class ControlServer:
             except Exception as e:
                 cell.fire(Trigger.UNPAUSE)
                 raise ServiceError(f"{cell.name}: on_pause failed: {e!r}") from e
+            cell.metrics.paused()
             return {"pause_s": time.perf_counter() - t0}
 
     async def resume(self) -> dict[str, Any]:
@@ -122,6 +123,7 @@ class ControlServer:
             assert cell.actor is not None
             await cell.actor.on_resume()
             cell.fire(Trigger.UNPAUSE)
+            cell.metrics.resumed()
             return {"resume_s": time.perf_counter() - t0}
 
     async def profile(self, seconds: float, fmt: Literal["speedscope", "html"]) -> dict[str, Any]:
@@ -145,5 +147,6 @@ class ControlServer:
             if not was_failed:
                 await cell.dispose_actor()
             cell.crash_times.clear()
+            cell.metrics.restarted("operator")
             await cell.boot()
             return {"state": cell.state.value}

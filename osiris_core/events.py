@@ -101,13 +101,16 @@ class EventRunner:
         cell = self.cell
         spec = sub.spec
         fn = sub.handler or getattr(cell.actor, spec.attr)
+        began, ok = 0.0, False
         try:
             async with cell.slots, cell.activity():
+                began = time.perf_counter()
                 if spec.batch > 1:
                     await fn(items)
                 else:
                     evt, meta = items[0]
                     await (fn(evt, meta) if spec.wants_meta else fn(evt))
+            ok = True
             return None
         except ServiceError as e:
             self.log.warning("%s: event handler %s refused %s: %s",
@@ -127,6 +130,8 @@ class EventRunner:
         finally:
             cell.handled += 1
             cell.last_used = time.time()
+            if began:  # the handler ran (not cut off while it waited for a slot)
+                cell.metrics.event(spec.subject, ok, len(items), time.perf_counter() - began)
 
     def callback(self, sub: Handler) -> Callable[[Msg], Coroutine[Any, Any, None]]:
         """Core subscription callback: sequential per subscription (keeps order)."""
@@ -193,6 +198,7 @@ class EventRunner:
                     msgs = await psub.fetch(max(spec.batch, 64), timeout=FETCH_TIMEOUT_S)
                     backoff = FETCH_RETRY_S
                 except (TimeoutError, NatsTimeout):
+                    cell.metrics.consumer_pending(durable, 0)  # nothing left to deliver
                     continue
                 except Exception as e:  # noqa: BLE001 - a leader election, a reconnect: again
                     self.log.warning("%s: fetch from %s failed (%s: %s): again in %.1fs",
@@ -218,6 +224,8 @@ class EventRunner:
     async def _handle(self, sub: Handler, decode: Callable[[bytes], Any], msgs: list[Msg],
                       consumer: str, max_deliver: int) -> None:
         spec = sub.spec
+        if msgs:  # the consumer's lag as the server counted it when it sent the last one
+            self.cell.metrics.consumer_pending(consumer, msgs[-1].metadata.num_pending)
         good: list[tuple[Msg, Any, EventMeta]] = []
         for msg in msgs:
             md = msg.metadata
@@ -289,6 +297,7 @@ class EventRunner:
             return
         await msg.ack()
         self.dead_letters += 1
+        cell.metrics.dead_letter(msg.subject)
         self.log.error("%s: dead-lettered %s seq %d after %d deliveries: %s", cell.name,
                        msg.subject, letter.stream_seq, letter.attempts, error)
 

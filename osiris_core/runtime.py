@@ -36,7 +36,8 @@ from .connection import (
     secured,
     server_urls,
 )
-from .errors import OsirisError
+from .errors import ConfigError, OsirisError
+from .metrics import DEFAULT_LISTEN, MetricsServer, ProcessMetrics, metrics_enabled, parse_listen
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins
 from .protocol import NodeStatus, PluginStatus, ProfileArgs
@@ -121,6 +122,45 @@ class Runtime:
         self._profiles: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
+        self.metrics = ProcessMetrics()
+        self.metrics_listen = self._metrics_listen()
+        self._metrics_server: MetricsServer | None = None
+
+    def _metrics_listen(self) -> str:
+        """Where this process serves its metrics itself: `metrics_listen`, else
+        `DEFAULT_LISTEN` when `ENABLE_METRICS` is truthy and no actor of this process serves
+        them (the gateway's /metrics); "" for nowhere. `ENABLE_METRICS` false: nowhere."""
+        enabled = metrics_enabled()
+        if enabled is False:
+            return ""
+        listen = self.config.settings.metrics_listen.strip()
+        if not listen and enabled and not any(
+                cls.exposes_metrics for rec in self.plugins.active for cls in rec.actors):
+            listen = DEFAULT_LISTEN
+        if listen:
+            try:
+                parse_listen(listen)
+            except ValueError as e:
+                raise ConfigError(f"{self.config.source}: [osiris] key 'metrics_listen' "
+                                  f"(OSIRIS_METRICS_LISTEN): {e}") from None
+        return listen
+
+    def _serve_metrics(self) -> None:
+        """Start the metrics endpoint; a port that is taken is logged, and the node runs on
+        without one (metrics are not worth refusing to serve requests for)."""
+        if not self.metrics_listen:
+            return
+        host, port = parse_listen(self.metrics_listen)
+        server = MetricsServer(self.metrics.registry, host, port)
+        try:
+            server.start()
+        except OSError as e:
+            log.error("metrics: cannot listen on %s:%d (%s): is port %d in use? Set "
+                      "[osiris].metrics_listen (OSIRIS_METRICS_LISTEN) to a free host:port; "
+                      "running without a metrics endpoint", host, port, e.strerror or e, port)
+            return
+        self._metrics_server = server
+        log.info("metrics: serving %s", server.url)
 
     # --- start ------------------------------------------------------------------------------
     def _nats_url(self) -> str:
@@ -188,13 +228,14 @@ class Runtime:
             log.info("JetStream streams ready: %s", ", ".join(streams))
         self._status_sub = await nc.subscribe(RUNTIME_STATUS.name, cb=self._on_status)
         self._profile_sub = await nc.subscribe(runtime_profile(self.node), cb=self._on_profile)
+        self._serve_metrics()  # before the actors start: a long model load shows as "starting"
         data_dir = self.config.data_dir
         for rec in self.plugins.active:
             for cls in rec.actors:
                 try:
                     cell = ActorCell(cls, plugin=rec.name, config=self.configs[rec.name],
                                      bus=self.bus, catalogue=self.plugins.catalogue,
-                                     data_dir=data_dir, node=self.node)
+                                     data_dir=data_dir, node=self.node, metrics=self.metrics)
                 except Exception as e:  # noqa: BLE001 - a bad actor class skips its plugin
                     rec.fail("actor", e)
                     continue
@@ -281,6 +322,9 @@ class Runtime:
             self._keeper.cancel()
         if self.embedded is not None:
             self.embedded.stop()
+        if self._metrics_server is not None:  # last: a scrape during the drain still answers
+            await asyncio.to_thread(self._metrics_server.stop)
+            self._metrics_server = None
         self._stopped.set()
         log.info("osiris node %s stopped", self.node)
 

@@ -30,6 +30,7 @@ from .control import ControlServer
 from .dispatch import Dispatcher
 from .events import EventRunner, Handler, dynamic_spec
 from .lifecycle import Lifecycle, Phase, Trigger
+from .metrics import ProcessMetrics
 from .micro import Endpoint, MicroService, drain_sub, finish
 from .protocol import ActorStatus, StartingReply
 from .subjects import Catalogue, control, starting
@@ -45,7 +46,8 @@ class ActorCell:
     """Supervises one actor class inside a runtime."""
 
     def __init__(self, cls: type[Actor[Any]], *, plugin: str, config: PluginConfig, bus: Bus,
-                 catalogue: Catalogue, data_dir: Path, node: str) -> None:
+                 catalogue: Catalogue, data_dir: Path, node: str,
+                 metrics: ProcessMetrics | None = None) -> None:
         self.cls = cls
         self.name = cls.name
         self.plugin = plugin
@@ -79,6 +81,10 @@ class ActorCell:
         self.dispatch = Dispatcher(self)
         self.runner = EventRunner(self)
         self.control_server = ControlServer(self)
+        self.process_metrics = metrics if metrics is not None else ProcessMetrics()
+        self.metrics = self.process_metrics.actor(self.name, self._live)
+        for spec in self.services:
+            self.metrics.endpoint(spec.endpoint)
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -94,6 +100,10 @@ class ActorCell:
             self.ready.clear()
         else:
             self.ready.set()
+
+    def _live(self) -> tuple[int, int, str]:
+        """In flight, waiting, state: what a metrics scrape reads (from any thread)."""
+        return self.in_flight, self.dispatch.waiting, self.lifecycle.phase.state.value
 
     @contextlib.asynccontextmanager
     async def activity(self) -> AsyncIterator[None]:
@@ -148,7 +158,7 @@ class ActorCell:
         ctx: ActorContext[Any] = ActorContext(
             name=self.name, plugin=self.plugin, config=self.config, bus=self.bus,
             data_dir=self.data_dir, node=self.node, spawn=self._spawn,
-            subscribe=self.subscribe,
+            subscribe=self.subscribe, metrics=self.process_metrics,
         )
         return self.cls(ctx)
 
@@ -168,6 +178,7 @@ class ActorCell:
                     await self._fail()
                     return
                 await asyncio.sleep(self._backoff())
+                self.metrics.restarted("crash")
         if not self.lifecycle.can(Trigger.STARTED):  # stopped meanwhile
             return
         if not self.subscribed:
@@ -218,6 +229,7 @@ class ActorCell:
             self.log.warning("%s crashed (%s); restart #%d in %.2fs",
                              self.name, self.last_error, self.restarts, delay)
             await asyncio.sleep(delay)
+            self.metrics.restarted("crash")
             await self.boot()
 
     async def _health_loop(self, interval: float) -> None:
