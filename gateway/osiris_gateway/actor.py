@@ -19,6 +19,7 @@ __all__ = ["GatewayActor"]
 class GatewayActor(Actor[GatewayConfig]):
     name = "gateway"
     description = "HTTP/SSE gateway (Litestar): the seeds' REST surface and an OpenAI API"
+    exposes_metrics = True  # /metrics serves this process's actors too
 
     async def on_start(self) -> None:
         from .app import create_app
@@ -27,7 +28,8 @@ class GatewayActor(Actor[GatewayConfig]):
         # Routes of every installed plugin (OSIRIS_LOAD_PLUGINS narrows them): the actor
         # cannot see the runtime's plugin list, and a route without its actor answers 503.
         plugins = load_plugins(None)
-        self.app = create_app(cfg, settings=OsirisSettings(), bus=self.ctx.bus, plugins=plugins)
+        self.app = create_app(cfg, settings=OsirisSettings(), bus=self.ctx.bus, plugins=plugins,
+                              process_metrics=self.ctx.metrics)
         sock = bind(cfg.host, cfg.port)
         self.port = sock.getsockname()[1]
         self.server = EmbeddedServer(self.app, sock)

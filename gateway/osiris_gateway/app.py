@@ -20,6 +20,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from osiris_core.bus import Bus
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.connection import open_connection
+from osiris_core.metrics import ProcessMetrics, metrics_enabled
 from osiris_core.plugins import LoadedPlugins, load_plugins
 from osiris_core.sentry import init_sentry
 
@@ -29,7 +30,7 @@ from .controllers.events import EventsController
 from .controllers.generate import GenerateController
 from .controllers.loop import FeedbackController, ProposalsController
 from .controllers.openai import OpenAIController
-from .controllers.ops import ActorsController, HealthController
+from .controllers.ops import ActorsController, HealthController, MetricsController
 from .controllers.voice import StaticController, VoiceController
 from .errors import exception_handlers
 from .metrics import metrics_middleware
@@ -112,17 +113,20 @@ def create_app(
     bus: Bus | None = None,
     plugins: LoadedPlugins | None = None,
     extra_routes: Sequence[Any] = (),
+    process_metrics: ProcessMetrics | None = None,
 ) -> Litestar:
     """Build the gateway app. With no arguments it reads osiris.toml like `osiris run`
     (`$OSIRIS_CONFIG` or ./osiris.toml) and connects to `[osiris].nats_url` on startup.
-    A `bus` handed in is used as it is and not closed (the gateway actor shares its own)."""
+    A `bus` handed in is used as it is and not closed (the gateway actor shares its own);
+    `process_metrics` (the runtime's, from the gateway actor) are served on /metrics with the
+    gateway's own."""
     if config is None or settings is None:
         loaded_cfg, gw_cfg = load_gateway_config()
         config = config or gw_cfg
         settings = settings or loaded_cfg.settings
     if plugins is None:
         plugins = load_plugins(list(settings.plugins) or None)
-    state = GatewayState(config, settings, plugins.catalogue, bus)
+    state = GatewayState(config, settings, plugins.catalogue, bus, process_metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -146,6 +150,7 @@ def create_app(
         if config.cors_origins else None
     app = Litestar(
         route_handlers=[*BUILTIN, *([DebugController] if profiling_enabled() else []),
+                        *([MetricsController] if metrics_enabled() is not False else []),
                         *plugin_routes(plugins), *extra_routes],
         lifespan=[lifespan],
         middleware=[metrics_middleware, api_key_middleware],

@@ -17,6 +17,7 @@ from litestar import Request
 from osiris_core.bus import Bus, encode
 from osiris_core.config import OsirisSettings
 from osiris_core.errors import ServiceError, Unavailable
+from osiris_core.metrics import ProcessMetrics
 from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, Catalogue, cancel
 
@@ -44,13 +45,14 @@ class GatewayState:
     """Held in `app.state.gw`."""
 
     def __init__(self, config: GatewayConfig, settings: OsirisSettings, catalogue: Catalogue,
-                 bus: Bus | None = None) -> None:
+                 bus: Bus | None = None, process_metrics: ProcessMetrics | None = None) -> None:
         self.config = config
         self.settings = settings
         self.catalogue = catalogue
         self.bus_given = bus
         self._bus: Bus | None = bus
         self.metrics = GatewayMetrics()
+        self.process_metrics = process_metrics  # the actors of this process (osiris run)
         self.limiter = TokenBuckets(config.rate_limit_per_s, config.rate_limit_burst)
         self.health = HealthCollector(lambda: self.bus, config.health_cache_s,
                                       config.health_window_s)

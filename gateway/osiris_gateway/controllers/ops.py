@@ -1,4 +1,5 @@
-"""Operations: `/health` (open), `/metrics`, and actor status and control.
+"""Operations: `/health` (open), `/metrics` (unless `ENABLE_METRICS` is false), and actor
+status and control.
 
 Control ops (pause, resume, restart, adapters) map to `osiris.<actor>.control` and need the
 admin key; reading an actor's status needs only the API key.
@@ -15,6 +16,7 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from osiris_core.errors import NoResponders, ServiceError
+from osiris_core.metrics import exposition
 from osiris_core.protocol import ControlRequest
 from osiris_core.subjects import control
 
@@ -24,7 +26,7 @@ from ..schemas import ActorControlReply, AdapterBody, ErrorBody, HealthResponse
 from ..security import PUBLIC, admin_guard
 from .generate import error_responses
 
-__all__ = ["ActorsController", "HealthController"]
+__all__ = ["ActorsController", "HealthController", "MetricsController"]
 
 ACTOR_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # never a subject wildcard or separator
 
@@ -38,10 +40,22 @@ class HealthController(Controller):
         snap: HealthResponse = await request.app.state.gw.health.get()
         return snap
 
-    @get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST,
-         responses=error_responses(401), include_in_schema=True)
+
+class MetricsController(Controller):
+    """Mounted unless `ENABLE_METRICS` is false (then the path is a plain 404)."""
+
+    tags = ["ops"]
+
+    @get("/metrics", summary="Prometheus metrics: the gateway's and this process's actors' "
+         "(OpenMetrics, with trace-id exemplars, when Accept asks for it)",
+         media_type=CONTENT_TYPE_LATEST, responses=error_responses(401), include_in_schema=True)
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        return Response(request.app.state.gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        gw = request.app.state.gw
+        registries = [gw.metrics.registry]
+        if gw.process_metrics is not None:
+            registries.append(gw.process_metrics.registry)
+        body, content_type = exposition(request.headers.get("accept"), *registries)
+        return Response(body, media_type=content_type)
 
 
 def _actor(name: str) -> str:
