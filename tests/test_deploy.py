@@ -512,3 +512,37 @@ def test_streams_keep_as_many_copies_as_the_nats_cluster_allows() -> None:
     for role in CHART_ROLES:
         rendered = tomllib.loads(_render_toml(values[role]["config"], values))
         assert rendered["osiris"]["stream_replicas"] == values["streamReplicas"], role
+
+
+# --- the Grafana dashboard ---------------------------------------------------------------------
+DASHBOARD = DEPLOY / "grafana" / "osiris-actors.json"
+
+
+def _exposed_series() -> dict[str, str]:
+    """Every series name the per-actor metrics expose (osiris_core.metrics) → its family."""
+    from osiris_core.metrics import ProcessMetrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "gauge": ("",)}
+    return {fam.name + suffix: fam.name for fam in ProcessMetrics().registry.collect()
+            for suffix in suffixes[fam.type]}
+
+
+def test_grafana_dashboard_queries_the_metrics_osiris_exposes_and_shows_them_all() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [v["query"]["query"] for v in variables.values() if v["type"] == "query"]
+    used = {m for e in exprs for m in re.findall(r"\bosiris_[a-z0-9_]+", e)}
+    exposed = _exposed_series()
+    assert used and used <= set(exposed), f"not exposed by osiris_core.metrics: {used - set(exposed)}"
+    assert {exposed[m] for m in used} == set(exposed.values()), "a metric without a panel"
+    for p in dash["panels"]:
+        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    latency = next(p for p in dash["panels"] if "duration" in p["title"].lower()
+                   and any("request_duration" in t["expr"] for t in p["targets"]))
+    assert all(t.get("exemplar") for t in latency["targets"])
