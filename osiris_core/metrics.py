@@ -181,15 +181,28 @@ class ProcessMetrics:
         return exposition(accept, self.registry)
 
 
+class _Endpoint:
+    """One endpoint's children: what a request touches, found with one dict lookup."""
+
+    __slots__ = ("codes", "duration", "queue_wait")
+
+    def __init__(self, duration: Any, queue_wait: Any) -> None:
+        self.duration = duration
+        self.queue_wait = queue_wait
+        self.codes: dict[int, Any] = {}
+
+
 class ActorMetrics:
     """One actor's label children, made once each and cached."""
 
-    __slots__ = ("_children", "_pm", "name")
+    __slots__ = ("_children", "_endpoints", "_events", "_pm", "name")
 
     def __init__(self, pm: ProcessMetrics, name: str) -> None:
         self._pm = pm
         self.name = name
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._events: dict[str, tuple[Any, ...]] = {}
         # these series exist (at 0) from the start: increase() needs a value before the first
         self._child(pm.restarts, "crash")
         self._child(pm.pauses)
@@ -202,24 +215,34 @@ class ActorMetrics:
             child = self._children[key] = metric.labels(self.name, *labels)
         return child
 
-    def endpoint(self, endpoint: str) -> None:
-        """Make an endpoint's series before its first request (rate() needs a start)."""
-        self._child(self._pm.requests, endpoint, "200")
-        self._child(self._pm.duration, endpoint)
-        self._child(self._pm.queue_wait, endpoint)
+    def endpoint(self, endpoint: str) -> _Endpoint:
+        """An endpoint's children; its series exist (at 0) from the first call on, so the
+        cell makes them at start: rate() and increase() need a value before the first."""
+        ep = self._endpoints.get(endpoint)
+        if ep is None:
+            pm = self._pm
+            ep = self._endpoints[endpoint] = _Endpoint(
+                pm.duration.labels(self.name, endpoint), pm.queue_wait.labels(self.name, endpoint))
+            ep.codes[200] = pm.requests.labels(self.name, endpoint, "200")
+        return ep
 
     def request(self, endpoint: str, code: int, service_s: float, queue_wait_s: float,
                 used: Usage | None = None) -> None:
         """One answered request; the duration carries the trace id as its exemplar."""
-        pm = self._pm
-        self._child(pm.requests, endpoint, str(code)).inc()
+        ep = self._endpoints.get(endpoint) or self.endpoint(endpoint)
+        counter = ep.codes.get(code)
+        if counter is None:
+            counter = ep.codes[code] = self._pm.requests.labels(self.name, endpoint, str(code))
+        counter.inc()
         trace = TRACE_ID.get()
-        self._child(pm.duration, endpoint).observe(
-            service_s, {"trace_id": trace} if trace else None)
-        self._child(pm.queue_wait, endpoint).observe(queue_wait_s)
+        if trace:
+            ep.duration.observe(service_s, {"trace_id": trace})
+        else:
+            ep.duration.observe(service_s)
+        ep.queue_wait.observe(queue_wait_s)
         if used is not None and used.any:  # model actors only: the series come with use
-            self._child(pm.tokens, "prompt").inc(used.prompt_tokens)
-            self._child(pm.tokens, "completion").inc(used.completion_tokens)
+            self._child(self._pm.tokens, "prompt").inc(used.prompt_tokens)
+            self._child(self._pm.tokens, "completion").inc(used.completion_tokens)
 
     def refused(self, endpoint: str, code: int) -> None:
         """A request answered without being served (the dispatcher's overload 503)."""
@@ -227,11 +250,19 @@ class ActorMetrics:
 
     def event(self, subject: str, ok: bool, count: int, seconds: float) -> None:
         """One handler call for `count` events of the subscription `subject`."""
-        pm = self._pm
-        self._child(pm.events, subject, "ok" if ok else "error").inc(count)
+        children: tuple[Any, ...] | None = self._events.get(subject)
+        if children is None:
+            pm = self._pm
+            children = self._events[subject] = (
+                pm.events.labels(self.name, subject, "ok"),
+                pm.events.labels(self.name, subject, "error"),
+                pm.event_duration.labels(self.name, subject))
+        children[0 if ok else 1].inc(count)
         trace = TRACE_ID.get()
-        self._child(pm.event_duration, subject).observe(
-            seconds, {"trace_id": trace} if trace else None)
+        if trace:
+            children[2].observe(seconds, {"trace_id": trace})
+        else:
+            children[2].observe(seconds)
 
     def restarted(self, reason: str) -> None:
         """A new instance starts: `crash` (the supervisor's restart) or `operator`."""
