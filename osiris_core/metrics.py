@@ -248,15 +248,23 @@ class ActorMetrics:
         """A request answered without being served (the dispatcher's overload 503)."""
         self._child(self._pm.requests, endpoint, str(code)).inc()
 
-    def event(self, subject: str, ok: bool, count: int, seconds: float) -> None:
-        """One handler call for `count` events of the subscription `subject`."""
-        children: tuple[Any, ...] | None = self._events.get(subject)
+    def subscription(self, subject: str, durable: bool = False) -> tuple[Any, ...]:
+        """A subscription's children (and, when durable, its dead-letter counter), made at
+        start like the endpoints' so that the first event or dead letter is an increase."""
+        children = self._events.get(subject)
         if children is None:
             pm = self._pm
             children = self._events[subject] = (
                 pm.events.labels(self.name, subject, "ok"),
                 pm.events.labels(self.name, subject, "error"),
                 pm.event_duration.labels(self.name, subject))
+        if durable:
+            self._child(self._pm.dead_letters, subject)
+        return children
+
+    def event(self, subject: str, ok: bool, count: int, seconds: float) -> None:
+        """One handler call for `count` events of the subscription `subject`."""
+        children = self._events.get(subject) or self.subscription(subject)
         children[0 if ok else 1].inc(count)
         trace = TRACE_ID.get()
         if trace:

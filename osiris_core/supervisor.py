@@ -85,6 +85,8 @@ class ActorCell:
         self.metrics = self.process_metrics.actor(self.name, self._live)
         for spec in self.services:
             self.metrics.endpoint(spec.endpoint)
+        for ev in self.events:
+            self.metrics.subscription(ev.subject, ev.durable)
 
     # --- state ------------------------------------------------------------------------------
     @property
