@@ -171,6 +171,7 @@ class Dispatcher:
                 await respond_error(self.cell.bus.nc, msg, Unavailable(
                     f"{self.cell.name} is overloaded: {self.waiting} requests wait",
                     retry_elsewhere=True))
+                self.cell.metrics.refused(spec.endpoint, 503)
                 return
             task = loop.create_task(self.serve(spec, ep, decode, msg))
             tasks.add(task)
