@@ -6,12 +6,16 @@ Run it from the repository root:
     .venv/bin/python bench/actor_roundtrip.py --quick    # smoke run, a few seconds
     .venv/bin/python bench/actor_roundtrip.py --profile  # + cProfile of each responder
                                                          #   (distorts the timings; diagnosis only)
+    .venv/bin/python bench/actor_roundtrip.py --tracing  # + the actor with tracing on
 
 A private nats-server (`EmbeddedNats`, free port, temp dir; never 4222) carries everything.
 Each responder runs in its own subprocess (this file, `--serve KIND ...`):
   raw      nc.subscribe(queue=...) + `msg.respond(msg.data)`
   msgspec  the same, decoding into a msgspec Struct and re-encoding it (what an actor does)
   osiris   an Actor with an `@service` echo handler, run by `osiris_core.runtime.Runtime`
+  traced   (--tracing) the same actor with OTEL_EXPORTER_OTLP_ENDPOINT set: a span per
+           request, exported over OTLP/HTTP to a real receiver in the client process; the
+           client sends a `traceparent` with each request, as a traced caller does
 The client (this process) measures, per responder and round: sequential latency (p50/p99),
 throughput with `--inflight` requests outstanding, and the responder's CPU (utime + stime
 from /proc/<pid>/stat) per request during the throughput phase. Rounds rotate the order of
@@ -46,9 +50,12 @@ from nats.aio.msg import Msg
 from osiris_core import Actor, PluginConfig, hookimpl, service
 from osiris_core.config import load_config
 from osiris_core.natsserver import EmbeddedNats, find_nats_server
+from osiris_core.otlp_receiver import OtlpReceiver
 
 KINDS = ("raw", "msgspec", "osiris")
-LABELS = {"raw": "raw nats-py", "msgspec": "raw+msgspec", "osiris": "osiris actor"}
+LABELS = {"raw": "raw nats-py", "msgspec": "raw+msgspec", "osiris": "osiris actor",
+          "traced": "osiris+OTLP"}
+TRACEPARENT = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 T = TypeVar("T")
 TARGETS = {"p50": 1.15, "cpu": 2.0, "rps": 0.8}  # DESIGN §12: ≤, ≤, ≥ (ratios vs raw)
 
@@ -71,9 +78,17 @@ class BenchEcho(Actor[PluginConfig]):
         return req
 
 
+class BenchTraced(Actor[PluginConfig]):
+    name = "benchtraced"
+
+    @service("bench.traced")
+    async def echo(self, req: Payload) -> Payload:
+        return req
+
+
 @hookimpl
 def register_actors(register: Callable[[type[Actor[Any]]], None]) -> None:
-    register(BenchEcho)
+    register(BenchTraced if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else BenchEcho)
 
 
 def raw_callback(kind: str) -> Callable[[Msg], Awaitable[None]]:
@@ -95,7 +110,7 @@ async def serve(kind: str, url: str, config_path: str, profile: bool) -> cProfil
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     close: Callable[[], Awaitable[None]]
-    if kind == "osiris":
+    if kind in ("osiris", "traced"):
         from osiris_core.runtime import Runtime  # the raw responders never load it
 
         rt = Runtime(load_config(config_path), extra_plugins={"benchecho": sys.modules[__name__]})
@@ -151,44 +166,51 @@ def cpu_jiffies() -> list[int]:
     return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
-async def burst(nc: NATS, subject: str, total: int, inflight: int) -> None:
+async def burst(nc: NATS, subject: str, total: int, inflight: int,
+                headers: dict[str, str] | None = None) -> None:
     left = total
 
     async def worker() -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            await nc.request(subject, PAYLOAD, timeout=10)
+            await nc.request(subject, PAYLOAD, timeout=10, headers=headers)
 
     await asyncio.gather(*(worker() for _ in range(inflight)))
 
 
 async def measure(nc: NATS, kind: str, pid: int, a: argparse.Namespace, st: Stats) -> None:
     subject = f"bench.{kind}"
-    reply = await nc.request(subject, PAYLOAD, timeout=5)
+    hdrs = TRACEPARENT if kind == "traced" else None
+    reply = await nc.request(subject, PAYLOAD, timeout=5, headers=hdrs)
     if reply.data != PAYLOAD or reply.headers:
         raise SystemExit(f"{kind}: unexpected reply {reply.headers} {reply.data!r}")
     for _ in range(a.warmup):
-        await nc.request(subject, PAYLOAD, timeout=5)
-    await burst(nc, subject, a.warmup * 4, a.inflight)
+        await nc.request(subject, PAYLOAD, timeout=5, headers=hdrs)
+    await burst(nc, subject, a.warmup * 4, a.inflight, hdrs)
     for _ in range(a.seq):
         t0 = time.perf_counter_ns()
-        await nc.request(subject, PAYLOAD, timeout=5)
+        await nc.request(subject, PAYLOAD, timeout=5, headers=hdrs)
         st.lat_ns.append(time.perf_counter_ns() - t0)
     cpu0, start = cpu_seconds(pid), time.perf_counter()
-    await burst(nc, subject, a.burst, a.inflight)
+    await burst(nc, subject, a.burst, a.inflight, hdrs)
     elapsed, cpu1 = time.perf_counter() - start, cpu_seconds(pid)
     st.rps.append(a.burst / elapsed)
     st.cpu_s += cpu1 - cpu0
     st.reqs += a.burst
 
 
-def spawn(kind: str, url: str, config: Path, a: argparse.Namespace, work: Path) -> subprocess.Popen[str]:
+def spawn(kind: str, url: str, config: Path, a: argparse.Namespace, work: Path,
+          otlp: str = "") -> subprocess.Popen[str]:
     prof = str(work / f"profile-{kind}.txt") if a.profile else ""
     args = [sys.executable, __file__, "--serve", kind, url, str(config), prof]
     if a.no_uvloop:
         args.append("--no-uvloop")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if kind == "traced":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env=env)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise SystemExit(f"{kind} responder failed to start (exit {proc.wait(10)})")
@@ -209,6 +231,12 @@ def report(stats: dict[str, Stats]) -> list[str]:
             f"{st.rps_median / raw.rps_median:>12.2f}{st.cpu_us / raw.cpu_us:>10.2f}"
         )
     o = stats["osiris"]
+    if "traced" in stats:
+        t = stats["traced"]
+        lines += ["", f"tracing on (a span per request, exported): p50 {t.pct(0.5) - o.pct(0.5):+.0f} µs "
+                      f"({t.pct(0.5) / o.pct(0.5):.2f}x the untraced actor), CPU "
+                      f"{t.cpu_us - o.cpu_us:+.1f} µs/req ({t.cpu_us / o.cpu_us:.2f}x), "
+                      f"throughput {t.rps_median / o.rps_median:.2f}x"]
     checks = [
         ("p50 latency", o.pct(0.5) / raw.pct(0.5), "<=", TARGETS["p50"]),
         ("responder CPU/req", o.cpu_us / raw.cpu_us, "<=", TARGETS["cpu"]),
@@ -232,23 +260,28 @@ async def client(a: argparse.Namespace, version: str) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="osiris-bench-") as d:
         work = Path(d)
-        with EmbeddedNats(work / "nats") as srv:
+        kinds = KINDS + (("traced",) if a.tracing else ())
+        with EmbeddedNats(work / "nats") as srv, OtlpReceiver() as rx:
             from osiris_core.testing import write_config
 
             config = write_config(work / "osiris.toml", srv.url, [], embedded_nats="never", log_level="WARNING")
             procs: dict[str, subprocess.Popen[str]] = {}
             try:
-                for kind in KINDS:
-                    procs[kind] = spawn(kind, srv.url, config, a, work)
+                for kind in kinds:
+                    procs[kind] = spawn(kind, srv.url, config, a, work, rx.url)
                 nc = await nats.connect(srv.url, name="bench-client")
-                stats = {k: Stats() for k in KINDS}
+                stats = {k: Stats() for k in kinds}
                 j0 = cpu_jiffies()
                 for r in range(a.rounds):
-                    order = KINDS[r % 3 :] + KINDS[: r % 3]
+                    n = r % len(kinds)
+                    order = kinds[n:] + kinds[:n]
                     for kind in order:
                         await measure(nc, kind, procs[kind].pid, a, stats[kind])
                     print(f"  round {r + 1}/{a.rounds} done", flush=True)
                 await nc.close()
+                if a.tracing:
+                    print(f"  OTLP receiver: {len(rx.spans):,} spans in {rx.requests:,} exports "
+                          "(the SDK's batch queue drops spans past 2,048 waiting)")
                 dj = [y - x for x, y in zip(j0, cpu_jiffies(), strict=True)]
                 print(
                     f"  machine during measurement: {100 * (sum(dj) - dj[3]) / sum(dj):.0f}% busy,"
@@ -265,7 +298,7 @@ async def client(a: argparse.Namespace, version: str) -> None:
         print("\n" + "\n".join(report(stats)))
         if a.quick:
             print("(--quick is a smoke test: too few requests and 10 ms CPU ticks; ratios are noise)")
-        for kind in KINDS if a.profile else ():
+        for kind in kinds if a.profile else ():
             print(f"\n--- cProfile of the {LABELS[kind]} responder (tottime) ---")
             print((work / f"profile-{kind}.txt").read_text())
 
@@ -296,6 +329,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio everywhere")
     p.add_argument("--profile", action="store_true", help="cProfile each responder")
+    p.add_argument("--tracing", action="store_true",
+                   help="also the actor with tracing on (OTLP/HTTP to a receiver here)")
     a = p.parse_args()
     if a.quick:
         a.rounds, a.seq, a.burst, a.warmup = 1, 300, 1000, 50

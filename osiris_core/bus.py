@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from . import tracing
 from .config import OsirisSettings
 from .connection import nats_reachable, open_connection
 from .errors import (
@@ -199,6 +200,21 @@ class Bus:
         `NoResponders` (503: nobody serves the subject), `Unavailable` (503: the replica
         died, and so did the retry), `RequestTimeout` (504), or the actor's ServiceError.
         """
+        if tracing.ON:
+            out = tracing.outgoing(str(subject), "request", headers)
+            try:
+                reply = await self._request(subject, payload, reply_type, timeout, out.headers,
+                                            retry)
+            except BaseException as e:
+                out.end(e)
+                raise
+            out.end()
+            return reply
+        return await self._request(subject, payload, reply_type, timeout, headers, retry)
+
+    async def _request(self, subject: Subject | str, payload: Any, reply_type: type[T] | None,
+                       timeout: float, headers: dict[str, str] | None,
+                       retry: bool | None) -> Any:
         name = str(subject)
         data = encode(payload)
         waiter = _NoResponderWait(self, name, timeout)
@@ -240,6 +256,26 @@ class Bus:
         idempotent subject a replica that dies before the first chunk gets the request
         re-sent once, and one that dies mid-stream is a clear 503 at once.
         An empty message decodes as `{}` (for `item_type=Any` callers)."""
+        if not tracing.ON:
+            async for item in self._stream(subject, payload, item_type, timeout, done, headers):
+                yield item
+            return
+        out = tracing.outgoing(str(subject), "request", headers)
+        try:
+            async for item in self._stream(subject, payload, item_type, timeout, done,
+                                           out.headers):
+                yield item
+        except GeneratorExit:  # the caller stopped reading: not a failure
+            out.end()
+            raise
+        except BaseException as e:
+            out.end(e)
+            raise
+        out.end()
+
+    async def _stream(self, subject: Subject | str, payload: Any, item_type: type[T],
+                      timeout: float, done: Callable[[T], bool],
+                      headers: dict[str, str] | None) -> AsyncIterator[T]:
         name = str(subject)
         data = encode(payload)
         inbox = self.nc.new_inbox()
@@ -309,6 +345,19 @@ class Bus:
         when no stream captures the subject and `RequestTimeout` when no ack comes.
         """
         is_durable = durable if durable is not None else getattr(subject, "durable", False)
+        if tracing.ON:
+            out = tracing.outgoing(str(subject), "publish", headers)
+            try:
+                sent = await self._publish(subject, payload, msg_id, out.headers, is_durable)
+            except BaseException as e:
+                out.end(e)
+                raise
+            out.end()
+            return sent
+        return await self._publish(subject, payload, msg_id, headers, is_durable)
+
+    async def _publish(self, subject: Subject | str, payload: Any, msg_id: str | None,
+                       headers: dict[str, str] | None, is_durable: bool) -> bool:
         hdrs = dict(headers or {})
         if msg_id:
             hdrs[MSG_ID_HEADER] = msg_id

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from nats.aio.msg import Msg
 
+from . import tracing, usage
 from .actor import RequestContext, ServiceSpec
 from .bus import encode
 from .config import validation_error_field
@@ -182,6 +183,7 @@ class Dispatcher:
     async def serve(
         self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
     ) -> None:
+        arrived = time.perf_counter_ns()
         watched = self.beats.watch(msg)
         try:
             slots = self.cell.slots
@@ -197,24 +199,47 @@ class Dispatcher:
             else:
                 await slots.acquire()
             try:
-                await self._serve(spec, ep, decode, msg)
+                if tracing.ON:
+                    await self._serve_traced(spec, ep, decode, msg, arrived)
+                else:
+                    await self._serve(spec, ep, decode, msg, arrived)
             finally:
                 slots.release()
         finally:
             if watched:
                 self.beats.unwatch(msg)
 
+    async def _serve_traced(self, spec: ServiceSpec, ep: Endpoint,
+                            decode: Callable[[bytes], Any], msg: Msg, arrived: int) -> None:
+        """`_serve` inside the request's span (a child of the caller's), started when the
+        request arrived: its queue wait, service time, tokens and outcome."""
+        cell = self.cell
+        start_ns = time.time_ns() - (time.perf_counter_ns() - arrived)
+        span = tracing.processing(spec.subject, msg.headers, actor=cell.name, node=cell.node,
+                                  start_ns=start_ns)
+        served = _Served()
+        try:
+            await self._serve(spec, ep, decode, msg, arrived, served)
+        finally:
+            err = served.error
+            span.end(err.code if err else None, err.message if err else "",
+                     queue_wait_s=served.queue_wait_ns / 1e9,
+                     service_s=served.service_ns / 1e9, usage=served.usage)
+
     async def _serve(
-        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
+        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg,
+        arrived: int, served: _Served | None = None,
     ) -> None:
         cell = self.cell
         nc = cell.bus.nc
-        start = time.perf_counter_ns()
         error: ServiceError | None = None
         cell.in_flight += 1
+        used, used_token = usage.begin()
+        start = time.perf_counter_ns()
         try:
             if not cell.lifecycle.serves:
                 await self.await_serving()
+                start = time.perf_counter_ns()
             try:
                 req = decode(msg.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -257,5 +282,24 @@ class Dispatcher:
                     cell.last_error = error.message
             ep.record(time.perf_counter_ns() - start, error.message if error else None,
                       error.code if error else None)
+            cell.metrics.request(spec.endpoint, error.code if error else 200,
+                                 (time.perf_counter_ns() - start) / 1e9, (start - arrived) / 1e9,
+                                 used)
+            usage.end(used_token)
+            if served is not None:
+                served.error, served.usage = error, used
+                served.queue_wait_ns = start - arrived
+                served.service_ns = time.perf_counter_ns() - start
         if error is not None:
             await respond_error(nc, msg, error)
+
+
+class _Served:
+    """What `_serve` tells the traced path about one request."""
+
+    __slots__ = ("error", "queue_wait_ns", "service_ns", "usage")
+
+    def __init__(self) -> None:
+        self.error: ServiceError | None = None
+        self.usage: usage.Usage | None = None
+        self.queue_wait_ns = self.service_ns = 0

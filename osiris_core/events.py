@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from . import tracing
 from .actor import EventMeta, EventSpec
 from .bus import MSG_ID_HEADER
 from .deadletters import REPLAY_OF_HEADER
@@ -98,6 +99,19 @@ class EventRunner:
     # --- handlers ---------------------------------------------------------------------------
     async def run(self, sub: Handler, items: list[tuple[Any, EventMeta]]) -> str | None:
         """Call the handler; None on success, else the error (logged and counted)."""
+        if tracing.ON:
+            spans = tracing.consumer_spans([(m.subject, m.headers) for _, m in items],
+                                           actor=self.cell.name, node=self.cell.node,
+                                           durable=sub.spec.durable)
+            error = None
+            try:
+                error = await self._run(sub, items)
+            finally:
+                spans.end(error)
+            return error
+        return await self._run(sub, items)
+
+    async def _run(self, sub: Handler, items: list[tuple[Any, EventMeta]]) -> str | None:
         cell = self.cell
         spec = sub.spec
         fn = sub.handler or getattr(cell.actor, spec.attr)

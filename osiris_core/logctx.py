@@ -1,9 +1,9 @@
 """What a log line or an error report says about where it came from: trace ids, node, actor.
 
-The hook between tracing and logging. A tracing module sets `TRACE_ID` / `SPAN_ID` around
-the work of one request or event (`token = TRACE_ID.set(...)` … `TRACE_ID.reset(token)`);
-the JSON log formatter (`osiris_core.logs`) and the Sentry tags (`osiris_core.sentry`) read
-them, and leave the fields out while they are empty (the default: nothing sets them yet).
+The hook between tracing and logging. `osiris_core.tracing` sets `TRACE_ID` / `SPAN_ID`
+while a request's or an event's span is current (when tracing is on); the JSON log
+formatter (`osiris_core.logs`), the Sentry tags (`osiris_core.sentry`) and the metric
+exemplars (`osiris_core.metrics`) read them, and leave the fields out while they are empty.
 A log record that carries `trace_id` / `span_id` attributes (`log.info(..., extra={...})`)
 wins over the context.
 

@@ -26,7 +26,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from . import logctx
+from . import logctx, tracing
 from .bus import Bus, encode
 from .config import Config
 from .connection import (
@@ -104,6 +104,8 @@ class Runtime:
         s = config.settings
         self.node = s.node or f"{socket.gethostname()}-{os.getpid()}"
         allow = None if load_all else (only if only is not None else list(s.plugins))
+        # the default service name of this process's spans tells `--only` processes apart
+        self.service_name = "osiris" + "".join(f"-{n}" for n in only or ())
         if extra_plugins and allow is not None and only is None:
             allow = [*allow, *extra_plugins]
         self.plugins: LoadedPlugins = load_plugins(allow, extra=extra_plugins)
@@ -216,6 +218,7 @@ class Runtime:
                 backoff = min(backoff * 2, 10.0)
 
     async def start(self) -> None:
+        tracing.setup(self.service_name, instance=self.node)  # when OTEL_* asks for it
         self.nats_url = self._nats_url()
         s = self.config.settings
         if self.embedded is not None:  # our own server: no credentials, no TLS
@@ -318,6 +321,9 @@ class Runtime:
             except Exception:  # noqa: BLE001 - a slow drain must not hold the exit
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.bus.nc.close(), 0.2)
+        if tracing.ON:  # the spans of the last requests, before the process exits
+            left = max(deadline - loop.time() - 0.2, 0.1)
+            await asyncio.to_thread(tracing.shutdown, min(left, tracing.SHUTDOWN_FLUSH_S))
         if self._keeper is not None:
             self._keeper.cancel()
         if self.embedded is not None:

@@ -17,6 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from osiris_core import tracing
 from osiris_core.bus import Bus
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.connection import open_connection
@@ -36,6 +37,7 @@ from .errors import exception_handlers
 from .metrics import metrics_middleware
 from .security import api_key_middleware
 from .state import GatewayState
+from .tracing import tracing_middleware
 
 __all__ = ["CONFIG_ENV", "create_app", "load_gateway_config", "plugin_routes"]
 
@@ -135,6 +137,7 @@ def create_app(
             return
         # standalone (a granian worker): its own process, so its own Sentry, on this loop
         init_sentry()
+        tracing.setup("osiris-gateway")
         nc = await open_connection(settings, name="osiris-gateway")
         state.bus = Bus(nc)
         try:
@@ -153,7 +156,8 @@ def create_app(
                         *([MetricsController] if metrics_enabled() is not False else []),
                         *plugin_routes(plugins), *extra_routes],
         lifespan=[lifespan],
-        middleware=[metrics_middleware, api_key_middleware],
+        middleware=[*([tracing_middleware] if tracing.enabled() else []), metrics_middleware,
+                    api_key_middleware],
         exception_handlers=exception_handlers,
         cors_config=cors,
         request_max_body_size=config.max_body_bytes,
