@@ -16,6 +16,7 @@ from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.protocol import CancelRequest, ModelFacts
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
+from osiris_core.usage import record_tokens
 
 from .config import HermesConfig
 from .engine import HermesEngine, ModelError
@@ -163,6 +164,7 @@ class Hermes(Actor[HermesConfig]):
         finally:
             if rid:
                 self.cancellable.pop(rid, None)
+        record_tokens(len(ids), n_new)  # the request's usage: metrics and its span
         usage = {"prompt_tokens": len(ids), "completion_tokens": n_new,
                  "total_tokens": len(ids) + n_new}
         if stream_to:

@@ -24,6 +24,7 @@ from osiris_core.contracts import (
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.protocol import ModelFacts
 from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
+from osiris_core.usage import record_tokens
 
 from .config import Phi3Config
 from .contracts import PHI3_COMPLETE, Phi3Completion
@@ -120,10 +121,11 @@ class Phi3(Actor[Phi3Config]):
             temp = first if attempt == 0 else self.config.retry_temperature
             async with self.slots:
                 self._require_loaded()
-                _, text = await asyncio.to_thread(
+                out, text = await asyncio.to_thread(
                     self.engine.generate, ids, max_new=req.max_length, schema=schema,
                     adapter=self.active, temperature=temp, top_p=req.top_p, seed=attempt,
                     repetition_penalty=self.config.repetition_penalty)
+            record_tokens(len(ids), len(out))  # every attempt ran the model: all count
             try:
                 proposal = validate(text)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -154,6 +156,7 @@ class Phi3(Actor[Phi3Config]):
             out, text = await asyncio.to_thread(
                 self.engine.generate, ids, max_new=req.max_length, schema=None,
                 adapter=self.active, temperature=req.temperature, top_p=req.top_p)
+        record_tokens(len(ids), len(out))
         return Phi3Completion(generated_text=text, token_ids=out,
                               usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
                                      "total_tokens": len(ids) + len(out)})
