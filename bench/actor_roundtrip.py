@@ -280,8 +280,10 @@ async def client(a: argparse.Namespace, version: str) -> None:
                     print(f"  round {r + 1}/{a.rounds} done", flush=True)
                 await nc.close()
                 if a.tracing:
-                    print(f"  OTLP receiver: {len(rx.spans):,} spans in {rx.requests:,} exports "
-                          "(the SDK's batch queue drops spans past 2,048 waiting)")
+                    sent = a.rounds * (a.warmup * 5 + a.seq + a.burst) + 1
+                    print(f"  OTLP receiver: {len(rx.spans):,} spans in {rx.requests:,} exports, "
+                          f"for {sent:,} traced requests (the SDK drops spans when more than "
+                          "2,048 wait for export)")
                 dj = [y - x for x, y in zip(j0, cpu_jiffies(), strict=True)]
                 print(
                     f"  machine during measurement: {100 * (sum(dj) - dj[3]) / sum(dj):.0f}% busy,"
