@@ -84,6 +84,7 @@ class EventRunner:
         self.cell = cell
         self.log = cell.log
         self.dead_letters = 0
+        self._subscriptions: dict[str, str] = {}  # durable consumer → its subject (pattern)
 
     # --- the gate ---------------------------------------------------------------------------
     async def ready(self) -> bool:
@@ -172,6 +173,7 @@ class EventRunner:
         """Durable pull consumer: fetch, handle, ack after success, dead-letter poison."""
         cell = self.cell
         durable = f"{cell.name}_{spec.consumer}"
+        self._subscriptions[durable] = spec.subject
         max_deliver = max(cell.config.max_deliver, 1)
         cfg = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
@@ -311,7 +313,8 @@ class EventRunner:
             return
         await msg.ack()
         self.dead_letters += 1
-        cell.metrics.dead_letter(msg.subject)
+        # by subscription, like the events: a wildcard one is one series, not one per subject
+        cell.metrics.dead_letter(self._subscriptions.get(consumer, msg.subject))
         self.log.error("%s: dead-lettered %s seq %d after %d deliveries: %s", cell.name,
                        msg.subject, letter.stream_seq, letter.attempts, error)
 
