@@ -73,7 +73,7 @@ class ActorCell:
         self.event_subs: list[Subscription] = []      # declared core subscriptions
         self.instance_subs: list[Subscription] = []   # made by this instance's on_start
         self.standby: list[Subscription] = []         # "still starting" answers
-        self.consumers: list[asyncio.Task[Any]] = []
+        self.consumers: dict[str, asyncio.Task[Any]] = {}  # durable subject → its loop
         self.subscribed = False
         self._restart_task: asyncio.Task[Any] | None = None
         self.lock = asyncio.Lock()
@@ -185,6 +185,8 @@ class ActorCell:
             return
         if not self.subscribed:
             await self._subscribe()
+        else:
+            self._revive_consumers()
         if not self.lifecycle.can(Trigger.STARTED):
             return
         self.fire(Trigger.STARTED)
@@ -274,7 +276,7 @@ class ActorCell:
             await self.micro.add_endpoint(ep)
         for ev in self.events:
             if ev.durable:
-                self.consumers.append(self._consumer(ev))
+                self.consumers[ev.subject] = self._consumer(ev)
             else:
                 self.event_subs.append(await self.bus.nc.subscribe(
                     ev.subject, queue=self.name if ev.queue else "",
@@ -331,6 +333,18 @@ class ActorCell:
         task.add_done_callback(done)
         return task
 
+    def _revive_consumers(self) -> None:
+        """After a restart: a durable consumer whose loop ended (it could not bind — the
+        JetStream API timed out under load — or it failed; either crashed the actor) starts
+        again. The subscriptions themselves survive restarts; these loops must too, or the
+        stream fills up while the actor says it runs."""
+        for ev in self.events:
+            task = self.consumers.get(ev.subject)
+            if ev.durable and (task is None or task.done()):
+                self.log.info("%s: starting the durable consumer of %s again", self.name,
+                              ev.subject)
+                self.consumers[ev.subject] = self._consumer(ev)
+
     def _consumer(self, ev: EventSpec) -> asyncio.Task[None]:
         """A durable consumer's loop; one that ends with an error is a crash (restart), never
         a consumer silently gone while its stream fills up."""
@@ -366,7 +380,7 @@ class ActorCell:
         self.instance_subs = []
         drains += [asyncio.ensure_future(drain_sub(s)) for s in subs]
         budget = max(deadline - time.monotonic() - 1.0, 0.05)
-        pending = {*self.consumers, *self.tasks, *drains}
+        pending = {*self.consumers.values(), *self.tasks, *drains}
         if pending:
             _, late = await asyncio.wait(pending, timeout=budget)
             if late:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from osiris_core import (
@@ -16,9 +18,11 @@ from osiris_core import (
     PluginConfig,
     ServiceError,
     Unavailable,
+    on_event,
 )
-from osiris_core.bus import Bus
+from osiris_core.bus import Bus, connect
 from osiris_core.protocol import ControlReply
+from osiris_core.subjects import Subject
 from osiris_core.testing import plugin_module
 
 FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "restart_window_s": 30.0}
@@ -247,3 +251,53 @@ async def test_status_tells_requests_served_from_requests_waiting_for_a_slot(
         assert (st.in_flight, st.waiting) == (2, 4)
         assert len(await asyncio.gather(*calls)) == 6
         assert cell.status().waiting == 0
+
+
+class Durable(msgspec.Struct):
+    n: int
+
+
+DURABLE_ITEMS = Subject("test.revive.items", "event", "revive", Durable, durable=True)
+TAKEN: list[int] = []
+
+
+class ReviveActor(Actor[PluginConfig]):
+    name = "revive"
+
+    @on_event(DURABLE_ITEMS)
+    async def take(self, item: Durable) -> None:
+        TAKEN.append(item.n)
+
+
+async def test_a_durable_consumer_that_could_not_bind_starts_again_with_the_restart(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str
+) -> None:
+    """A consumer whose bind timed out (a JetStream cluster busy in a leader election, seen in
+    CI) crashes the actor; the restarted actor must consume again, not run without it."""
+    TAKEN.clear()
+    cfg = osiris_config(plugins=["revive"], nats=fresh_nats_url,
+                        tables={"revive": {**FAST, "max_restarts": 5}})
+    plugin = {"revive": plugin_module("revive", actors=[ReviveActor], subjects=[DURABLE_ITEMS])}
+    bus = Bus(await connect(fresh_nats_url))
+    try:
+        async with osiris_runtime(cfg, extra_plugins=plugin) as rt:
+            cell = rt.cell("revive")
+            loop = cell.consumers[DURABLE_ITEMS.name]
+            # what `EventRunner.consume` does when it cannot bind: crash the actor and end
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+            cell.crash(TimeoutError("nats: timeout (binding the durable consumer)"))
+            await wait_state(rt, "revive", "starting")
+            await wait_state(rt, "revive", "running")
+            assert cell.restarts == 1
+            assert not cell.consumers[DURABLE_ITEMS.name].done()  # a new loop
+            for n in range(5):
+                await bus.publish(DURABLE_ITEMS, Durable(n=n), msg_id=f"revive-{n}")
+            for _ in range(200):
+                if len(TAKEN) == 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(TAKEN) == [0, 1, 2, 3, 4]
+    finally:
+        await bus.nc.close()
