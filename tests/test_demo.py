@@ -96,14 +96,15 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(
 def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path) -> None:
     from osiris_core import OsirisSettings
     from osiris_core.config import Config
-    from osiris_core.demo import prepare_plugins
+    from osiris_core.demo import DemoOptions, prepare_plugins
 
     pytest.importorskip("osiris_testplugins")
     settings = OsirisSettings(data_dir=str(tmp_path / "data"))
-    proposed, hints = prepare_plugins(Config(settings))
+    tiny = DemoOptions(tiny=True)  # the model plugins prepare too: seconds, not a small build
+    proposed, hints = prepare_plugins(Config(settings), tiny)
     assert ("slow", "request test.slow.count '{\"n\": 3}'", "a token stream") in hints
     assert proposed.plugin_tables["slow"] == {"delay_s": 0.01}
-    mine, _ = prepare_plugins(Config(settings, plugin_tables={"slow": {"delay_s": 2.0}}))
+    mine, _ = prepare_plugins(Config(settings, plugin_tables={"slow": {"delay_s": 2.0}}), tiny)
     assert mine.plugin_tables["slow"] == {"delay_s": 2.0}
 
 
