@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from osiris_core.metrics import BUCKETS  # one set of latency buckets for every histogram
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "metrics_middleware"]
 
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-           60, 120)
 
 
 class GatewayMetrics:
@@ -65,9 +65,6 @@ class GatewayMetrics:
 
     def rate_limited(self, route: str) -> None:
         self.rate_limited_total.labels(route).inc()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 def metrics_middleware(app: Any) -> Any:
