@@ -176,12 +176,32 @@ def leave(endpoints: list[Endpoint]) -> list[asyncio.Task[None]]:
     return tasks
 
 
-async def drain_sub(sub: Subscription) -> None:
-    """nats-py's drain, its errors swallowed (the connection may already be closing)."""
+DRAIN_LINGER_S = 0.25
+"""How long a drained subscription still takes messages after the server confirmed its
+UNSUB. nats-server may hand over a message it matched just before the UNSUB *after* the
+PONG that confirms it (the publisher's connection routes on its own goroutine; seen under
+CPU load: 1 request in ~10 runs of the crash-loop test). nats-py's own drain forgets the
+subscription at the PONG and drops such a message silently — the caller then waits out its
+timeout; lingering lets the endpoint answer it (served, or 503 from the gate)."""
+
+
+async def drain_sub(sub: Subscription, linger: float = DRAIN_LINGER_S) -> None:
+    """nats-py's `Subscription.drain` plus `linger`; errors swallowed (the connection may
+    already be closing). Uses nats-py 2.16 internals (pinned): the public API cannot leave
+    the server's interest while the client-side callback stays."""
+    nc = sub._conn
     try:
-        await sub.drain()  # type: ignore[no-untyped-call]
+        await nc._send_unsubscribe(sub._id)
+        await nc.flush()
+        await asyncio.sleep(linger)
+        if sub._pending_queue is not None:
+            await sub._pending_queue.join()
     except Exception:  # noqa: BLE001 - connection may already be closing
         pass
+    finally:
+        sub._stop_processing()
+        nc._remove_sub(sub._id)
+        sub._closed = True
 
 
 async def finish(drains: list[asyncio.Task[None]], timeout: float) -> None:
