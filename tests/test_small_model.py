@@ -115,7 +115,7 @@ async def test_hermes_answers_in_english(folder: str, small_models: Path, osiris
     assert len(set(words)) / len(words) > 0.5, text  # no loop
 
 
-@pytest.mark.timeout(1500)  # ~8 minutes on 2 cores: 40 proposals, training, 10 more
+@pytest.mark.timeout(1500)  # ~7 minutes on 2 quiet cores: 40 proposals, training, 10 more
 async def test_feedback_makes_held_out_proposals_follow_the_house_policy(
         small_models: Path, osiris_config: Any, osiris_runtime: Any, bus: Bus) -> None:
     from osiris_models.small import LORA_TARGETS
@@ -123,8 +123,10 @@ async def test_feedback_makes_held_out_proposals_follow_the_house_policy(
     from osiris_trainer.evaluate import report_table
     from osiris_trainer.learning import run_loop
 
+    # the few-shot rows of the report (not used by the gate) are the trainer tests' and the
+    # bench's: scoring them here would add ~2 minutes of CI
     trainer = {**settings_for("small", str(small_models / "small"), "int4", LORA_TARGETS),
-               "few_shot": 0}
+               "few_shot": 0, "report_few_shot": False}
     cfg = osiris_config(plugins=["feedback", "phi3", "trainer"], tables={
         "phi3": {"model": str(small_models / "small-onnx"), "provider": "cpu", "few_shot": 0},
         "trainer": trainer})
@@ -135,7 +137,7 @@ async def test_feedback_makes_held_out_proposals_follow_the_house_policy(
     assert tr.train_examples == 30 and tr.eval_examples == 10
     assert tr.published, tr.reason
     rep = tr.report
-    assert set(rep) == {"base", "few_shot", "adapter", "adapter_few_shot"}
+    assert set(rep) == {"base", "adapter"}
     gain = rep["adapter"]["agreement"] - rep["base"]["agreement"]
     assert gain >= 0.30, rep  # the issue's target: +30 points of held-out field agreement
     assert rep["adapter"]["valid"] > rep["base"]["valid"]

@@ -62,6 +62,9 @@ class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
     """Must equal `[plugins.phi3] system_prompt`: the adapter learns the prompt phi3 sends."""
     chat_format: Literal["auto", "phi3", "chatml"] = "auto"
     """Must match phi3's: `auto` reads the base model's chat template."""
+    report_few_shot: bool = True
+    """With `few_shot = 0`, still score few-shot alone and adapter + few-shot for the
+    report (the gate does not use them); false halves the scoring time on CPU."""
     eval_max_new_tokens: int = 96
     """Tokens each held-out reply may take when the gate scores a model."""
     repetition_penalty: float = 1.1

@@ -27,8 +27,9 @@ class TrainResult(msgspec.Struct, kw_only=True):
     metrics: dict[str, float] = {}
     phases_s: dict[str, float] = {}
     report: dict[str, dict[str, float]] = {}
-    """Held-out scores per configuration — base, few_shot, adapter, adapter_few_shot and
-    in_service (when an adapter was serving) — each with valid, agreement, loglik and n."""
+    """Held-out scores per configuration — base, few_shot, adapter, adapter_few_shot (both
+    left out when neither phi3 serves few-shot nor `report_few_shot` asks) and in_service
+    (when an adapter was serving) — each with valid, agreement, loglik and n."""
     started: str = ""
     finished: str = ""
 

@@ -185,7 +185,9 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         rows["in_service"] = score(serving, tok, held, s, shots=served)
         model = serving.unload()  # back to the plain base for the new adapter
     rows["base"] = score(model, tok, held, s, shots=0)
-    rows["few_shot"] = score(model, tok, held, s, shots=shown)
+    with_shots = bool(served) or cfg.report_few_shot
+    if with_shots:
+        rows["few_shot"] = score(model, tok, held, s, shots=shown)
     before = rows.get("in_service") or rows["few_shot" if served else "base"]
     phase("eval_before")
     say(f"in service: held-out loss {-before.loglik:.4f}, field agreement {before.agreement:.0%}, "
@@ -205,7 +207,8 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
             phase("dpo")
     say("scoring the new adapter on the held-out corrections")
     rows["adapter"] = score(peft, tok, held, s, shots=0)
-    rows["adapter_few_shot"] = score(peft, tok, held, s, shots=shown)
+    if with_shots:
+        rows["adapter_few_shot"] = score(peft, tok, held, s, shots=shown)
     after = rows["adapter_few_shot" if served else "adapter"]
     phase("eval_after")
     metrics.update(nll_before=-before.loglik, nll_after=-after.loglik,
