@@ -362,10 +362,12 @@ def main() -> None:
     from .cli_deadletter import deadletter  # imports this module: added once it is whole
     from .cli_natsconfig import nats_config
     from .cli_profile import profile
+    from .cli_streams import streams
 
     cli.add_command(deadletter)
     cli.add_command(nats_config)
     cli.add_command(profile)
+    cli.add_command(streams)
     logging.getLogger("osiris.plugins").setLevel(logging.CRITICAL)  # `osiris plugins` reports
     _add_plugin_commands()
     logging.getLogger("osiris.plugins").setLevel(logging.NOTSET)

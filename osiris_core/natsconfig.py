@@ -138,13 +138,14 @@ def _consumer(perms: Permissions, stream: str, consumer: str) -> None:
 
 def _streams(perms: Permissions, streams: Iterable[str], *, admin: bool = False) -> None:
     """`ensure_streams` (every runtime declares the catalogue's streams, so any process may
-    come up first): info, create and update of those streams only; the operator also reads,
-    deletes messages (dead-letter replay) and lists consumers."""
+    come up first): info and create of those streams only — creating never changes a stream
+    that exists. The operator also updates them (`osiris streams --apply`), reads, deletes
+    messages (dead-letter replay) and lists consumers."""
     for s in streams:
-        perms.publish |= {f"{JS}.STREAM.INFO.{s}", f"{JS}.STREAM.CREATE.{s}",
-                          f"{JS}.STREAM.UPDATE.{s}"}
+        perms.publish |= {f"{JS}.STREAM.INFO.{s}", f"{JS}.STREAM.CREATE.{s}"}
         if admin:
-            perms.publish |= {f"{JS}.STREAM.MSG.GET.{s}", f"{JS}.STREAM.MSG.DELETE.{s}",
+            perms.publish |= {f"{JS}.STREAM.UPDATE.{s}",
+                              f"{JS}.STREAM.MSG.GET.{s}", f"{JS}.STREAM.MSG.DELETE.{s}",
                               f"{JS}.DIRECT.GET.{s}", f"{JS}.DIRECT.GET.{s}.>",
                               f"{JS}.CONSUMER.INFO.{s}.*", f"{JS}.CONSUMER.LIST.{s}",
                               f"{JS}.CONSUMER.NAMES.{s}"}

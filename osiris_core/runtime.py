@@ -23,8 +23,6 @@ from urllib.parse import urlparse
 import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 
 from . import logctx, tracing
 from .bus import Bus, encode
@@ -41,31 +39,16 @@ from .metrics import DEFAULT_LISTEN, MetricsServer, ProcessMetrics, metrics_enab
 from .natsserver import EmbeddedNats
 from .plugins import LoadedPlugins, load_plugins
 from .protocol import NodeStatus, PluginStatus, ProfileArgs
-from .subjects import RUNTIME_STATUS, Catalogue, runtime_profile
+from .streams import ensure_streams
+from .subjects import RUNTIME_STATUS, runtime_profile
 from .supervisor import ActorCell
 
-__all__ = ["Runtime", "ensure_streams", "exit_guard"]
+__all__ = ["Runtime", "exit_guard"]
 
 log = logging.getLogger("osiris.runtime")
-DUPLICATE_WINDOW_S = 120.0
 EMBEDDED_CHECK_S = 0.5   # how often `osiris run` looks at its embedded server
 EMBEDDED_BACKOFF_S = 0.5
 _profile_args = msgspec.json.Decoder(ProfileArgs)
-
-
-async def ensure_streams(bus: Bus, catalogue: Catalogue, replicas: int = 1) -> list[str]:
-    """Declare (or update) the JetStream stream of every durable subject, with `replicas`
-    copies (`[osiris].stream_replicas`); idempotent."""
-    made: list[str] = []
-    for name, subjects in catalogue.streams().items():
-        cfg = StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
-                           duplicate_window=DUPLICATE_WINDOW_S, num_replicas=replicas)
-        try:
-            await bus.js.add_stream(cfg)
-        except BadRequestError:
-            await bus.js.update_stream(cfg)
-        made.append(name)
-    return made
 
 
 def exit_guard(timeout: float) -> threading.Timer:
@@ -225,7 +208,7 @@ class Runtime:
             s = plain_settings(s, self.nats_url)
         nc = await open_connection(s, name=f"osiris-{self.node}")
         self.bus = Bus(nc)
-        streams = await ensure_streams(self.bus, self.plugins.catalogue,
+        streams = await ensure_streams(self.bus, self.plugins.catalogue.streams(),
                                        self.config.settings.stream_replicas)
         if streams:
             log.info("JetStream streams ready: %s", ", ".join(streams))

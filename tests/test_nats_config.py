@@ -15,13 +15,15 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
 
 from osiris_core.bus import Bus, gather_nodes
 from osiris_core.cli_natsconfig import nats_config
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.connection import open_connection
 from osiris_core.contracts import FeedbackAck, FeedbackItem, StoreQuery, StoreRows
+from osiris_core.errors import ConfigError
 from osiris_core.natsconfig import (
     ROLES,
     Permissions,
@@ -33,6 +35,7 @@ from osiris_core.natsconfig import (
 )
 from osiris_core.natsserver import EmbeddedNats
 from osiris_core.runtime import Runtime
+from osiris_core.streams import ensure_streams
 from osiris_core.subjects import (
     ADAPTERS_PUBLISHED,
     DGM_EVENTS,
@@ -280,3 +283,30 @@ async def test_model_orchestrator_dgm_sim_and_bridge_roles(
         await bridge.clean()
         await bridge.refused("publish", "advice.generated")
         await bridge.refused("subscribe", FEEDBACK_SUBMIT.name)
+
+
+async def test_a_runtime_role_creates_streams_but_only_the_operator_changes_one(
+        connect_as: Callable[[str], AbstractAsyncContextManager[Conn]]) -> None:
+    """Creating never changes a stream that exists; updating is the operator's: a runtime
+    role that finds a stream short of the catalogue says so (naming the fix) instead of
+    being able to shrink or re-shape the stream."""
+    name, subject = "OSIRIS_EXAMPLE_RECORDED", "example.recorded"
+    async with connect_as("operator") as op, connect_as("sim") as sim:
+        # an operator's stream: another subject, its own limit, not the catalogue's subject
+        old = StreamConfig(name=name, subjects=["example.old"], max_msgs=1000,
+                           storage=StorageType.FILE)
+        try:
+            await op.bus.js.add_stream(old)
+        except BadRequestError:  # the feedback actor's start declared it already
+            await op.bus.js.update_stream(old)
+        with pytest.raises(ConfigError) as err:
+            await ensure_streams(sim.bus, {name: [subject]})
+        assert f"add {subject}" in str(err.value) and "osiris streams --apply" in str(err.value)
+        seen = sim.errors.get_nowait().lower()  # the server refused it: not a mere timeout
+        assert f'publish to "$js.api.stream.update.{name.lower()}"' in seen, seen
+        assert await ensure_streams(op.bus, {name: [subject]}) == [name]
+        cfg = (await op.bus.js.stream_info(name)).config
+        assert cfg.subjects == ["example.old", subject] and cfg.max_msgs == 1000  # kept
+        # up to date now: the runtime role only reads it
+        assert await ensure_streams(sim.bus, {name: [subject]}) == [name]
+        await sim.clean()
