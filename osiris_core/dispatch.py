@@ -187,7 +187,7 @@ class Dispatcher:
         watched = self.beats.watch(msg)
         try:
             slots = self.cell.slots
-            if slots.locked():
+            if not slots.take():
                 self.waiting += 1
                 try:
                     await slots.acquire()
@@ -196,8 +196,6 @@ class Dispatcher:
                     raise
                 finally:
                     self.waiting -= 1
-            else:
-                await slots.acquire()
             try:
                 if tracing.ON:
                     await self._serve_traced(spec, ep, decode, msg, arrived)
@@ -245,12 +243,15 @@ class Dispatcher:
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise bad_request(spec.subject, e) from None
             fn = getattr(cell.actor, spec.attr)
-            async with cell.activity():
+            cell.begin_activity()
+            try:
                 if spec.wants_context:
                     result = await fn(req, RequestContext(msg.subject, msg.headers or {},
                                                           msg.reply, cell.bus))
                 else:
                     result = await fn(req)
+            finally:
+                cell.end_activity()
             if msg.reply:
                 data = encode(result)
                 check_size(spec.subject, data, nc.max_payload)

@@ -33,6 +33,7 @@ from .lifecycle import Lifecycle, Phase, Trigger
 from .metrics import ProcessMetrics
 from .micro import Endpoint, MicroService, drain_sub, finish
 from .protocol import ActorStatus, StartingReply
+from .slots import Slots
 from .subjects import Catalogue, control, starting
 
 __all__ = ["ActorCell"]
@@ -62,7 +63,7 @@ class ActorCell:
         self.ready.set()
         self.idle = asyncio.Event()
         self.idle.set()
-        self.slots = asyncio.Semaphore(config.max_concurrency)
+        self.slots = Slots(config.max_concurrency)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.background: set[asyncio.Task[Any]] = set()
         self.in_flight = self.active = self.handled = self.errors = self.restarts = 0
@@ -107,17 +108,25 @@ class ActorCell:
         """In flight, waiting, state: what a metrics scrape reads (from any thread)."""
         return self.in_flight, self.dispatch.waiting, self.lifecycle.phase.state.value
 
+    def begin_activity(self) -> None:
+        """A handler starts running (pause waits for `idle`); pair with `end_activity`."""
+        self.active += 1
+        if self.active == 1:
+            self.idle.clear()
+
+    def end_activity(self) -> None:
+        self.active -= 1
+        if not self.active:
+            self.idle.set()
+
     @contextlib.asynccontextmanager
     async def activity(self) -> AsyncIterator[None]:
-        """Counts a running handler (pause waits for `idle`)."""
-        self.active += 1
-        self.idle.clear()
+        """`begin_activity` … `end_activity` around a block."""
+        self.begin_activity()
         try:
             yield
         finally:
-            self.active -= 1
-            if not self.active:
-                self.idle.set()
+            self.end_activity()
 
     def status(self) -> ActorStatus:
         facts: dict[str, Any] = {}
