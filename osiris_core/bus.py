@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, overload
@@ -19,7 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from . import tracing
 from .config import OsirisSettings
-from .connection import nats_reachable, open_connection
+from .connection import nats_reachable, open_connection, refusals_of
 from .errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
@@ -42,6 +43,7 @@ from .watch import (
     is_cut_off,
     is_no_responders,
     is_notice,
+    refusal_error,
     watched_request,
 )
 
@@ -168,6 +170,8 @@ class Bus:
         self.js = nc.jetstream()
         self._acks = JetStreamAcks(nc, ack_timeout)
         self._mux = ReplyMux(nc)
+        self._refusals = refusals_of(nc)
+        self._refusals.muxes.add(self._mux)  # a refused publish fails its watched requests
 
     @overload
     async def request(self, subject: Subject | str, payload: Any = None, *,
@@ -222,6 +226,7 @@ class Bus:
             msg = await watched_request(self._mux, name, data, headers, timeout=timeout,
                                         retry=True, no_responders=waiter.wait)
             return _decode_reply(msg, reply_type)
+        t0 = time.monotonic()
         while True:
             left = waiter.deadline - waiter.loop.time()
             try:
@@ -230,6 +235,8 @@ class Bus:
             except NoRespondersError:
                 await waiter.wait()
             except (TimeoutError, NatsTimeout):
+                if self._refusals.since(name, t0):
+                    raise refusal_error(name) from None
                 raise RequestTimeout(f"no reply on {name} within {timeout:g}s") from None
         return _decode_reply(msg, reply_type)
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +32,12 @@ from .errors import ConfigError, OsirisError, Unavailable
 
 __all__ = [
     "NatsRefused",
+    "Refusals",
     "connect_options",
     "nats_reachable",
     "open_connection",
     "plain_settings",
+    "refusals_of",
     "secured",
     "server_urls",
     "tls_context",
@@ -166,6 +171,43 @@ def _credential_keys(settings: OsirisSettings) -> str:
            "nats_nkey or nats_creds"
 
 
+_PUBLISH_REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+class Refusals:
+    """The subjects the server refused this connection's publishes to (a role without the
+    grant under `osiris nats-config`): the server says so only in an async -ERR, so without
+    this a refused request would wait out its timeout, or look like a lost replica."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.muxes: weakref.WeakSet[Any] = weakref.WeakSet()  # watch.ReplyMux: .refused(subject)
+
+    def note(self, err: BaseException) -> None:
+        m = _PUBLISH_REFUSED.search(str(err))
+        if m is None:
+            return
+        subject = m.group(1)
+        self.at[subject] = time.monotonic()
+        for mux in list(self.muxes):
+            mux.refused(subject)
+
+    def since(self, subject: str, t0: float) -> bool:
+        """Was a publish to `subject` refused at or after monotonic time `t0`?"""
+        return self.at.get(subject, -1.0) >= t0
+
+
+_REFUSALS: weakref.WeakKeyDictionary[NATS, Refusals] = weakref.WeakKeyDictionary()
+
+
+def refusals_of(nc: NATS) -> Refusals:
+    """The refusals seen on `nc` (none recorded when it was not made by `open_connection`)."""
+    got = _REFUSALS.get(nc)
+    if got is None:
+        got = _REFUSALS[nc] = Refusals()
+    return got
+
+
 def refusal(err: BaseException, settings: OsirisSettings) -> str | None:
     """A one-line reason when `err` (met while connecting) cannot be cured by retrying."""
     text = str(err).strip().strip("'").removeprefix("nats: ").strip("'")
@@ -208,6 +250,7 @@ async def open_connection(settings: OsirisSettings, *, name: str = "osiris",
                           "'osiris run' which embeds one)")
     user_cb: ErrorCallback = opts.pop("error_cb", None) or _log_error
     refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    publishes = Refusals()
 
     async def error_cb(err: Exception) -> None:
         # while connecting, a refusal ends the attempt; once up, errors go to the caller's
@@ -216,13 +259,16 @@ async def open_connection(settings: OsirisSettings, *, name: str = "osiris",
         if why is not None:
             refused.set_result(why)
             return
+        publishes.note(err)
         await user_cb(err)
 
     try:
         if reconnect:
-            return await _connect_all(opts, error_cb, refused)
-        # nats-py gives up at the first server that fails: try each in turn ourselves
-        return await _first_that_takes(settings, opts, error_cb, refused)
+            nc = await _connect_all(opts, error_cb, refused)
+        else:  # nats-py gives up at the first server that fails: try each in turn ourselves
+            nc = await _first_that_takes(settings, opts, error_cb, refused)
+        _REFUSALS[nc] = publishes
+        return nc
     finally:
         if not refused.done():
             refused.set_result("")

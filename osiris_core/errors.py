@@ -17,6 +17,7 @@ __all__ = [
     "NoResponders",
     "PayloadTooLarge",
     "ConfigError",
+    "Forbidden",
     "NotFound",
     "OsirisError",
     "RequestTimeout",
@@ -77,6 +78,13 @@ class NotFound(ServiceError):
     """The thing asked for does not exist (404)."""
 
     code = 404
+
+
+class Forbidden(ServiceError):
+    """NATS refused this connection's user the publish a request needs (permissions
+    violation under `osiris nats-config`): the role lacks a grant (403)."""
+
+    code = 403
 
 
 class Unavailable(ServiceError):

@@ -28,7 +28,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from .errors import ERROR_CODE_HEADER, RequestTimeout, Unavailable
+from .errors import ERROR_CODE_HEADER, Forbidden, RequestTimeout, Unavailable
 from .subjects import REQUEST_ID_HEADER
 
 __all__ = [
@@ -111,6 +111,7 @@ class Pending:
     future: asyncio.Future[Msg]
     heard: float
     node: str = ""
+    subject: str = ""
 
 
 class ReplyMux:
@@ -125,8 +126,9 @@ class ReplyMux:
         self._lock = asyncio.Lock()
         self._seq = 0
 
-    async def open(self) -> tuple[str, Pending]:
-        """A fresh reply subject and its pending entry (close it with `close`)."""
+    async def open(self, subject: str = "") -> tuple[str, Pending]:
+        """A fresh reply subject and its pending entry for a request on `subject` (close it
+        with `close`)."""
         if self._sub is None:
             async with self._lock:
                 if self._sub is None:
@@ -135,12 +137,18 @@ class ReplyMux:
         self._seq += 1
         token = format(self._seq, "x")
         loop = asyncio.get_running_loop()
-        entry = Pending(future=loop.create_future(), heard=loop.time())
+        entry = Pending(future=loop.create_future(), heard=loop.time(), subject=subject)
         self.pending[token] = entry
         return f"{self.prefix}.{token}", entry
 
     def close(self, reply: str) -> None:
         self.pending.pop(reply.rpartition(".")[2], None)
+
+    def refused(self, subject: str) -> None:
+        """The server refused a publish to `subject`: its pending requests fail now."""
+        for entry in self.pending.values():
+            if entry.subject == subject and not entry.future.done():
+                entry.future.set_exception(refusal_error(subject))
 
     async def _on_msg(self, msg: Msg) -> None:
         entry = self.pending.get(msg.subject.rpartition(".")[2])
@@ -151,6 +159,12 @@ class ReplyMux:
             entry.node = (msg.headers or {}).get(NODE_HEADER, entry.node)
             return
         entry.future.set_result(msg)
+
+
+def refusal_error(subject: str) -> Forbidden:
+    return Forbidden(f"NATS refused this connection's user publishing to {subject} "
+                     "(permissions violation): its role lacks the grant — see "
+                     "`osiris nats-config` in docs/deploy.md")
 
 
 def attempt_headers(headers: dict[str, str] | None, rid: str) -> dict[str, Any]:
@@ -187,7 +201,7 @@ async def watched_request(
     waiting out its timeout. No responders: `no_responders()` waits (or raises)."""
     nc, loop = mux.nc, asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    reply, entry = await mux.open()
+    reply, entry = await mux.open(name)
     hdrs = attempt_headers(headers, uuid.uuid4().hex)
     resent = False
 
