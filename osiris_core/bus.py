@@ -293,6 +293,7 @@ class Bus:
             headers = attempt_headers(headers, uuid.uuid4().hex)
         loop = asyncio.get_running_loop()
         chunks, resent = 0, False
+        t0 = time.monotonic()
         try:
             await self.nc.publish(name, data, reply=inbox, headers=headers)
             heard = last_chunk = loop.time()
@@ -304,6 +305,8 @@ class Bus:
                 try:
                     msg = await sub.next_msg(timeout=max(wait, 0.001))
                 except (TimeoutError, NatsTimeout):
+                    if self._refusals.since(name, t0):
+                        raise refusal_error(name) from None
                     if loop.time() >= last_chunk + timeout:
                         raise RequestTimeout(f"no chunk on {name} within {timeout:g}s") from None
                     if chunks or resent:

@@ -23,7 +23,7 @@ from osiris_core.bus import Bus, gather_nodes
 from osiris_core.cli_natsconfig import nats_config
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.connection import open_connection
-from osiris_core.contracts import FeedbackAck, FeedbackItem, StoreQuery, StoreRows
+from osiris_core.contracts import FeedbackAck, FeedbackItem, GenerateChunk, StoreQuery, StoreRows
 from osiris_core.errors import ConfigError, Forbidden
 from osiris_core.natsconfig import (
     ROLES,
@@ -331,3 +331,7 @@ async def test_a_request_the_role_may_not_send_fails_as_forbidden_not_lost(
         assert "osiris.phi3.generate" in err.value.message and err.value.code == 403
         with pytest.raises(Forbidden):  # not idempotent: told when its wait ends
             await sim.bus.request(FEEDBACK_SUBMIT, {"transaction_id": "t"}, timeout=1)
+        with pytest.raises(Forbidden):  # a token stream: told when no word came
+            async for _ in sim.bus.stream(HERMES_GENERATE, {"prompt": "hi", "stream": True},
+                                          item_type=GenerateChunk, timeout=30):
+                pass
