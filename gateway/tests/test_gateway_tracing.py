@@ -75,10 +75,18 @@ def test_one_trace_spans_gateway_orchestrator_phi3_hermes_and_the_durable_consum
 
     created, assessed = PROPOSAL_CREATED.name, PROPOSAL_ASSESSED.name
 
+    expected = {("POST /propose_trade_adjustments", "server"),
+                (f"{PROPOSALS_PROPOSE.name} request", "client"),
+                (f"{PROPOSALS_PROPOSE.name} process", "server"),
+                *((f"{subject} {side}", kind) for subject in (PHI3_GENERATE.name,
+                                                              HERMES_GENERATE.name)
+                  for side, kind in (("request", "client"), ("process", "server"))),
+                *((f"{subject} {side}", kind) for subject in (created, assessed)
+                  for side, kind in (("publish", "producer"), ("process", "consumer")))}
+
     def complete(spans: list[ReceivedSpan]) -> bool:
-        mine = [s for s in spans if s.trace_id == trace_id]
-        consumed = {s.name for s in mine if s.kind == "consumer"}
-        return {f"{created} process", f"{assessed} process"} <= consumed
+        # both processes export in batches, each on its own clock: wait for every span
+        return expected <= {(s.name, s.kind) for s in spans if s.trace_id == trace_id}
 
     receiver.wait_for(complete, timeout=30)
     spans = receiver.trace(trace_id)
