@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import msgspec
@@ -174,6 +174,12 @@ def _credential_keys(settings: OsirisSettings) -> str:
 _PUBLISH_REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
+class RefusalListener(Protocol):
+    """What is told of a refused publish (`watch.ReplyMux`: fails its pending requests)."""
+
+    def refused(self, subject: str) -> None: ...
+
+
 class Refusals:
     """The subjects the server refused this connection's publishes to (a role without the
     grant under `osiris nats-config`): the server says so only in an async -ERR, so without
@@ -181,7 +187,7 @@ class Refusals:
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
-        self.muxes: weakref.WeakSet[Any] = weakref.WeakSet()  # watch.ReplyMux: .refused(subject)
+        self.muxes: weakref.WeakSet[RefusalListener] = weakref.WeakSet()
 
     def note(self, err: BaseException) -> None:
         m = _PUBLISH_REFUSED.search(str(err))

@@ -8,6 +8,7 @@ does; only a request that finds every slot taken awaits, first come first served
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from types import TracebackType
 
@@ -32,9 +33,6 @@ class Slots:
             return True
         return False
 
-    def locked(self) -> bool:
-        return self._free == 0 or bool(self._waiters)
-
     async def acquire(self) -> None:
         """Wait for a slot (in arrival order). Cancelled while waiting: no slot is held."""
         if self.take():
@@ -44,15 +42,12 @@ class Slots:
         try:
             await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():  # handed a slot as it was cancelled
+            if fut.cancelled():  # still waiting: leave the queue
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            else:  # handed a slot as it was cancelled: pass it on
                 self.release()
             raise
-        finally:
-            if not fut.done() or fut.cancelled():
-                try:
-                    self._waiters.remove(fut)
-                except ValueError:
-                    pass
 
     def release(self) -> None:
         """Give the slot to the first live waiter, or back to the pool."""

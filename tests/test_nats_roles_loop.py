@@ -5,7 +5,6 @@ and the file does not grant fails here (the server's refusal is logged by the pr
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +18,7 @@ from osiris_core.config import OsirisSettings, load_config
 from osiris_core.connection import open_connection
 from osiris_core.contracts import StoreQuery, StoreRows
 from osiris_core.natsconfig import inbox_prefix, load_for, render, role_permissions
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.natsserver import EmbeddedNats, free_port
 from osiris_core.subjects import STORE_QUERY
 from osiris_core.testing import OsirisProcess, write_config
 
@@ -55,12 +54,6 @@ async def stored(url: str, password: str, tid: str) -> dict[str, int]:
                 await asyncio.sleep(0.2)
     finally:
         await bus.nc.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_whole_loop_runs_with_one_least_privilege_user_per_role(

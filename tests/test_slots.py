@@ -11,7 +11,7 @@ from osiris_core.slots import Slots
 
 async def test_slots_bound_concurrency_and_serve_waiters_in_order() -> None:
     slots = Slots(2)
-    assert slots.take() and slots.take() and not slots.take() and slots.locked()
+    assert slots.take() and slots.take() and not slots.take()
     order: list[int] = []
 
     async def wait(i: int) -> None:
@@ -54,7 +54,7 @@ async def test_a_cancelled_waiter_holds_no_slot() -> None:
 async def test_slots_as_a_context_manager_and_bad_size() -> None:
     slots = Slots(1)
     async with slots:
-        assert slots.locked()
-    assert not slots.locked()
+        assert not slots.take()  # held
+    assert slots.take()  # given back
     with pytest.raises(ValueError):
         Slots(0)
