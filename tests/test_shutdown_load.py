@@ -30,8 +30,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + RUNS * 120)]
 IN_FLIGHT = 12
 
 
-async def _load(bus: Bus, stop: asyncio.Event, outcomes: dict[str, int]) -> None:
-    """Keep requests in flight to the models and the orchestrator until `stop`."""
+async def _load(bus: Bus, stop: asyncio.Event, outcomes: dict[str, int],
+                samples: dict[str, str]) -> None:
+    """Keep requests in flight to the models and the orchestrator until `stop`; count the
+    outcomes and keep one error message per kind."""
 
     async def one(subject: str, payload: dict[str, Any]) -> None:
         try:
@@ -39,6 +41,7 @@ async def _load(bus: Bus, stop: asyncio.Event, outcomes: dict[str, int]) -> None
             key = "answered"
         except ServiceError as e:
             key = f"timeout {subject}" if e.code == 504 else f"refused {e.code}"
+            samples.setdefault(f"{key} {subject}", str(e)[:300])
         outcomes[key] = outcomes.get(key, 0) + 1
 
     calls = [(PHI3_GENERATE.name, {"prompt": "NVDA at 131", "max_length": 48}),
@@ -72,6 +75,7 @@ async def test_sigterms_under_load_each_end_in_bounded_time_with_exit_0(
     rng = random.Random(12)
     report: list[str] = []
     outcomes: dict[str, int] = {}
+    samples: dict[str, str] = {}
     for i in range(RUNS):
         proc = OsirisProcess(cfg.path, env={"HF_HUB_OFFLINE": "1"},
                              log_path=tmp_path / f"run-{i}.log").start(wait_ready=False)
@@ -81,13 +85,16 @@ async def test_sigterms_under_load_each_end_in_bounded_time_with_exit_0(
             # every third run is signalled during start-up (requests already waiting for the
             # starting models), the rest under load once ready
             if i % 3 == 0:
-                load = asyncio.ensure_future(_load(bus, stop, outcomes))
+                load = asyncio.ensure_future(_load(bus, stop, outcomes, samples))
                 await _until_logging(proc)  # the interpreter itself is up
                 await asyncio.sleep(rng.uniform(0.0, 2.0))
             else:
                 await _until_ready(proc)
-                load = asyncio.ensure_future(_load(bus, stop, outcomes))
-                await asyncio.sleep(rng.uniform(1.0, 3.0))
+                load = asyncio.ensure_future(_load(bus, stop, outcomes, samples))
+                # the models are busy with the sim's proposals too: signal only once this
+                # run has served our load (else "under load" may mean "nothing answered yet")
+                await _until_answered(outcomes, outcomes.get("answered", 0))
+                await asyncio.sleep(rng.uniform(0.5, 2.0))
             t0 = time.monotonic()
             proc.signal(signal.SIGTERM)
             code = await asyncio.get_running_loop().run_in_executor(
@@ -99,11 +106,11 @@ async def test_sigterms_under_load_each_end_in_bounded_time_with_exit_0(
                 await load
             proc.kill()
         report.append(f"run {i:2}: exit {code} after {took:.2f}s")
-        print(report[-1], flush=True)
+        print(report[-1], dict(outcomes), flush=True)
         assert code == 0, proc.output()[-3000:]
         # within the bound (the half second covers noticing the exit from here)
         assert took <= SHUTDOWN_S + 0.5, (report[-1], proc.output()[-3000:])
-    print("\n".join(report), f"\nrequests: {outcomes}")
+    print("\n".join(report), f"\nrequests: {outcomes}", *samples.items(), sep="\n")
     # Every request in flight at the signal is answered or told it was cut off (503): none
     # waits out its timeout
     timeouts = {k: v for k, v in outcomes.items() if k.startswith("timeout")}
@@ -116,6 +123,14 @@ async def _until_logging(proc: OsirisProcess, timeout: float = 60.0) -> None:
     while not proc.output():
         assert time.monotonic() < end
         await asyncio.sleep(0.02)
+
+
+async def _until_answered(outcomes: dict[str, int], before: int,
+                          timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while outcomes.get("answered", 0) <= before:
+        assert time.monotonic() < end, f"no request answered {timeout}s after ready: {outcomes}"
+        await asyncio.sleep(0.05)
 
 
 async def _until_ready(proc: OsirisProcess, timeout: float = 120.0) -> None:
