@@ -18,8 +18,9 @@ from osiris_core.protocol import CancelRequest, ModelFacts
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 from osiris_core.usage import record_tokens
 
+from .batching import Batcher
 from .config import HermesConfig
-from .engine import HermesEngine, ModelError
+from .engine import MIN_SAMPLING_TEMPERATURE, HermesEngine, ModelError, Row
 
 _encode = msgspec.json.Encoder().encode
 
@@ -33,6 +34,8 @@ class Hermes(Actor[HermesConfig]):
         self.engine = HermesEngine(source, self.config.device, self.config.dtype,
                                    self.config.trust_remote_code)
         self.gen_lock = asyncio.Semaphore(max(1, self.config.parallel))
+        self.batcher = Batcher(self._generate_batch, self.gen_lock, self.config.parallel,
+                               self.config.batch_size)
         self.model_lock = asyncio.Lock()  # adapter swaps and pause wait for generations
         self.load_error: str | None = None
         self.last_pause: dict[str, Any] = {}
@@ -85,6 +88,7 @@ class Hermes(Actor[HermesConfig]):
             **model.to_dict(), "model": e.source, "quantization": e.quantization,
             "where": e.where, "cancelled": self.cancelled, "adapters": sorted(e.adapters),
             "load_s": e.load_s, "load_error": self.load_error, **self.last_pause,
+            **self.batcher.facts(),
         }
 
     # --- control ops --------------------------------------------------------------------
@@ -156,11 +160,7 @@ class Hermes(Actor[HermesConfig]):
         if rid:
             self.cancellable[rid] = stop_flag
         try:
-            async with self.gen_lock:
-                self._require_loaded()
-                if stop_flag.is_set():
-                    raise Unavailable("request cancelled by the caller before it started")
-                text, n_new, n_chunks = await self._run(ids, req, stream_to, stop_flag)
+            text, n_new, n_chunks = await self._run(ids, req, stream_to, stop_flag)
         finally:
             if rid:
                 self.cancellable.pop(rid, None)
@@ -235,14 +235,14 @@ class Hermes(Actor[HermesConfig]):
                 if safe.startswith(sent) and len(safe) > len(sent):
                     await emit(safe[len(sent):])
 
+        temperature = self.config.temperature if req.temperature is None else req.temperature
+        sampling: tuple[float, float | None] = (0.0, None)  # greedy: top_p plays no part
+        if temperature >= MIN_SAMPLING_TEMPERATURE:
+            sampling = (temperature, req.top_p)
         pumper = asyncio.create_task(pump())
         try:
-            out = await asyncio.to_thread(
-                engine.generate, ids, max_new_tokens=req.max_length,
-                temperature=self.config.temperature if req.temperature is None else req.temperature,
-                top_p=req.top_p, on_token=on_token, stop_flag=stop_flag,
-                repetition_penalty=self.config.repetition_penalty,
-                no_repeat_ngram_size=self.config.no_repeat_ngram_size)
+            out = await self.batcher.submit(Row(ids, req.max_length, stop_flag, on_token),
+                                            sampling)
         finally:
             queue.put_nowait(None)
             await pumper
@@ -250,6 +250,14 @@ class Hermes(Actor[HermesConfig]):
         if text.startswith(sent):
             await emit(text[len(sent):])
         return text, len(out), chunks
+
+
+    def _generate_batch(self, rows: list[Row], sampling: Any) -> None:
+        """One batch on the model (a worker thread): rows share `sampling`."""
+        temperature, top_p = sampling
+        self.engine.generate_batch(rows, temperature=temperature, top_p=top_p,
+                                   repetition_penalty=self.config.repetition_penalty,
+                                   no_repeat_ngram_size=self.config.no_repeat_ngram_size)
 
 
 def _arg(args: dict[str, Any], key: str) -> str:

@@ -16,7 +16,10 @@ class HermesConfig(PluginConfig, frozen=True, kw_only=True):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU (GPTQ checkpoints use their own)."""
     parallel: int = 1
-    """Generations that run at once on the model; further requests queue (max_concurrency)."""
+    """Batches that run at once on the model; further requests queue (max_concurrency)."""
+    batch_size: int = 8
+    """Requests waiting for the model that share sampling settings run as one batch of up to
+    this many (one forward pass per step for all); 1 runs them one at a time."""
     max_concurrency: int = 16
     max_prompt_tokens: int = 4096
     """Prompts longer than this (in tokens) get a 400 naming `prompt`."""
@@ -39,6 +42,8 @@ class HermesConfig(PluginConfig, frozen=True, kw_only=True):
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.parallel < 1 or self.batch_size < 1:
+            raise ValueError("parallel and batch_size must be >= 1")
         if self.temperature < 0 or self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
             raise ValueError("temperature must be >= 0, repetition_penalty > 0 and "
                              "no_repeat_ngram_size >= 0")

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +61,44 @@ def check_source(source: str) -> Path | str:
     return path
 
 
-class _Streamer:
-    """transformers streamer: forwards each new token id to `on_token` (first call = prompt)."""
+@dataclass(eq=False)
+class Row:
+    """One request's share of a batched generation. `on_token` gets each new token id and
+    `on_done` the row itself once it is finished (both from the generating thread); a row
+    can finish, and be answered, while longer rows of its batch go on."""
 
-    def __init__(self, on_token: Callable[[int], None]) -> None:
-        self.on_token = on_token
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop_flag: threading.Event = field(default_factory=threading.Event)
+    on_token: Callable[[int], None] | None = None
+    on_done: Callable[[Row], None] | None = None
+    out: list[int] = field(default_factory=list)
+    done: bool = False
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.on_done is not None:
+                self.on_done(self)
+
+
+class _RowStreamer:
+    """transformers streamer for a batch: each step's token of an unfinished row goes to that
+    row (the first call is the prompt)."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
         self.prompt_seen = False
 
     def put(self, value: Any) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        for t in value.reshape(-1).tolist():
-            self.on_token(int(t))
+        for row, t in zip(self.rows, value.reshape(-1).tolist(), strict=True):
+            if not row.done:
+                row.out.append(int(t))
+                if row.on_token is not None:
+                    row.on_token(int(t))
 
     def end(self) -> None:
         pass
@@ -296,23 +322,54 @@ class HermesEngine:
                  top_p: float | None, on_token: Callable[[int], None] | None,
                  stop_flag: threading.Event, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0) -> list[int]:
-        """Generate (greedy unless temperature > 0); returns the new token ids."""
+        """Generate for one prompt (greedy unless temperature > 0); returns the new ids."""
+        row = Row(prompt_ids, max_new_tokens, stop_flag, on_token)
+        self.generate_batch([row], temperature=temperature, top_p=top_p,
+                            repetition_penalty=repetition_penalty,
+                            no_repeat_ngram_size=no_repeat_ngram_size)
+        return row.out
+
+    def eos_ids(self) -> frozenset[int]:
+        """The token ids that end a generation (the model's generation config's)."""
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return frozenset([eos] if isinstance(eos, int) else (eos or []))
+
+    def generate_batch(self, rows: list[Row], *, temperature: float | None, top_p: float | None,
+                       repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> None:
+        """Generate for several prompts at once (left-padded, one forward pass per step for
+        all of them). Each row stops at its own `max_new_tokens`, its `stop_flag` or an end
+        token and is then finished; every row is finished when this returns."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         if not self.loaded:
             raise Unavailable("hermes model not loaded")
+        eos = self.eos_ids()
 
         class _Stop(StoppingCriteria):
+            """Per row: its own limit, its stop flag, or an end token (checked after each
+            step's tokens reached the rows)."""
+
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stop_flag.is_set(), dtype=torch.bool,
-                                  device=input_ids.device)
+                for row in rows:
+                    if not row.done and (row.stop_flag.is_set()
+                                         or len(row.out) >= row.max_new_tokens
+                                         or (row.out and row.out[-1] in eos)):
+                        row.finish()
+                return torch.tensor([row.done for row in rows], dtype=torch.bool,
+                                    device=input_ids.device)
 
         # below ~1e-2 the softmax of float32 logits overflows to NaN: that is greedy anyway
         sample = bool(temperature and temperature >= MIN_SAMPLING_TEMPERATURE)
-        kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = min(eos) if eos else 0
+        kw: dict[str, Any] = {"max_new_tokens": max(r.max_new_tokens for r in rows),
+                              "do_sample": sample, "pad_token_id": pad,
                               "stopping_criteria": StoppingCriteriaList([_Stop()]),
-                              "pad_token_id": self.tokenizer.pad_token_id}
+                              "streamer": _RowStreamer(rows)}
         if repetition_penalty != 1.0:
             kw["repetition_penalty"] = repetition_penalty
         if no_repeat_ngram_size > 0:
@@ -323,17 +380,20 @@ class HermesEngine:
                 kw["top_p"] = top_p
         else:
             kw.update(temperature=None, top_p=None, top_k=None)
-        if on_token is not None:
-            kw["streamer"] = _Streamer(on_token)
-        ids = torch.tensor([prompt_ids], device=self.device)
+        width = max(len(r.prompt_ids) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows],
+                           device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids)
+                             for r in rows], device=self.device)
         try:
             with torch.inference_mode(), self._adapter_scope():
-                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+                self.model.generate(input_ids=ids, attention_mask=mask, **kw)
         except torch.OutOfMemoryError:
             self._empty_cache()
             raise ServiceError("hermes ran out of accelerator memory; try a shorter prompt or "
                                "max_length, or give the model more memory", code=503) from None
-        return [int(t) for t in out[0, len(prompt_ids):].tolist()]
+        for row in rows:  # normally finished by `_Stop` already; an error leaves them open
+            row.finish()
 
     def _adapter_scope(self) -> Any:
         import contextlib
