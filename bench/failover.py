@@ -269,13 +269,15 @@ async def bench(a: argparse.Namespace, version: str) -> None:
     watch_log.addHandler(resends)
     watch_log.propagate = False  # counted, not printed
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus, {version}; "
-          f"tiny hermes on CPU (parallel 1, {a.threads} torch thread(s) per replica), "
+          f"tiny hermes on CPU (parallel 1, batch_size {a.batch_size}, "
+          f"{a.threads} torch thread(s) per replica), "
           f"max_length {a.max_length}, "
           f"timeout {a.timeout:g}s, silence limit {LOST_AFTER_S:g}s", flush=True)
     with EmbeddedNats(work / "nats") as srv:
         config = write_config(work / "osiris.toml", srv.url, [ACTOR],
                               {ACTOR: {"model": str(tiny / "hermes"), "device": "cpu",
-                                       "max_concurrency": MAX_CONCURRENCY}},
+                                       "max_concurrency": MAX_CONCURRENCY,
+                                       "batch_size": a.batch_size}},
                               log_level="WARNING")
         # one torch thread per replica: two replicas with 2 OpenMP threads each on 2 cores
         # thrash (measured: ~3 s per 64-token generation instead of ~0.2 s)
@@ -325,6 +327,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="OMP_NUM_THREADS of each replica (torch intra-op threads)")
     p.add_argument("--timeout", type=float, default=60.0, help="each request's timeout, s")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="[plugins.hermes] batch_size of the replicas (default 8, the config's "
+                        "default; 1 generates one request at a time)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "build" / "bench-failover",
                    help="tiny models (built once), nats store, replica logs")
     a = p.parse_args()

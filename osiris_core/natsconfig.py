@@ -36,7 +36,8 @@ from .subjects import (
     starting,
 )
 
-__all__ = ["ROLES", "Permissions", "Role", "inbox_prefix", "render", "role_permissions"]
+__all__ = ["ROLES", "Permissions", "Role", "combine", "inbox_prefix", "render",
+           "role_permissions"]
 
 JS = "$JS.API"
 SRV_VERBS = ("PING", "INFO", "STATS")
@@ -90,6 +91,32 @@ ROLES: tuple[Role, ...] = (
     Role(OPERATOR, description="admin: every service and control subject, every event, "
                                "JetStream administration of the osiris streams, the CLI"),
 )
+
+
+def combine(name: str, role_names: Iterable[str]) -> Role:
+    """One user for a process that hosts several roles (a compose service running the
+    gateway, orchestrator and feedback together): the union of their grants, its own inbox."""
+    by_name = {r.name: r for r in ROLES}
+    parts: list[Role] = []
+    for r in role_names:
+        if r not in by_name:
+            raise ConfigError(f"user {name}: unknown role {r!r} (roles: {', '.join(by_name)})")
+        if r == OPERATOR:
+            raise ConfigError(f"user {name}: the operator is a user of its own, not combined")
+        parts.append(by_name[r])
+    if not parts:
+        raise ConfigError(f"user {name}: no roles")
+    if name == OPERATOR or not name.isidentifier():
+        raise ConfigError(f"user name {name!r}: a word of letters, digits and _, not operator")
+
+    def union(attr: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(x for p in parts for x in getattr(p, attr)))
+
+    return Role(name, union("plugins"), union("requests"), union("controls"),
+                gathers=any(p.gathers for p in parts),
+                reads_events=any(p.reads_events for p in parts),
+                cancels=any(p.cancels for p in parts),
+                description="roles " + ", ".join(p.name for p in parts))
 
 
 def inbox_prefix(role: str) -> str:
@@ -210,8 +237,11 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
                 p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
         if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
             mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
-            # its own inbox too: an actor may call another of the same role (dgm → planner)
-            p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>"}
+            # its own inbox too: an actor may call another of the same role (dgm → planner);
+            # and its own actors' control subjects (a container's health check asks them
+            # for status with the process's own credentials)
+            p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
+                          *(control(a) for a in mine.actors)}
             _streams(p, streams)
         p.subscribe |= mine.services
         if "sim" in role.plugins:
@@ -275,22 +305,34 @@ def hash_password(password: str, cost: int = 11) -> str:
 
 def render(perms: Mapping[str, Permissions], passwords: Mapping[str, str], *,
            store_dir: str = "", listen: str = "", max_payload: int = 0,
-           header: str = "") -> str:
-    """A nats-server configuration: JetStream on, one user per role."""
+           header: str = "", users_only: bool = False) -> str:
+    """A nats-server configuration: JetStream on, one user per role. A password that is a
+    variable reference (`$NAME`) is written bare, so nats-server reads it from its
+    environment. `users_only`: just the `authorization` block, to `include` from a server
+    configuration of your own."""
     lines = [f"# {line}" for line in header.splitlines()]
-    if listen:
-        lines.append(f"listen: {json.dumps(listen)}")
-    if max_payload:
-        lines.append(f"max_payload: {max_payload}")
-    lines.append(f"jetstream: {{store_dir: {json.dumps(store_dir)}}}" if store_dir
-                 else "jetstream: enabled")
+    if not users_only:
+        if listen:
+            lines.append(f"listen: {json.dumps(listen)}")
+        if max_payload:
+            lines.append(f"max_payload: {max_payload}")
+        lines.append(f"jetstream: {{store_dir: {json.dumps(store_dir)}}}" if store_dir
+                     else "jetstream: enabled")
     lines.append("authorization: {\n  users: [")
     for name, p in perms.items():
-        body = json.dumps({"user": name, "password": passwords[name],
+        password = passwords[name]
+        body = json.dumps({"user": name, "password": password,
                            "permissions": p.as_conf()}, indent=2)
+        if is_variable(password):
+            body = body.replace(json.dumps(password), password, 1)
         lines.append("    " + body.replace("\n", "\n    ") + ",")
     lines.append("  ]\n}")
     return "\n".join(lines) + "\n"
+
+
+def is_variable(password: str) -> bool:
+    """`$NAME`: a nats-server variable reference, resolved from its environment."""
+    return len(password) > 1 and password[0] == "$" and password[1:].isidentifier()
 
 
 def load_for(config: Config) -> tuple[LoadedPlugins, dict[str, Any]]:

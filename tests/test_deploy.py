@@ -23,6 +23,7 @@ import msgspec
 import pytest
 import yaml
 
+from osiris_core.cli_natsconfig import PASSWORD_ENV
 from osiris_core.config import OsirisSettings, load_config
 from osiris_core.plugins import discover, load_plugins
 
@@ -300,10 +301,58 @@ def test_osiris_env_names_are_ones_the_config_reads() -> None:
     assert given and chart_given
     assert given | chart_given <= known, (given | chart_given) - known
     compose_only = {"OSIRIS_HTTP_PORT", "OSIRIS_MODELS_DIR"}
+    # the users' passwords are nats-server's variables (osiris nats-config --password-ref)
+    compose_only |= {n for n in used if n.startswith(PASSWORD_ENV.format(role=""))}
     assert used <= known | compose_only, used - known - compose_only
-    # the NATS server's config reads the token the osiris roles get
-    assert "$OSIRIS_NATS_TOKEN" in (DEPLOY / "nats" / "nats-server.conf").read_text()
-    assert "OSIRIS_NATS_TOKEN" in known
+    # the chart's pods get a token; compose's services each their own user (below)
+    assert "OSIRIS_NATS_TOKEN" in known and "OSIRIS_NATS_TOKEN" not in given
+
+
+# --- NATS users ------------------------------------------------------------------------------
+USERS_FILE = DEPLOY / "nats" / "osiris-users.conf"
+
+
+def compose_users() -> dict[str, list[str]]:
+    """Each osiris compose service's NATS user → the roles its plugins play."""
+    from osiris_core.natsconfig import ROLES as NATS_ROLES
+
+    users: dict[str, list[str]] = {}
+    for name, svc in _yaml(COMPOSE)["services"].items():
+        if "build" not in svc:
+            continue
+        env = svc["environment"]
+        user = env["OSIRIS_NATS_USER"]
+        assert env["OSIRIS_NATS_INBOX_PREFIX"] == f"_INBOX_{user}", name
+        assert env["OSIRIS_NATS_PASSWORD"].startswith(f"${{OSIRIS_NATS_PASSWORD_{user.upper()}:?")
+        plugins = set(tomllib.loads((DEPLOY / "config" / f"{name}.toml").read_text())
+                      ["osiris"]["plugins"])
+        roles = [r.name for r in NATS_ROLES if set(r.plugins) & plugins]
+        covered = {p for r in NATS_ROLES if r.name in roles for p in r.plugins}
+        assert plugins <= covered, (name, plugins - covered)
+        users[user] = roles
+    return users
+
+
+def test_compose_users_file_is_the_one_nats_config_generates() -> None:
+    users = compose_users()
+    assert users == {"core": ["gateway", "orchestrator", "feedback", "dgm", "sim", "bridge"],
+                     "models": ["models", "trainer", "gpu"], "tts": ["models"]}
+    args = [str(BIN / "osiris"), "nats-config", "-c", str(DEPLOY / "config" / "core.toml"),
+            "--password-ref", "--users-only"]
+    for user, roles in users.items():
+        args += ["--user", f"{user}={','.join(roles)}"]
+    # the plugins this repository installs, not the test suite's extra ones
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert USERS_FILE.read_text().endswith(result.stdout), (
+        "deploy/nats/osiris-users.conf is out of date: regenerate it with the command in its "
+        "header")
+    assert "include ./osiris-users.conf" in (DEPLOY / "nats" / "nats-server.conf").read_text()
+    # nats-server gets every password the file refers to, and nothing else of osiris
+    nats_env = set(_yaml(COMPOSE)["services"]["nats"]["environment"])
+    refs = set(re.findall(r'"password": \$(OSIRIS_NATS_PASSWORD_[A-Z]+),', USERS_FILE.read_text()))
+    assert refs == nats_env == {f"OSIRIS_NATS_PASSWORD_{u.upper()}" for u in [*users, "operator"]}
 
 
 def test_gateway_port_and_health_route_agree_everywhere() -> None:
@@ -366,6 +415,7 @@ def test_nats_server_config_is_durable_jetstream() -> None:
     assert re.search(r"^\s*store_dir:\s*/data/", js.group(1), re.M)
     nats = _yaml(COMPOSE)["services"]["nats"]
     assert "./nats/nats-server.conf:/etc/nats/nats-server.conf:ro" in nats["volumes"]
+    assert "./nats/osiris-users.conf:/etc/nats/osiris-users.conf:ro" in nats["volumes"]
     assert any(v.startswith("nats-data:/data") for v in nats["volumes"])
     chart_js = _chart_values()["nats"]["config"]["jetstream"]
     assert chart_js["enabled"] is True and chart_js["merge"]["sync_interval"] == "always"

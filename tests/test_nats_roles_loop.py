@@ -5,6 +5,8 @@ and the file does not grant fails here (the server's refusal is logged by the pr
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sysconfig
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from osiris_core.bus import Bus
+from osiris_core.cli_natsconfig import PASSWORD_ENV
 from osiris_core.config import OsirisSettings, load_config
 from osiris_core.connection import open_connection
 from osiris_core.contracts import StoreQuery, StoreRows
@@ -23,6 +27,8 @@ from osiris_core.subjects import STORE_QUERY
 from osiris_core.testing import OsirisProcess, write_config
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sysconfig.get_path("scripts"))
 
 # role → the plugins its process runs (the gpu, sim, bridge and dgm roles are exercised with
 # plain clients in test_nats_config.py)
@@ -56,38 +62,39 @@ async def stored(url: str, password: str, tid: str) -> dict[str, int]:
         await bus.nc.close()
 
 
-def test_the_whole_loop_runs_with_one_least_privilege_user_per_role(
-        tmp_path: Path, tiny_models: Path) -> None:
-    loaded, configs = load_for(load_config(None, search_cwd=False))
-    perms = role_permissions(loaded, configs)
-    passwords = {r: f"pw-{r}" for r in perms}
+def run_loop(tmp_path: Path, tiny_models: Path, server_config: str,
+             processes: dict[str, list[str]], passwords: dict[str, str],
+             health_checks: dict[str, list[str]] | None = None) -> None:
+    """Start one `osiris run` per user (its plugins), propose and correct through the gateway,
+    find both rows in the store as the operator; no process may log a refusal.
+    `health_checks`: user → an `osiris ...` command line run with that user's config."""
     port = free_port()
     tables: dict[str, dict[str, Any]] = {
         "gateway": {"port": port},
         "hermes": {"model": str(tiny_models / "hermes")},
         "phi3": {"model": str(tiny_models / "phi3-onnx")},
         "trainer": {"base_model": str(tiny_models / "phi3"), "schedule": ""},
+        "tts": {"engine": "espeak"},
     }
     env = {"HF_HUB_OFFLINE": "1", "OSIRIS_LOAD_PLUGINS": ",".join(
-        p for ps in PROCESSES.values() for p in ps)}
-    with EmbeddedNats(tmp_path / "nats", config=render(perms, passwords)) as srv, \
-            ExitStack() as stack:
+        p for ps in processes.values() for p in ps)}
+    with EmbeddedNats(tmp_path / "nats", config=server_config) as srv, ExitStack() as stack:
         procs: dict[str, OsirisProcess] = {}
-        for role, plugins in PROCESSES.items():
-            d = tmp_path / role
+        for user, plugins in processes.items():
+            d = tmp_path / user
             d.mkdir()
             cfg = write_config(d / "osiris.toml", srv.url, plugins,
                                {p: tables[p] for p in plugins if p in tables},
-                               nats_user=role, nats_password=passwords[role],
-                               nats_inbox_prefix=inbox_prefix(role),
-                               data_dir=str(tmp_path / "data" / role))
-            procs[role] = OsirisProcess(cfg, env=env).start(wait_ready=False)
-            stack.callback(procs[role].__exit__)
+                               nats_user=user, nats_password=passwords[user],
+                               nats_inbox_prefix=inbox_prefix(user),
+                               data_dir=str(tmp_path / "data" / user))
+            procs[user] = OsirisProcess(cfg, env=env).start(wait_ready=False)
+            stack.callback(procs[user].__exit__)
         deadline = time.monotonic() + 120  # all start at once: imports share the 2 cores
-        for role, proc in procs.items():
+        for user, proc in procs.items():
             while "osiris: ready" not in proc.output():
                 assert proc.proc is not None and proc.proc.poll() is None, proc.output()
-                assert time.monotonic() < deadline, f"{role}: {proc.output()[-3000:]}"
+                assert time.monotonic() < deadline, f"{user}: {proc.output()[-3000:]}"
                 time.sleep(0.1)
         url = f"http://127.0.0.1:{port}"
         health = httpx.get(url + "/health", timeout=30).json()
@@ -102,10 +109,45 @@ def test_the_whole_loop_runs_with_one_least_privilege_user_per_role(
                                    "new_stop_pct": 2.0, "new_target_pct": 5.0,
                                    "confidence": 0.8, "rationale": "tighter"}})
         assert r.status_code == 200 and r.json()["transaction_id"] == tid, r.text
+        if any("tts" in ps for ps in processes.values()):
+            r = httpx.post(url + "/speak", json={"text": "Long XYZ."}, timeout=60)
+            assert r.status_code == 200 and r.content[:4] == b"RIFF", r.text[:300]
+        for user, line in (health_checks or {}).items():
+            args = [a if a != "/etc/osiris/osiris.toml" else str(tmp_path / user / "osiris.toml")
+                    for a in line[1:]]
+            done = subprocess.run([str(BIN / "osiris"), *args], capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, (user, line, done.stdout, done.stderr)
         rows = asyncio.run(stored(srv.url, passwords["operator"], tid))
         assert {t: rows[t] for t in ("proposals", "feedback")} == {
             "proposals": 1, "feedback": 1}, rows
-        for role, proc in procs.items():
+        for user, proc in procs.items():
             text = proc.output()
             assert "ermissions violation" not in text and "Traceback" not in text, \
-                f"{role}:\n{text[-3000:]}"
+                f"{user}:\n{text[-3000:]}"
+
+
+def test_the_whole_loop_runs_with_one_least_privilege_user_per_role(
+        tmp_path: Path, tiny_models: Path) -> None:
+    loaded, configs = load_for(load_config(None, search_cwd=False))
+    perms = role_permissions(loaded, configs)
+    passwords = {r: f"pw-{r}" for r in perms}
+    run_loop(tmp_path, tiny_models, render(perms, passwords), PROCESSES, passwords)
+
+
+def test_the_loop_runs_under_the_compose_files_nats_users(
+        tmp_path: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/nats/osiris-users.conf as compose uses it: nats-server reads each user's
+    password from its environment; each service runs as its user (compose's core also runs
+    sim, dgm and bridge, which the per-role test and test_nats_config cover)."""
+    users = ROOT / "deploy" / "nats" / "osiris-users.conf"
+    passwords = {u: f"secret-{u}" for u in ("core", "models", "tts", "operator")}
+    for user, password in passwords.items():
+        monkeypatch.setenv(PASSWORD_ENV.format(role=user.upper()), password)
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    checks = {svc: compose[svc]["healthcheck"]["test"][1:] for svc in ("models", "tts")}
+    assert all(c[:2] == ["osiris", "request"] for c in checks.values()), checks
+    run_loop(tmp_path, tiny_models, users.read_text(), {
+        "core": ["gateway", "orchestrator", "feedback"],
+        "models": ["hermes", "phi3", "trainer"],
+        "tts": ["tts"]}, passwords, health_checks=checks)
