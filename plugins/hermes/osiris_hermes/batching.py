@@ -59,7 +59,7 @@ class Batcher:
     def facts(self) -> dict[str, int | float]:
         return {"batches": self.batches, "batch_rows": self.rows, "batch_largest": self.largest,
                 "batch_mean": round(self.rows / self.batches, 2) if self.batches else 0.0,
-                "waiting": len(self.waiting)}
+                "batch_waiting": len(self.waiting)}
 
     def _kick(self) -> None:
         if self.waiting and self.runners < self.parallel:
