@@ -65,7 +65,7 @@ def _users(specs: tuple[str, ...]) -> list[Role]:
             users.append(combine(name.strip(), [r.strip() for r in roles.split(",") if r.strip()]))
         except ConfigError as e:
             raise click.BadParameter(str(e), param_hint="--user") from None
-    names = [u.name for u in users]
+    names = [u.name.upper() for u in users]  # the password variables' names
     if len(set(names)) != len(names):
         raise click.BadParameter(f"a user name given twice: {names}", param_hint="--user")
     return users + [r for r in ROLES if r.name == OPERATOR]
@@ -132,7 +132,7 @@ def nats_config(config_path: str | None, out: str | None, secrets_path: str | No
     stored = passwords if plain_passwords or password_ref else {
         r: hash_password(p, BCRYPT_COST) for r, p in passwords.items()}
     text = render(perms, stored, store_dir=store_dir, listen=listen, max_payload=MAX_PAYLOAD,
-                  users_only=users_only,
+                  users_only=users_only, password_refs=password_ref,
                   header="osiris nats-config: one least-privilege user per role "
                          "(docs/deploy.md).\nRun osiris processes with nats_user, "
                          "nats_password and nats_inbox_prefix of their role.")

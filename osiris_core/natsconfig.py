@@ -10,6 +10,7 @@ in the next `osiris nats-config` on its own. docs/deploy.md, "Least privilege".
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ __all__ = ["ROLES", "Permissions", "Role", "combine", "inbox_prefix", "render",
 JS = "$JS.API"
 SRV_VERBS = ("PING", "INFO", "STATS")
 OPERATOR = "operator"
+
+USER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""A combined user's name (its password variable is OSIRIS_NATS_PASSWORD_<NAME upper>)."""
 
 NODE_PROFILE = PROFILE_PREFIX + "*"
 """Every runtime answers its own `osiris.runtime.profile.<node>`; the operator asks."""
@@ -106,8 +110,9 @@ def combine(name: str, role_names: Iterable[str]) -> Role:
         parts.append(by_name[r])
     if not parts:
         raise ConfigError(f"user {name}: no roles")
-    if name == OPERATOR or not name.isidentifier():
-        raise ConfigError(f"user name {name!r}: a word of letters, digits and _, not operator")
+    if name == OPERATOR or not USER_NAME.fullmatch(name):
+        raise ConfigError(f"user name {name!r}: lower-case letters, digits and _ (starting "
+                          "with a letter), not operator")
 
     def union(attr: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys(x for p in parts for x in getattr(p, attr)))
@@ -238,10 +243,10 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
         if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
             mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
             # its own inbox too: an actor may call another of the same role (dgm → planner);
-            # and its own actors' control subjects (a container's health check asks them
-            # for status with the process's own credentials)
+            # and the read-only discovery pings of its own actors (a container's health
+            # check, with the process's own credentials): never their control subjects
             p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
-                          *(control(a) for a in mine.actors)}
+                          *(f"$SRV.{v}.{a}" for a in mine.actors for v in ("PING", "INFO"))}
             _streams(p, streams)
         p.subscribe |= mine.services
         if "sim" in role.plugins:
@@ -305,11 +310,11 @@ def hash_password(password: str, cost: int = 11) -> str:
 
 def render(perms: Mapping[str, Permissions], passwords: Mapping[str, str], *,
            store_dir: str = "", listen: str = "", max_payload: int = 0,
-           header: str = "", users_only: bool = False) -> str:
-    """A nats-server configuration: JetStream on, one user per role. A password that is a
-    variable reference (`$NAME`) is written bare, so nats-server reads it from its
-    environment. `users_only`: just the `authorization` block, to `include` from a server
-    configuration of your own."""
+           header: str = "", users_only: bool = False, password_refs: bool = False) -> str:
+    """A nats-server configuration: JetStream on, one user per role. `password_refs`: the
+    passwords are variable references (`$NAME`), written bare so nats-server reads them from
+    its environment. `users_only`: just the `authorization` block, to `include` from a
+    server configuration of your own."""
     lines = [f"# {line}" for line in header.splitlines()]
     if not users_only:
         if listen:
@@ -323,7 +328,9 @@ def render(perms: Mapping[str, Permissions], passwords: Mapping[str, str], *,
         password = passwords[name]
         body = json.dumps({"user": name, "password": password,
                            "permissions": p.as_conf()}, indent=2)
-        if is_variable(password):
+        if password_refs:
+            if not is_variable(password):
+                raise ValueError(f"not a variable reference: {password!r}")
             body = body.replace(json.dumps(password), password, 1)
         lines.append("    " + body.replace("\n", "\n    ") + ",")
     lines.append("  ]\n}")

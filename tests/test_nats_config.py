@@ -157,13 +157,13 @@ def test_who_may_publish_what(perms: dict[str, Permissions]) -> None:
 
     assert who(ADAPTERS_PUBLISHED.name) == {"trainer", "operator"}
     assert who(DGM_EVENTS.name) == {"dgm", "operator"}
-    # besides the operator, only the role that serves an actor (its health check) and the
-    # role whose job it is (the gpu supervisor pauses models, dgm applies policies)
-    assert who(control("hermes")) == {"models", "gpu", "operator"}
-    assert who(control("orchestrator")) == {"orchestrator", "dgm", "operator"}
-    assert who(control("feedback")) == {"feedback", "operator"}
-    assert not any(s.endswith(".control") for s in perms["gateway"].publish - {
-        control("gateway")})
+    # besides the operator, only the role whose job it is (the gpu supervisor pauses models,
+    # dgm applies policies); a role may only ping its own actors (read-only health checks)
+    assert who(control("hermes")) == {"gpu", "operator"}
+    assert who(control("orchestrator")) == {"dgm", "operator"}
+    assert who(control("feedback")) == {"operator"}
+    assert not any(s.endswith(".control") for s in perms["gateway"].publish)
+    assert who("$SRV.PING.tts") == {"models", "operator"}
     assert who(HERMES_GENERATE.name) == {"gateway", "orchestrator", "dgm", "operator"}
     assert who(FEEDBACK_SUBMITTED.name) == {"feedback", "operator"}
 

@@ -115,6 +115,7 @@ def run_loop(tmp_path: Path, tiny_models: Path, server_config: str,
         for user, line in (health_checks or {}).items():
             args = [a if a != "/etc/osiris/osiris.toml" else str(tmp_path / user / "osiris.toml")
                     for a in line[1:]]
+            args = [a.replace("$$", "$") for a in args]  # compose's escape of a literal $
             done = subprocess.run([str(BIN / "osiris"), *args], capture_output=True, text=True,
                                   timeout=120)
             assert done.returncode == 0, (user, line, done.stdout, done.stderr)

@@ -53,6 +53,6 @@ WORKDIR /var/lib/osiris
 VOLUME ["/var/lib/osiris"]
 # the actors answer their control subject once they have joined NATS (status also while paused)
 HEALTHCHECK --interval=30s --timeout=20s --start-period=300s --retries=3 \
-  CMD ["osiris", "request", "-c", "/etc/osiris/osiris.toml", "--timeout", "10", "osiris.phi3.control", "{\"op\": \"status\"}"]
+  CMD ["osiris", "request", "-c", "/etc/osiris/osiris.toml", "--timeout", "10", "$SRV.PING.phi3"]
 ENTRYPOINT ["osiris"]
 CMD ["run", "-c", "/etc/osiris/osiris.toml", "--only", "hermes,phi3,trainer,gpu"]

@@ -43,6 +43,6 @@ ENV PATH=/opt/osiris/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/osiris
 HEALTHCHECK --interval=30s --timeout=20s --start-period=180s --retries=3 \
-  CMD ["osiris", "request", "-c", "/etc/osiris/osiris.toml", "--timeout", "10", "osiris.tts.control", "{\"op\": \"status\"}"]
+  CMD ["osiris", "request", "-c", "/etc/osiris/osiris.toml", "--timeout", "10", "$SRV.PING.tts"]
 ENTRYPOINT ["osiris"]
 CMD ["run", "-c", "/etc/osiris/osiris.toml", "--only", "tts"]

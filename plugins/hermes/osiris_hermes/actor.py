@@ -18,7 +18,7 @@ from osiris_core.protocol import CancelRequest, ModelFacts
 from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
 from osiris_core.usage import record_tokens
 
-from .batching import Batcher
+from .batching import Batcher, call_soon
 from .config import HermesConfig
 from .engine import MIN_SAMPLING_TEMPERATURE, HermesEngine, ModelError, Row
 
@@ -35,7 +35,7 @@ class Hermes(Actor[HermesConfig]):
                                    self.config.trust_remote_code)
         self.gen_lock = asyncio.Semaphore(max(1, self.config.parallel))
         self.batcher = Batcher(self._generate_batch, self.gen_lock, self.config.parallel,
-                               self.config.batch_size)
+                               self.config.batch_size, fits=self._batch_fits)
         self.model_lock = asyncio.Lock()  # adapter swaps and pause wait for generations
         self.load_error: str | None = None
         self.last_pause: dict[str, Any] = {}
@@ -62,7 +62,8 @@ class Hermes(Actor[HermesConfig]):
         await asyncio.to_thread(self.engine.release, "drop")
 
     async def on_pause(self) -> None:
-        async with self.model_lock:
+        # a batch still running (its callers may already have left) ends before the weights go
+        async with self.model_lock, self._all_generations():
             mode = self.engine.pause_mode(self.config.pause_mode)
             before = self.engine.bytes_resident()
             t0 = time.perf_counter()
@@ -94,7 +95,7 @@ class Hermes(Actor[HermesConfig]):
     # --- control ops --------------------------------------------------------------------
     async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op == "reload":
-            async with self.model_lock:
+            async with self.model_lock, self._all_generations():
                 await asyncio.to_thread(self.engine.release, "drop")
                 await self._load()
             if self.load_error:
@@ -122,8 +123,15 @@ class Hermes(Actor[HermesConfig]):
             self.sem, self.n = sem, n
 
         async def __aenter__(self) -> None:
-            for _ in range(self.n):
-                await self.sem.acquire()
+            held = 0
+            try:
+                for _ in range(self.n):
+                    await self.sem.acquire()
+                    held += 1
+            except BaseException:  # cancelled half-way: give back what it took
+                for _ in range(held):
+                    self.sem.release()
+                raise
 
         async def __aexit__(self, *exc: object) -> None:
             for _ in range(self.n):
@@ -208,7 +216,7 @@ class Hermes(Actor[HermesConfig]):
         queue: asyncio.Queue[int | None] = asyncio.Queue()
 
         def on_token(t: int) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, t)
+            call_soon(loop, queue.put_nowait, t)
 
         def cut(text: str) -> tuple[str, bool]:
             hits = [text.find(s) for s in stops if s in text]
@@ -251,6 +259,14 @@ class Hermes(Actor[HermesConfig]):
             await emit(text[len(sent):])
         return text, len(out), chunks
 
+
+    def _batch_fits(self, rows: list[Row]) -> bool:
+        """Every row of a batch runs to the longest prompt plus the largest `max_length`
+        (a finished row is fed padding): that must fit the model's positions, as each
+        request alone was checked to."""
+        context = self.engine.context_length
+        return context is None or (max(len(r.prompt_ids) for r in rows)
+                                   + max(r.max_new_tokens for r in rows)) <= context
 
     def _generate_batch(self, rows: list[Row], sampling: Any) -> None:
         """One batch on the model (a worker thread): rows share `sampling`."""

@@ -7,6 +7,7 @@ request is answered as soon as its own row finishes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from .engine import Row
 
 RunBatch = Callable[[list[Row], Hashable], None]
 """Generates for the rows (in a worker thread), finishing each; all share the key."""
+Fits = Callable[[list[Row]], bool]
+"""Whether rows can run as one batch (e.g. the longest prompt plus the largest
+`max_new_tokens` within the model's context: every row runs that many positions)."""
 
 
 @dataclass(eq=False)
@@ -30,8 +34,8 @@ class Batcher:
     (whoever holds every slot, e.g. an adapter swap, holds generation off)."""
 
     def __init__(self, run: RunBatch, slots: asyncio.Semaphore, parallel: int,
-                 size: int) -> None:
-        self.run, self.slots = run, slots
+                 size: int, fits: Fits | None = None) -> None:
+        self.run, self.slots, self.fits = run, slots, fits
         self.parallel, self.size = max(1, parallel), max(1, size)
         self.waiting: list[_Job] = []
         self.runners = 0
@@ -45,7 +49,7 @@ class Batcher:
         (or takes it off the queue); the batch it is in goes on for the others."""
         loop = asyncio.get_running_loop()
         job = _Job(row, key, loop.create_future())
-        row.on_done = lambda r: loop.call_soon_threadsafe(_resolve, job.future, r.out)
+        row.on_done = lambda r: call_soon(loop, _resolve, job.future, r.out)
         self.waiting.append(job)
         self._kick()
         try:
@@ -80,8 +84,8 @@ class Batcher:
             self._kick()  # a request may have come in as this runner left
 
     def _take(self) -> list[_Job]:
-        """The first waiting job and the later ones with its key, up to `size`; jobs whose
-        caller left or cancelled meanwhile are dropped."""
+        """The first waiting job and the later ones with its key that fit with it, up to
+        `size`; jobs whose caller left or cancelled meanwhile are dropped."""
         batch: list[_Job] = []
         for job in list(self.waiting):
             if job.future.done():
@@ -90,10 +94,14 @@ class Batcher:
                 self.waiting.remove(job)
                 job.future.set_exception(
                     Unavailable("request cancelled by the caller before it started"))
-            elif len(batch) < self.size and (not batch or job.key == batch[0].key):
+            elif not batch or (len(batch) < self.size and job.key == batch[0].key
+                               and self._fit(batch, job)):
                 self.waiting.remove(job)
                 batch.append(job)
         return batch
+
+    def _fit(self, batch: list[_Job], job: _Job) -> bool:
+        return self.fits is None or self.fits([j.row for j in batch] + [job.row])
 
     async def _execute(self, batch: list[_Job]) -> None:
         self.batches += 1
@@ -112,4 +120,11 @@ def _resolve(future: asyncio.Future[list[int]], out: list[int]) -> None:
         future.set_result(out)
 
 
-__all__ = ["Batcher", "RunBatch"]
+def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+    """`loop.call_soon_threadsafe` from the generating thread; a loop already closed (the
+    process is ending) has nobody left to tell, and must not abort the batch's other rows."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+__all__ = ["Batcher", "Fits", "RunBatch", "call_soon"]

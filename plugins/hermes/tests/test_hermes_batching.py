@@ -211,3 +211,20 @@ async def test_batcher_drops_a_cancelled_waiter_and_fails_only_open_rows() -> No
     assert await a == [0]  # finished before the failure
     with pytest.raises(ServiceError, match="out of memory"):
         await c
+
+
+async def test_batcher_keeps_apart_rows_that_do_not_fit_together() -> None:
+    """A batch runs every row to its longest prompt plus its largest max_new_tokens, so two
+    requests that each fit the model's context may not fit as one batch."""
+    model = _Model()
+    context = 10
+    b = Batcher(model.run, asyncio.Semaphore(1), parallel=1, size=8,
+                fits=lambda rows: (max(len(r.prompt_ids) for r in rows)
+                                   + max(r.max_new_tokens for r in rows)) <= context)
+    long_prompt = asyncio.ensure_future(b.submit(Row(list(range(8)), 2), "g"))   # 8 + 2
+    long_output = asyncio.ensure_future(b.submit(Row([1], 9), "g"))             # 1 + 9
+    small = asyncio.ensure_future(b.submit(Row([2], 2), "g"))                   # fits both
+    await asyncio.sleep(0.02)
+    model.release.set()
+    await asyncio.gather(long_prompt, long_output, small)
+    assert [prompts for prompts, _ in model.batches] == [[list(range(8)), [2]], [[1]]]
