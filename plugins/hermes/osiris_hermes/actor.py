@@ -20,7 +20,7 @@ from osiris_core.usage import record_tokens
 
 from .batching import Batcher, call_soon
 from .config import HermesConfig
-from .engine import MIN_SAMPLING_TEMPERATURE, HermesEngine, ModelError, Row
+from .engine import HermesEngine, ModelError, Row, sampling
 
 _encode = msgspec.json.Encoder().encode
 
@@ -243,14 +243,11 @@ class Hermes(Actor[HermesConfig]):
                 if safe.startswith(sent) and len(safe) > len(sent):
                     await emit(safe[len(sent):])
 
-        temperature = self.config.temperature if req.temperature is None else req.temperature
-        sampling: tuple[float, float | None] = (0.0, None)  # greedy: top_p plays no part
-        if temperature >= MIN_SAMPLING_TEMPERATURE:
-            sampling = (temperature, req.top_p)
+        key = sampling(self.config.temperature if req.temperature is None else req.temperature,
+                       req.top_p)
         pumper = asyncio.create_task(pump())
         try:
-            out = await self.batcher.submit(Row(ids, req.max_length, stop_flag, on_token),
-                                            sampling)
+            out = await self.batcher.submit(Row(ids, req.max_length, stop_flag, on_token), key)
         finally:
             queue.put_nowait(None)
             await pumper
@@ -258,7 +255,6 @@ class Hermes(Actor[HermesConfig]):
         if text.startswith(sent):
             await emit(text[len(sent):])
         return text, len(out), chunks
-
 
     def _batch_fits(self, rows: list[Row]) -> bool:
         """Every row of a batch runs to the longest prompt plus the largest `max_length`
@@ -268,9 +264,9 @@ class Hermes(Actor[HermesConfig]):
         return context is None or (max(len(r.prompt_ids) for r in rows)
                                    + max(r.max_new_tokens for r in rows)) <= context
 
-    def _generate_batch(self, rows: list[Row], sampling: Any) -> None:
-        """One batch on the model (a worker thread): rows share `sampling`."""
-        temperature, top_p = sampling
+    def _generate_batch(self, rows: list[Row], key: Any) -> None:
+        """One batch on the model (a worker thread): rows share the sampling `key`."""
+        temperature, top_p = key
         self.engine.generate_batch(rows, temperature=temperature, top_p=top_p,
                                    repetition_penalty=self.config.repetition_penalty,
                                    no_repeat_ngram_size=self.config.no_repeat_ngram_size)

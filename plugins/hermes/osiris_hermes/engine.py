@@ -22,6 +22,15 @@ MIN_SAMPLING_TEMPERATURE = 0.01
 TINY_HINT = "run 'osiris models tiny DIR' and point [plugins.hermes].model at DIR/hermes"
 
 
+def sampling(temperature: float | None, top_p: float | None) -> tuple[float, float | None]:
+    """The (temperature, top_p) a generation really uses: (0, None) decodes greedily — below
+    ~1e-2 the softmax of float32 logits overflows to NaN, which is greedy anyway — and then
+    top_p plays no part. Requests with the same pair can share a batch."""
+    if temperature is None or temperature < MIN_SAMPLING_TEMPERATURE:
+        return 0.0, None
+    return temperature, top_p
+
+
 class ModelError(Unavailable):
     """The model cannot be loaded (missing folder, wrong format …): 503 with the cause."""
 
@@ -361,8 +370,8 @@ class HermesEngine:
                 return torch.tensor([row.done for row in rows], dtype=torch.bool,
                                     device=input_ids.device)
 
-        # below ~1e-2 the softmax of float32 logits overflows to NaN: that is greedy anyway
-        sample = bool(temperature and temperature >= MIN_SAMPLING_TEMPERATURE)
+        temperature, top_p = sampling(temperature, top_p)
+        sample = temperature > 0
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = min(eos) if eos else 0
