@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -164,6 +165,42 @@ async def test_a_failing_handler_reaches_sentry_tagged_with_actor_subject_and_no
     assert "trace_id" not in tags
     assert event["environment"] == "ci" and event["logger"] == "osiris.crashy"
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"
+
+
+async def test_a_traced_failing_request_tags_its_sentry_event_with_the_callers_trace(
+    osiris_config: Callable[..., Config], bus: Bus,
+    sentry_endpoint: tuple[str, type[_Envelopes]],
+) -> None:
+    """Tracing on and a caller's `traceparent` on the request: the Sentry event of the failed
+    handler carries that trace id, and the JSON line of the same failure names trace and span."""
+    from osiris_core.otlp_receiver import OtlpReceiver
+
+    dsn, received = sentry_endpoint
+    trace = secrets.token_hex(16)
+    cfg = osiris_config(plugins=["crashy"], node="obs-node")
+    assert cfg.path is not None
+    with OtlpReceiver() as rx:
+        env = {"SENTRY_DSN": dsn, "OTEL_EXPORTER_OTLP_ENDPOINT": rx.url,
+               "OSIRIS_LOG_FORMAT": "json"}
+        with OsirisProcess(cfg.path, env=env) as proc:
+            with pytest.raises(ServiceError) as err:
+                await bus.request("test.crashy.call", CRASH, timeout=10, headers={
+                    "traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"})
+            assert err.value.code == 500
+            got = await asyncio.to_thread(received.got.wait, 30)
+            assert got, f"no Sentry event arrived:\n{proc.output()}"
+            await _wait_for(lambda: '"level":"ERROR"' in proc.output(), "the ERROR line")
+            proc.signal(15)
+            assert proc.wait(30) == 0
+        await _wait_for(lambda: any(s.trace_id == trace for s in rx.spans), "the span")
+    tags = received.events[0]["tags"]
+    tags = dict(tags) if isinstance(tags, list) else tags
+    assert tags["trace_id"] == trace and tags["actor"] == "crashy"
+    errors = [r for r in _json_lines(proc.output()) if r["level"] == "ERROR"]
+    assert len(errors) == 1 and errors[0]["trace_id"] == trace, errors
+    served = [s for s in rx.spans if s.trace_id == trace and s.kind == "server"]
+    assert [s.span_id for s in served] == [errors[0]["span_id"]]
+    assert served[0].attributes.get("osiris.error.code") == 500
 
 
 def test_a_bad_sentry_dsn_stops_osiris_run_naming_the_variable(tmp_path: Path,

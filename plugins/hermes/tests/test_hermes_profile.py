@@ -41,7 +41,7 @@ async def test_a_profile_of_a_busy_hermes_shows_the_generation_frames(
         load = asyncio.ensure_future(keep_generating())
         try:
             reply = await bus.request(control("hermes"),
-                                      {"op": "profile", "args": {"seconds": 1}},
+                                      {"op": "profile", "args": {"seconds": 5}},
                                       reply_type=ControlReply, timeout=60)
         finally:
             busy = False
