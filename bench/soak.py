@@ -203,6 +203,7 @@ class Traffic:
         async with c.stream("POST", "/generate/hermes/", json=body) as r:
             if r.status_code != 200:
                 await r.aread()
+                FIRST_ERROR.setdefault(str(r.status_code), f"/generate/hermes/: {r.text[:300]}")
                 return str(r.status_code)
             event, chunks = "", 0
             async for line in r.aiter_lines():
@@ -281,8 +282,13 @@ class Traffic:
             ls.ended = f"{type(e).__name__}: {e}"
 
 
+FIRST_ERROR: dict[str, str] = {}
+"""The body of the first answer with each non-200 status (the report shows why it failed)."""
+
+
 def _status(r: httpx.Response, key: str) -> str:
     if r.status_code != 200:
+        FIRST_ERROR.setdefault(str(r.status_code), f"{r.request.url.path}: {r.text[:300]}")
         return str(r.status_code)
     try:
         return "200" if key in r.json() else "bad-body"
@@ -529,6 +535,8 @@ def report(a: argparse.Namespace, res: list[Result], wall: float,
     if dead:
         out.append(f"processes that exited during the run: {dead}")
     out.append("")
+    for status, body in sorted(FIRST_ERROR.items()):
+        out.append(f"first {status}: {body}")
     growing = [n for n, v in zip(names, verdicts, strict=True) if not v]
     mem = "GROWING in " + ", ".join(growing) if growing else "bounded in every process"
     out.append(f"verdict: memory {mem}; "

@@ -156,11 +156,13 @@ class Processing:
 
     __slots__ = ("_ids", "_token", "span")
 
-    def __init__(self, span: Any) -> None:
+    def __init__(self, span: Any, parent: Any = None) -> None:
+        """`parent`: the context extracted from the incoming headers; its baggage stays
+        current with the span, so whatever the handler sends carries it on."""
         from opentelemetry import context, trace
 
         self.span = span
-        self._token: Token[Any] | None = context.attach(trace.set_span_in_context(span))
+        self._token: Token[Any] | None = context.attach(trace.set_span_in_context(span, parent))
         sc = span.get_span_context()
         self._ids = (logctx.TRACE_ID.set(f"{sc.trace_id:032x}"),
                      logctx.SPAN_ID.set(f"{sc.span_id:016x}"))
@@ -206,7 +208,7 @@ def processing(subject: str, headers: Mapping[str, str] | None, *, actor: str, n
     span = _tracer.start_span(name or f"{subject} process", context=parent,
                               kind=SpanKind.SERVER if kind == "server" else SpanKind.CONSUMER,
                               attributes=attrs, start_time=start_ns)
-    return Processing(span)
+    return Processing(span, parent)
 
 
 class ConsumerSpans:
@@ -216,9 +218,9 @@ class ConsumerSpans:
 
     __slots__ = ("current", "spans")
 
-    def __init__(self, spans: list[Any]) -> None:
+    def __init__(self, spans: list[Any], parent: Any = None) -> None:
         self.spans = spans
-        self.current = Processing(spans[0]) if spans else None
+        self.current = Processing(spans[0], parent) if spans else None
 
     def end(self, error: str | None) -> None:
         """Close them all at the same time (a batch is handled as one)."""
@@ -239,8 +241,11 @@ def consumer_spans(events: Sequence[tuple[str, Mapping[str, str] | None]], *, ac
     from opentelemetry.trace import Link, SpanKind
 
     spans = []
-    for subject, h in events:
+    first: Any = None  # the first event's context: its baggage is current in the handler
+    for i, (subject, h) in enumerate(events):
         parent = propagate.extract(dict(h)) if h else None
+        if i == 0:
+            first = parent
         sc = trace.get_current_span(parent).get_span_context() if parent is not None else None
         links = [Link(sc)] if sc is not None and sc.is_valid else None
         attrs = _attrs(subject, "process")
@@ -249,4 +254,4 @@ def consumer_spans(events: Sequence[tuple[str, Mapping[str, str] | None]], *, ac
             attrs["messaging.batch.message_count"] = len(events)
         spans.append(_tracer.start_span(f"{subject} process", context=parent,
                                         kind=SpanKind.CONSUMER, links=links, attributes=attrs))
-    return ConsumerSpans(spans)
+    return ConsumerSpans(spans, first)

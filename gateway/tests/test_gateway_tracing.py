@@ -4,15 +4,18 @@ receiver that decodes the protobuf, as a collector would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from osiris_core.bus import connect
 from osiris_core.otlp_receiver import OtlpReceiver, ReceivedSpan
 from osiris_core.subjects import (
     HERMES_GENERATE,
@@ -20,6 +23,7 @@ from osiris_core.subjects import (
     PROPOSAL_ASSESSED,
     PROPOSAL_CREATED,
     PROPOSALS_PROPOSE,
+    STORE_QUERY,
 )
 from osiris_core.testing import OsirisProcess, write_config
 
@@ -51,13 +55,14 @@ def two_processes(nats_url: str, tiny_models: Path, receiver: OtlpReceiver,
     models_env = {**env, "OSIRIS_LOG_FORMAT": "json"}  # its log lines name their trace
     with OsirisProcess(cfg, only=["phi3", "hermes", "feedback"], env=models_env) as models, \
             OsirisProcess(cfg, only=["gateway", "orchestrator"], env=env):
-        yield System(f"http://127.0.0.1:{port}", models)
+        yield System(f"http://127.0.0.1:{port}", models, nats_url)
 
 
 @dataclass
 class System:
     url: str
     models: OsirisProcess  # the process of phi3, hermes and feedback
+    nats_url: str
 
 
 def _by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
@@ -200,3 +205,37 @@ def test_a_streamed_generation_is_one_request_span_and_its_process_span(
     assert process[0].attributes["gen_ai.usage.output_tokens"] > 0
     # the stream's request span lasts until the last chunk: it holds the process span
     assert sent[0].start_ns <= process[0].start_ns and sent[0].end_ns >= process[0].end_ns
+
+
+async def test_baggage_travels_with_the_trace_through_every_hop(two_processes: System) -> None:
+    """The caller's `baggage` reaches every message the request causes: the orchestrator's
+    request to phi3 (gateway → orchestrator → phi3), phi3's store query to feedback (one more
+    actor, the other process) and the durable event the orchestrator publishes."""
+    trace_id, baggage = secrets.token_hex(16), f"osiris.test={secrets.token_hex(4)},tenant=acme"
+    watched = (PHI3_GENERATE.name, STORE_QUERY.name, PROPOSAL_CREATED.name)
+    seen: dict[str, list[dict[str, str]]] = {s: [] for s in watched}
+    nc = await connect(two_processes.nats_url)
+
+    async def keep(msg: Any) -> None:
+        if trace_id in (msg.headers or {}).get("traceparent", ""):
+            seen[msg.subject].append(dict(msg.headers))
+
+    try:
+        for subject in watched:  # plain subscriptions: a copy of each message, no replies
+            await nc.subscribe(subject, cb=keep)
+        await nc.flush()
+        async with httpx.AsyncClient(timeout=120) as http:
+            r = await http.post(two_processes.url + "/propose_trade_adjustments/",
+                                json={"prompt": "MSFT beat on cloud revenue", "max_length": 256},
+                                headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+                                         "baggage": baggage})
+        assert r.status_code == 200, r.text
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not all(seen.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    for subject, headers in seen.items():
+        assert headers, f"no message on {subject} in the trace"
+        assert all(h.get("baggage") == baggage for h in headers), (subject, headers)
