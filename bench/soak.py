@@ -203,7 +203,7 @@ class Traffic:
         async with c.stream("POST", "/generate/hermes/", json=body) as r:
             if r.status_code != 200:
                 await r.aread()
-                FIRST_ERROR.setdefault(str(r.status_code), f"/generate/hermes/: {r.text[:300]}")
+                FIRST_ERROR.setdefault(str(r.status_code), f"/generate/hermes/: {_line(r.text)}")
                 return str(r.status_code)
             event, chunks = "", 0
             async for line in r.aiter_lines():
@@ -286,9 +286,13 @@ FIRST_ERROR: dict[str, str] = {}
 """The body of the first answer with each non-200 status (the report shows why it failed)."""
 
 
+def _line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
 def _status(r: httpx.Response, key: str) -> str:
     if r.status_code != 200:
-        FIRST_ERROR.setdefault(str(r.status_code), f"{r.request.url.path}: {r.text[:300]}")
+        FIRST_ERROR.setdefault(str(r.status_code), f"{r.request.url.path}: {_line(r.text)}")
         return str(r.status_code)
     try:
         return "200" if key in r.json() else "bad-body"

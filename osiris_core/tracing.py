@@ -138,12 +138,18 @@ class Outgoing:
 
 def outgoing(subject: str, kind: str, headers: Mapping[str, str] | None) -> Outgoing:
     """Start the span of an outgoing `request` (CLIENT) or `publish` (PRODUCER), a child of
-    the current span, and the headers to send with its context injected."""
+    the current span — or, outside any span, of a `traceparent` the caller put in `headers`
+    (a client continuing its own trace) — and the headers to send with its context
+    injected."""
     from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind
 
+    parent = None
+    if headers and "traceparent" in headers \
+            and not trace.get_current_span().get_span_context().is_valid:
+        parent = propagate.extract(dict(headers))
     span_kind = SpanKind.PRODUCER if kind == "publish" else SpanKind.CLIENT
-    span = _tracer.start_span(f"{subject} {kind}", kind=span_kind,
+    span = _tracer.start_span(f"{subject} {kind}", context=parent, kind=span_kind,
                               attributes=_attrs(subject, "send" if kind == "request" else kind))
     carrier = dict(headers or {})
     propagate.inject(carrier, context=trace.set_span_in_context(span))
@@ -241,10 +247,14 @@ def consumer_spans(events: Sequence[tuple[str, Mapping[str, str] | None]], *, ac
     from opentelemetry.trace import Link, SpanKind
 
     spans = []
-    first: Any = None  # the first event's context: its baggage is current in the handler
+    # the context current in the handler: the first event's (its baggage goes on with what
+    # the handler sends) when every event of the call carries the same baggage; with mixed
+    # baggage none is current, so one event's baggage never rides on another's messages
+    first: Any = None
+    baggages = {(h or {}).get("baggage") for _, h in events}
     for i, (subject, h) in enumerate(events):
         parent = propagate.extract(dict(h)) if h else None
-        if i == 0:
+        if i == 0 and len(baggages) == 1:
             first = parent
         sc = trace.get_current_span(parent).get_span_context() if parent is not None else None
         links = [Link(sc)] if sc is not None and sc.is_valid else None

@@ -51,3 +51,46 @@ def test_otel_service_name_wins_over_the_default_and_spans_reach_the_receiver() 
         spans = rx.wait_for(lambda s: len(s) == 2, timeout=10)
     assert sorted(s.service for s in spans) == ["mine", "osiris-default"]
     assert {(s.name, s.kind) for s in spans} == {("osiris.x.y publish", "producer")}
+
+
+BAGGAGE = '''
+from opentelemetry import baggage, context
+from osiris_core import tracing
+assert tracing.setup("t")
+
+def message(tenant):
+    token = context.attach(baggage.set_baggage("tenant", tenant))
+    try:
+        out = tracing.outgoing("osiris.x", "publish", None)
+    finally:
+        context.detach(token)
+    out.end()
+    return out.headers
+
+def sent_on(events):
+    """The baggage of what a handler of `events` sends."""
+    spans = tracing.consumer_spans(events, actor="a", node="n", durable=True)
+    try:
+        return tracing.outgoing("osiris.next", "publish", None).headers.get("baggage")
+    finally:
+        spans.end(None)
+
+a, b = message("acme"), message("other")
+print(sent_on([("osiris.x", a)]))
+print(sent_on([("osiris.x", a), ("osiris.x", a)]))
+print(sent_on([("osiris.x", a), ("osiris.x", b)]))
+print(baggage.get_all())
+tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+print(tracing.outgoing("osiris.y", "request", {"traceparent": tp}).headers["traceparent"][3:35])
+tracing.shutdown()
+'''
+
+
+def test_an_event_handler_sends_its_events_baggage_on_but_a_mixed_batch_none() -> None:
+    """A handler's messages carry the baggage of the event it took; a batch of events with
+    different baggage runs with none current (one tenant's never rides on another's). A
+    client outside any span continues the `traceparent` it put in the headers."""
+    with OtlpReceiver() as rx:
+        out = _python(BAGGAGE, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.url}).splitlines()
+    assert out == ["tenant=acme", "tenant=acme", "None", "{}",
+                   "4bf92f3577b34da6a3ce929d0e0e4736"], out
