@@ -41,6 +41,9 @@ __all__ = ["EventRunner", "dead_letter_of"]
 FETCH_TIMEOUT_S = 1.0
 FETCH_RETRY_S = 0.1      # after a failed fetch (not a timeout), doubling up to
 FETCH_RETRY_MAX_S = 2.0
+LAG_POLL_S = 10.0
+"""How often a durable consumer asks the server for its lag (consumer info) between
+fetches: a handler that is stuck fetches nothing, and its lag must still show."""
 REDELIVERY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
@@ -197,6 +200,7 @@ class EventRunner:
             cell.crash(e)
             return
         sub = Handler(spec)
+        lag = asyncio.ensure_future(self._poll_lag(psub, durable))
         # Batch handlers overlap the next fetch with the current write (one batch ahead at
         # most): a LanceDB write of 256 rows takes ~10 ms in a thread, time in which the
         # loop decodes the next batch. Single-event handlers keep strict fetch-handle order.
@@ -231,11 +235,24 @@ class EventRunner:
                 else:
                     await work
         finally:
+            lag.cancel()
             if handling is not None:
                 with contextlib.suppress(Exception):
                     await handling
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
+
+    async def _poll_lag(self, psub: Any, consumer: str) -> None:
+        """Every `LAG_POLL_S`, the consumer's lag as the server has it (`num_pending`), so
+        the gauge moves while a handler is stuck as well as with each fetch."""
+        while True:
+            await asyncio.sleep(LAG_POLL_S)
+            try:
+                info = await psub.consumer_info()
+            except Exception as e:  # noqa: BLE001 - a reconnect, a leader election: next time
+                self.log.debug("%s: consumer info of %s: %s", self.cell.name, consumer, e)
+                continue
+            self.cell.metrics.consumer_pending(consumer, int(info.num_pending or 0))
 
     async def _handle(self, sub: Handler, decode: Callable[[bytes], Any], msgs: list[Msg],
                       consumer: str, max_deliver: int) -> None:

@@ -211,6 +211,36 @@ async def test_pause_resume_operator_restart_and_tokens_are_counted(
                                     {**actor, "kind": "completion"}) == 7
 
 
+async def test_a_stuck_consumer_shows_its_lag(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler stuck on one event fetches nothing more, yet the events that pile up behind
+    it show as the consumer's lag (asked of the server, not read off the last fetch)."""
+    from osiris_core import events
+
+    monkeypatch.setattr(events, "LAG_POLL_S", 0.2)
+    async with osiris_runtime(osiris_config(["metered"], {"metered": FAST})) as rt:
+        reg = rt.metrics.registry
+        lag = {"actor": "metered", "consumer": "metered_take"}
+        taken = {"actor": "metered", "subject": EVENTS, "outcome": "ok"}
+        await bus.publish(EVENTS, {"n": 0, "stall_s": 4.0}, msg_id="stall-0")
+        await until(lambda: reg.get_sample_value("osiris_actor_event_duration_seconds_count",
+                                                 {"actor": "metered", "subject": EVENTS}) == 0
+                    and reg.get_sample_value("osiris_consumer_pending_messages", lag) == 0,
+                    10, "the consumer to take the stalling event")
+        await asyncio.sleep(0.3)  # it is in the handler now
+        for n in range(1, 21):
+            await bus.publish(EVENTS, {"n": n}, msg_id=f"behind-{n}")
+        await until(lambda: reg.get_sample_value("osiris_consumer_pending_messages", lag) == 20,
+                    3, "the lag of the 20 events behind the stuck one")
+        assert reg.get_sample_value("osiris_actor_events_total", taken) == 0
+        await until(lambda: reg.get_sample_value("osiris_actor_events_total", taken) == 21,
+                    20, "the events once the handler is free")
+        await until(lambda: reg.get_sample_value("osiris_consumer_pending_messages", lag) == 0,
+                    5, "no lag left")
+
+
 async def test_gateway_metrics_carry_the_actors_of_its_process(
     osiris_config: Callable[..., Config], osiris_runtime: Any, bus: Bus,
 ) -> None:

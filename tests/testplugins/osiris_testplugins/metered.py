@@ -3,6 +3,7 @@ metrics tests (tests/test_metrics.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -29,6 +30,8 @@ class MeterEvent(msgspec.Struct):
     n: int
     poison: bool = False
     """The handler fails on it every time: it ends up dead-lettered."""
+    stall_s: float = 0.0
+    """The handler takes this long over it (a stuck consumer)."""
 
 
 METERED_CALL = Subject("test.metered.call", "service", "metered", MeterRequest, None,
@@ -54,6 +57,8 @@ class MeteredActor(Actor[Any]):
 
     @on_event(METERED_EVENTS)
     async def take(self, evt: MeterEvent) -> None:
+        if evt.stall_s:
+            await asyncio.sleep(evt.stall_s)
         if evt.poison:
             raise RuntimeError(f"cannot digest event {evt.n}")
 
