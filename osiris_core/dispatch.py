@@ -34,7 +34,7 @@ from .errors import (
 )
 from .micro import PENDING_LIMIT, Endpoint
 from .protocol import ActorWanted, ErrorReply
-from .subjects import ACTOR_WANTED
+from .subjects import ACTOR_WANTED, REQUEST_ID_HEADER
 from .watch import Heartbeats
 
 if TYPE_CHECKING:
@@ -168,6 +168,13 @@ class Dispatcher:
         tasks = self.cell.tasks
 
         async def callback(msg: Msg) -> None:
+            if msg.headers and self.beats.serving(msg):
+                # re-sent while its first run is still here: that run answers the same reply
+                await self.beats.notice(msg.reply)
+                self.log.info("%s: request %s on %s was re-sent while still being served "
+                              "here; the first run answers", self.cell.name,
+                              msg.headers.get(REQUEST_ID_HEADER), msg.subject)
+                return
             if self.waiting >= PENDING_LIMIT:
                 await respond_error(self.cell.bus.nc, msg, Unavailable(
                     f"{self.cell.name} is overloaded: {self.waiting} requests wait",

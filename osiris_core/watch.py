@@ -74,6 +74,8 @@ class Heartbeats:
         self.interval = interval
         self.headers = {STATUS_HEADER: WORKING, NODE_HEADER: node}
         self.watched: dict[int, str] = {}
+        self._keys: dict[int, tuple[str, str]] = {}    # id(msg) → (request id, reply)
+        self._serving: dict[tuple[str, str], int] = {}  # (request id, reply) → how many
         self._task: asyncio.Task[None] | None = None
 
     def watch(self, msg: Msg) -> bool:
@@ -82,22 +84,48 @@ class Heartbeats:
         if not headers or WATCH_HEADER not in headers or not msg.reply:
             return False
         self.watched[id(msg)] = msg.reply
+        rid = headers.get(REQUEST_ID_HEADER)
+        if rid:
+            key = self._keys[id(msg)] = (rid, msg.reply)
+            self._serving[key] = self._serving.get(key, 0) + 1
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return True
 
     def unwatch(self, msg: Msg) -> None:
         self.watched.pop(id(msg), None)
+        key = self._keys.pop(id(msg), None)
+        if key is not None:
+            left = self._serving[key] - 1
+            if left:
+                self._serving[key] = left
+            else:
+                del self._serving[key]
+
+    def serving(self, msg: Msg) -> bool:
+        """Whether `msg` is a re-send of a watched request this replica still serves: the
+        same request id and reply subject. Its caller took a pause in the notices (a loop
+        blocked for seconds, a stopped process) for a dead replica; the first run answers."""
+        headers = msg.headers
+        if not headers or not self._serving:
+            return False
+        return (headers.get(REQUEST_ID_HEADER), msg.reply) in self._serving
+
+    async def notice(self, reply: str) -> None:
+        """Say "working" on `reply` now (never raises)."""
+        with contextlib.suppress(Exception):
+            await self.nc.publish(reply, b"", headers=self.headers)
 
     async def _run(self) -> None:
         while self.watched:
             await asyncio.sleep(self.interval)
             for reply in list(self.watched.values()):
-                with contextlib.suppress(Exception):  # a closing connection: nothing to say
-                    await self.nc.publish(reply, b"", headers=self.headers)
+                await self.notice(reply)  # a closing connection: nothing to say
 
     async def close(self) -> None:
         self.watched.clear()
+        self._keys.clear()
+        self._serving.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

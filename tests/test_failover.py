@@ -116,6 +116,33 @@ async def test_a_healthy_slow_replica_is_not_second_guessed(
         assert cell.handled == 1 and cell.errors == 0
 
 
+async def test_a_re_send_to_the_replica_still_serving_it_runs_once(
+    osiris_config: Callable[..., Config], bus: Bus
+) -> None:
+    """A replica that goes quiet for longer than the silence limit but is not dead (SIGSTOP,
+    as a host that stalls) gets the caller's re-send itself, the only replica there is. It
+    still serves the first: it says "working" and lets that run answer, instead of running
+    the request a second time."""
+    cfg = osiris_config(plugins=["slow"], tables={"slow": {"delay_s": LOST_AFTER_S + 5}})
+    assert cfg.path is not None
+    a = OsirisProcess(cfg.path).start()
+    try:
+        call = asyncio.ensure_future(bus.request(SLOW_WORK, {"n": 7}, timeout=60))
+        await _in_flight(bus, 1, replicas=1)
+        a.signal(signal.SIGSTOP)
+        await asyncio.sleep(LOST_AFTER_S + 1.5)  # the caller re-sends meanwhile
+        a.signal(signal.SIGCONT)
+        reply = await call
+        assert reply["n"] == 7
+        nodes = await gather_nodes(bus, 0.5)
+        slow = [x for n in nodes for x in n.actors if x.name == "slow"]
+        # nothing else runs: a second run would still be in flight (it started on SIGCONT)
+        assert [(x.handled, x.in_flight) for x in slow] == [(1, 0)], slow
+        assert "re-sent while still being served here" in a.output()
+    finally:
+        a.kill()
+
+
 async def test_a_non_idempotent_request_is_not_retried(
     osiris_config: Callable[..., Config], bus: Bus
 ) -> None:
