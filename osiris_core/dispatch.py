@@ -181,9 +181,14 @@ class Dispatcher:
                     retry_elsewhere=True))
                 self.cell.metrics.refused(spec.endpoint, 503)
                 return
+            # watched from here, before the task first runs: a re-send read right behind it
+            # (both waited in the socket while the loop was blocked) finds it served
+            watched = self.beats.watch(msg)
             task = loop.create_task(self.serve(spec, ep, decode, msg))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            if watched:
+                task.add_done_callback(lambda _: self.beats.unwatch(msg))
 
         return callback
 
@@ -191,28 +196,23 @@ class Dispatcher:
         self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
     ) -> None:
         arrived = time.perf_counter_ns()
-        watched = self.beats.watch(msg)
-        try:
-            slots = self.cell.slots
-            if not slots.take():
-                self.waiting += 1
-                try:
-                    await slots.acquire()
-                except asyncio.CancelledError:  # cut off at shutdown while it waited
-                    await respond_error(self.cell.bus.nc, msg, cut_off(self.cell.name))
-                    raise
-                finally:
-                    self.waiting -= 1
+        slots = self.cell.slots
+        if not slots.take():
+            self.waiting += 1
             try:
-                if tracing.ON:
-                    await self._serve_traced(spec, ep, decode, msg, arrived)
-                else:
-                    await self._serve(spec, ep, decode, msg, arrived)
+                await slots.acquire()
+            except asyncio.CancelledError:  # cut off at shutdown while it waited
+                await respond_error(self.cell.bus.nc, msg, cut_off(self.cell.name))
+                raise
             finally:
-                slots.release()
+                self.waiting -= 1
+        try:
+            if tracing.ON:
+                await self._serve_traced(spec, ep, decode, msg, arrived)
+            else:
+                await self._serve(spec, ep, decode, msg, arrived)
         finally:
-            if watched:
-                self.beats.unwatch(msg)
+            slots.release()
 
     async def _serve_traced(self, spec: ServiceSpec, ep: Endpoint,
                             decode: Callable[[bytes], Any], msg: Msg, arrived: int) -> None:

@@ -162,7 +162,8 @@ class ProcessMetrics:
             ["actor", "subject"], buckets=BUCKETS, registry=r)
         self.consumer_pending = Gauge(
             "osiris_consumer_pending_messages",
-            "Messages of a JetStream consumer not yet delivered, as of its last fetch",
+            "Messages of a JetStream consumer not yet delivered (its last fetch, or the server "
+            "every 10 s)",
             ["actor", "consumer"], registry=r)
         self.dead_letters = Counter("osiris_actor_dead_letters_total",
                                     "Durable events moved to osiris.deadletter",

@@ -5,6 +5,7 @@ off, and re-sends it once to a live one; a healthy slow replica is never second-
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -116,21 +117,32 @@ async def test_a_healthy_slow_replica_is_not_second_guessed(
         assert cell.handled == 1 and cell.errors == 0
 
 
+@pytest.mark.parametrize("stopped", ["while_running", "before_it_arrives"])
 async def test_a_re_send_to_the_replica_still_serving_it_runs_once(
-    osiris_config: Callable[..., Config], bus: Bus
+    osiris_config: Callable[..., Config], bus: Bus, caplog: pytest.LogCaptureFixture,
+    stopped: str,
 ) -> None:
     """A replica that goes quiet for longer than the silence limit but is not dead (SIGSTOP,
     as a host that stalls) gets the caller's re-send itself, the only replica there is. It
-    still serves the first: it says "working" and lets that run answer, instead of running
-    the request a second time."""
-    cfg = osiris_config(plugins=["slow"], tables={"slow": {"delay_s": LOST_AFTER_S + 5}})
+    still serves the first — already running, or read just before the re-send from the same
+    socket — so it says "working" and lets that run answer instead of running it twice."""
+    cfg = osiris_config(plugins=["slow"], tables={"slow": {"delay_s": LOST_AFTER_S + 3}})
     assert cfg.path is not None
     a = OsirisProcess(cfg.path).start()
+    caplog.set_level(logging.WARNING, logger="osiris.watch")
     try:
+        if stopped == "before_it_arrives":
+            a.signal(signal.SIGSTOP)
         call = asyncio.ensure_future(bus.request(SLOW_WORK, {"n": 7}, timeout=60))
-        await _in_flight(bus, 1, replicas=1)
-        a.signal(signal.SIGSTOP)
-        await asyncio.sleep(LOST_AFTER_S + 1.5)  # the caller re-sends meanwhile
+        if stopped == "while_running":
+            await _in_flight(bus, 1, replicas=1)
+            a.signal(signal.SIGSTOP)
+        for _ in range(200):  # until the caller has re-sent (it takes the replica for dead)
+            if any("re-sending request" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the caller never re-sent")
         a.signal(signal.SIGCONT)
         reply = await call
         assert reply["n"] == 7
@@ -140,6 +152,7 @@ async def test_a_re_send_to_the_replica_still_serving_it_runs_once(
         assert [(x.handled, x.in_flight) for x in slow] == [(1, 0)], slow
         assert "re-sent while still being served here" in a.output()
     finally:
+        a.signal(signal.SIGCONT)
         a.kill()
 
 

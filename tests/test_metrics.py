@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,14 +225,12 @@ async def test_a_stuck_consumer_shows_its_lag(
         reg = rt.metrics.registry
         lag = {"actor": "metered", "consumer": "metered_take"}
         taken = {"actor": "metered", "subject": EVENTS, "outcome": "ok"}
-        await bus.publish(EVENTS, {"n": 0, "stall_s": 4.0}, msg_id="stall-0")
-        await until(lambda: reg.get_sample_value("osiris_actor_event_duration_seconds_count",
-                                                 {"actor": "metered", "subject": EVENTS}) == 0
-                    and reg.get_sample_value("osiris_consumer_pending_messages", lag) == 0,
-                    10, "the consumer to take the stalling event")
-        await asyncio.sleep(0.3)  # it is in the handler now
+        run = uuid.uuid4().hex[:8]
+        await bus.publish(EVENTS, {"n": 0, "stall_s": 4.0}, msg_id=f"stall-{run}")
+        cell = rt.cell("metered")
+        await until(lambda: cell.active == 1, 10, "the handler to take the stalling event")
         for n in range(1, 21):
-            await bus.publish(EVENTS, {"n": n}, msg_id=f"behind-{n}")
+            await bus.publish(EVENTS, {"n": n}, msg_id=f"behind-{n}-{run}")
         await until(lambda: reg.get_sample_value("osiris_consumer_pending_messages", lag) == 20,
                     3, "the lag of the 20 events behind the stuck one")
         assert reg.get_sample_value("osiris_actor_events_total", taken) == 0
