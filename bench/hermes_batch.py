@@ -82,7 +82,7 @@ def random_llama(shape: str, tokenizer_dir: Path, out: Path) -> Path:
     return out
 
 
-def tiny_hermes(work: Path) -> Path:
+def tiny_hermes() -> Path:
     sys.path.insert(0, str(ROOT / "plugins" / "models"))
     from osiris_models.tiny import build_tiny, is_complete
 
@@ -126,7 +126,7 @@ def main() -> None:
     from osiris_hermes.engine import HermesEngine
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    tiny = tiny_hermes(args.work_dir)
+    tiny = tiny_hermes()
     t0 = time.perf_counter()
     if args.random_llama:
         model = random_llama(args.random_llama, tiny, args.work_dir / f"llama-{args.random_llama}")

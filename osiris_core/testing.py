@@ -52,7 +52,8 @@ from .hookspecs import hookimpl
 from .natsserver import EmbeddedNats
 from .runtime import Runtime
 
-__all__ = ["OsirisProcess", "collect_events", "plugin_module", "write_config"]
+__all__ = ["OsirisProcess", "collect_events", "cuda_test_marks", "plugin_module",
+           "write_config"]
 
 try:
     import pytest_asyncio
@@ -147,6 +148,19 @@ async def collect_events(bus: Bus, subject: str, count: int, timeout: float = 10
     finally:
         await sub.unsubscribe()
     return got
+
+
+def cuda_test_marks() -> list[pytest.MarkDecorator]:
+    """`pytestmark` of a GPU test module (after `torch = pytest.importorskip("torch")`):
+    marked `gpu`, skipped without a CUDA device, third-party deprecation warnings ignored."""
+    import torch
+
+    return [
+        pytest.mark.gpu,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU test)"),
+        pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                   "ignore::UserWarning"),
+    ]
 
 
 def plugin_module(name: str, *, actors: Iterable[type[Any]] = (),

@@ -246,16 +246,10 @@ def consumer_spans(events: Sequence[tuple[str, Mapping[str, str] | None]], *, ac
     from opentelemetry import propagate, trace
     from opentelemetry.trace import Link, SpanKind
 
-    spans = []
-    # the context current in the handler: the first event's (its baggage goes on with what
-    # the handler sends) when every event of the call carries the same baggage; with mixed
-    # baggage none is current, so one event's baggage never rides on another's messages
-    first: Any = None
-    baggages = {(h or {}).get("baggage") for _, h in events}
-    for i, (subject, h) in enumerate(events):
+    spans, parents = [], []
+    for subject, h in events:
         parent = propagate.extract(dict(h)) if h else None
-        if i == 0 and len(baggages) == 1:
-            first = parent
+        parents.append(parent)
         sc = trace.get_current_span(parent).get_span_context() if parent is not None else None
         links = [Link(sc)] if sc is not None and sc.is_valid else None
         attrs = _attrs(subject, "process")
@@ -264,4 +258,8 @@ def consumer_spans(events: Sequence[tuple[str, Mapping[str, str] | None]], *, ac
             attrs["messaging.batch.message_count"] = len(events)
         spans.append(_tracer.start_span(f"{subject} process", context=parent,
                                         kind=SpanKind.CONSUMER, links=links, attributes=attrs))
-    return ConsumerSpans(spans, first)
+    # the context current in the handler: the first event's (its baggage goes on with what
+    # the handler sends) when every event of the call carries the same baggage; with mixed
+    # baggage none is current, so one event's baggage never rides on another's messages
+    same = len({(h or {}).get("baggage") for _, h in events}) == 1
+    return ConsumerSpans(spans, parents[0] if parents and same else None)

@@ -74,8 +74,9 @@ class Heartbeats:
         self.interval = interval
         self.headers = {STATUS_HEADER: WORKING, NODE_HEADER: node}
         self.watched: dict[int, str] = {}
-        self._keys: dict[int, tuple[str, str]] = {}    # id(msg) → (request id, reply)
-        self._serving: dict[tuple[str, str], int] = {}  # (request id, reply) → how many
+        # (request id, reply) of the watched requests: unique, since every call has its own
+        # reply subject and a re-send of one still served here is never taken (`serving`)
+        self._serving: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
 
     def watch(self, msg: Msg) -> bool:
@@ -86,21 +87,14 @@ class Heartbeats:
         self.watched[id(msg)] = msg.reply
         rid = headers.get(REQUEST_ID_HEADER)
         if rid:
-            key = self._keys[id(msg)] = (rid, msg.reply)
-            self._serving[key] = self._serving.get(key, 0) + 1
+            self._serving.add((rid, msg.reply))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return True
 
     def unwatch(self, msg: Msg) -> None:
-        self.watched.pop(id(msg), None)
-        key = self._keys.pop(id(msg), None)
-        if key is not None:
-            left = self._serving[key] - 1
-            if left:
-                self._serving[key] = left
-            else:
-                del self._serving[key]
+        if self.watched.pop(id(msg), None) is not None:
+            self._serving.discard(((msg.headers or {}).get(REQUEST_ID_HEADER, ""), msg.reply))
 
     def serving(self, msg: Msg) -> bool:
         """Whether `msg` is a re-send of a watched request this replica still serves: the
@@ -124,7 +118,6 @@ class Heartbeats:
 
     async def close(self) -> None:
         self.watched.clear()
-        self._keys.clear()
         self._serving.clear()
         if self._task is not None:
             self._task.cancel()

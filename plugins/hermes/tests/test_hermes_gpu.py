@@ -11,14 +11,10 @@ import pytest
 from osiris_core.contracts import GenerateReply
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import HERMES_GENERATE, control
+from osiris_core.testing import cuda_test_marks
 
 torch = pytest.importorskip("torch")
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU test)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                               "ignore::UserWarning"),
-]
+pytestmark = cuda_test_marks()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from osiris_core.testing import cuda_test_marks
+
 torch = pytest.importorskip("torch")
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU test)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                               "ignore::UserWarning"),
-]
+pytestmark = cuda_test_marks()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROPOSAL = ('{{"ticker":"{t}","action":"adjust","side":"LONG","new_stop_pct":{s},'
