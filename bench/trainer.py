@@ -3,7 +3,8 @@
 Baseline: `osiris_trainer.train.run` called in this process with torch already imported
 (what a run costs when nothing is isolated). Against it: the same run as the trainer actor
 does it, `python -m osiris_trainer.job` in a fresh process (import, train, export, exit),
-which buys crash and memory isolation. Per-phase seconds are printed for both.
+which buys crash and memory isolation. Per-phase seconds are printed for both (the gate's
+scoring runs in phi3, not here: bench/learning.py measures it).
 
     .venv/bin/python bench/trainer.py [--examples 40] [--repeat 2]
 """
@@ -58,18 +59,18 @@ def main() -> None:
     phases: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="osiris-bench-trainer-") as d:
         with quiet():
-            run(cfg, tiny / "phi3", train, held, Path(d) / "warm", "warm", None, lambda m: None)
+            run(cfg, tiny / "phi3", train, held, Path(d) / "warm", "warm", lambda m: None)
         for r in range(args.repeat):
             t0 = time.perf_counter()
             with quiet():
-                out = run(cfg, tiny / "phi3", train, held, Path(d) / f"a{r}", f"a{r}", None,
+                out = run(cfg, tiny / "phi3", train, held, Path(d) / f"a{r}", f"a{r}",
                           lambda m: None)
             rows["in-process (baseline)"].append(time.perf_counter() - t0)
             phases["in-process (baseline)"] = out.phases_s
             spec = Path(d) / "spec.json"
             spec.write_bytes(msgspec.json.encode(JobSpec(
                 config=cfg, base_model=str(tiny / "phi3"), version=f"b{r}",
-                out_dir=str(Path(d) / f"b{r}"), current_peft=None, train=train, held=held)))
+                out_dir=str(Path(d) / f"b{r}"), train=train, held=held)))
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "osiris_trainer.job", str(spec),
                             str(Path(d) / "result.json")], check=True, capture_output=True)
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus, tiny Phi-3 {tiny}, "
           f"{len(train)} train / {len(held)} held-out corrections, SFT 60 + DPO 20 steps, "
           f"median of {args.repeat}")
-    names = ["load", "eval_before", "sft", "dpo", "eval_after", "export"]
+    names = ["load", "sft", "dpo", "export"]
     print(f"{'path':<24} {'total s':>8} {'vs base':>8}  " + " ".join(f"{n:>11}" for n in names))
     print("-" * (44 + 12 * len(names)))
     base = statistics.median(rows["in-process (baseline)"])

@@ -8,9 +8,9 @@ from typing import Any
 from osiris_core import hookimpl
 
 from .config import Phi3Config
-from .contracts import PHI3_COMPLETE
+from .contracts import PHI3_COMPLETE, PHI3_SCORE
 
-__all__ = ["PHI3_COMPLETE", "Phi3Config"]
+__all__ = ["PHI3_COMPLETE", "PHI3_SCORE", "Phi3Config"]
 
 
 @hookimpl
@@ -21,6 +21,7 @@ def register_config(register: Any) -> None:
 @hookimpl
 def register_subjects(register: Any) -> None:
     register(PHI3_COMPLETE)
+    register(PHI3_SCORE)
 
 
 @hookimpl

@@ -5,9 +5,11 @@ examples from feedback corrections, adapters hot-swapped from `osiris.adapters.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,17 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 from osiris_core.usage import record_tokens
 
 from .config import Phi3Config
-from .contracts import PHI3_COMPLETE, Phi3Completion
+from .contracts import (
+    PHI3_COMPLETE,
+    PHI3_SCORE,
+    Decision,
+    Phi3Completion,
+    ScoreReply,
+    ScoreRequest,
+)
 from .engine import Phi3Engine
-from .prompt import chat_prompt, detect_format, user_prompt
-from .schema import named_tickers, proposal_schema, validate
+from .prompt import detect_format
+from .serving import ServedPath, decide
 
 
 class Phi3(Actor[Phi3Config]):
@@ -42,12 +51,13 @@ class Phi3(Actor[Phi3Config]):
         self.engine = Phi3Engine(path.expanduser(), self.config.provider)  # noqa: ASYNC240
         c = self.config
         self.chat_format = detect_format(path) if c.chat_format == "auto" else c.chat_format
-        self.schema_json = self._schema()
+        self.served = ServedPath.from_config(c, self.chat_format)
         self.slots = asyncio.Semaphore(max(1, self.config.parallel))
         self.adapter_lock = asyncio.Lock()
         self.load_error: str | None = None
         self.active: str | None = None
         self.previous: str | None = None
+        self.served_scores: dict[str, float | None] = {}
         self.stats: dict[str, Any] = {"attempts_last": 0, "invalid_total": 0, "few_shot_last": 0}
         self.last_pause: dict[str, Any] = {}
         self.state_file = Path(self.ctx.data_dir) / "phi3" / "adapters.json"
@@ -83,6 +93,8 @@ class Phi3(Actor[Phi3Config]):
         return {
             **model.to_dict(), "model": str(e.path), "adapter_version": self.active,
             "previous_adapter": self.previous, "adapters": sorted(e.adapter_files),
+            # the trainer's gate scored it here, on held-out corrections, before publishing
+            "adapter_served_agreement": self.served_scores.get(self.active or ""),
             "lora_inputs": e.has_lora_inputs, "load_s": e.load_s,
             "load_error": self.load_error, "chat_format": self.chat_format,
             **self.stats, **self.last_pause,
@@ -108,42 +120,71 @@ class Phi3(Actor[Phi3Config]):
         """A proposal: guided by the JSON schema, checked again, retried, or a clear error."""
         self._check(req)
         examples = await self._few_shot()
-        prompt = self._prompt(req.prompt, examples)
-        ids = self.engine.encode(prompt, req.max_length)
-        # with ground_ticker, the symbols the caller's prompt names (not the few-shot ones)
-        tickers = named_tickers(req.prompt) if self.config.ground_ticker else []
-        schema = self._schema(tickers) if tickers else self.schema_json
-        last = ""
-        truncated = False
-        attempts = 1 + max(0, self.config.retries)
-        for attempt in range(attempts):
-            first = self.config.temperature if req.temperature is None else req.temperature
-            temp = first if attempt == 0 else self.config.retry_temperature
+        shots = [msgspec.json.encode(p).decode() for p in examples]
+        ids = self.engine.encode(self.served.prompt(req.prompt, shots), req.max_length)
+        schema = self.served.schema(req.prompt)
+        got = None
+        for attempt in range(self.served.attempts):
             async with self.slots:
                 self._require_loaded()
-                out, text = await asyncio.to_thread(
-                    self.engine.generate, ids, max_new=req.max_length, schema=schema,
-                    adapter=self.active, temperature=temp, top_p=req.top_p, seed=attempt,
-                    repetition_penalty=self.config.repetition_penalty)
-            record_tokens(len(ids), len(out))  # every attempt ran the model: all count
-            try:
-                proposal = validate(text)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                truncated = isinstance(e, msgspec.DecodeError) and "truncated" in str(e)
-                last = f"{e} in {text[:200]!r}"
-                self.stats["invalid_total"] += 1
-                self.log.warning("phi3: attempt %d/%d invalid: %s", attempt + 1, attempts, last)
-                continue
-            self.stats["attempts_last"] = attempt + 1
-            return proposal
+                got = await asyncio.to_thread(
+                    self.served.attempt, self.engine, ids, schema, attempt,
+                    max_new=req.max_length, adapter=self.active, temperature=req.temperature,
+                    top_p=req.top_p)
+            record_tokens(len(ids), len(got.ids))  # every attempt ran the model: all count
+            if got.proposal is not None:
+                self.stats["attempts_last"] = attempt + 1
+                return got.proposal
+            self.stats["invalid_total"] += 1
+            self.log.warning("phi3: attempt %d/%d invalid: %s", attempt + 1,
+                             self.served.attempts, got.error)
+        attempts = self.served.attempts
         self.stats["attempts_last"] = attempts
-        if truncated:  # the guided JSON was still open when max_length ran out: the caller's fix
+        assert got is not None
+        if got.truncated:  # the guided JSON was still open when max_length ran out: the caller's fix
             raise BadRequest(f"max_length {req.max_length} is too small to finish a proposal "
-                             f"(the JSON was cut off: {text[-80:]!r}); ask for more tokens",
+                             f"(the JSON was cut off: {got.text[-80:]!r}); ask for more tokens",
                              field="max_length")
         raise ServiceError(f"phi3 could not produce a valid proposal in {attempts} attempts "
-                           f"(max_length {req.max_length}): {last}", code=502,
+                           f"(max_length {req.max_length}): {got.error}", code=502,
                            attempts=attempts)
+
+    @service(PHI3_SCORE)
+    async def score(self, req: ScoreRequest) -> ScoreReply:
+        """The decision fields this actor serves for each row — same engine, precision,
+        prompt, guidance, grounding and decoding as `generate` — with the live, base, or a
+        shadow adapter (`adapter_file`, loaded for this request only). One row at a time
+        per slot, so users' requests interleave with a long scoring run."""
+        self._require_loaded()
+        t0 = time.perf_counter()
+        shadow = f"shadow-{uuid.uuid4().hex[:8]}" if req.adapter_file else None
+        if shadow is not None:
+            assert req.adapter_file is not None
+            await asyncio.to_thread(self.engine.load_adapter, shadow, req.adapter_file)
+            adapter: str | None = shadow
+        elif req.adapter == "live":
+            adapter = self.active
+        elif req.adapter == "base":
+            adapter = None
+        elif req.adapter in self.engine.adapter_files:
+            adapter = req.adapter
+        else:
+            raise BadRequest(f"unknown adapter {req.adapter!r} (live, base, or one of "
+                             f"{sorted(self.engine.adapter_files)})", field="adapter")
+        try:
+            out: list[Decision | None] = []
+            for row in req.rows:
+                async with self.slots:
+                    self._require_loaded()
+                    out.append(await asyncio.to_thread(
+                        decide, self.engine, self.served, row.prompt, row.shots,
+                        adapter=adapter, max_new=req.max_length))
+        finally:
+            if shadow is not None:
+                with contextlib.suppress(ServiceError):
+                    await asyncio.to_thread(self.engine.unload_adapter, shadow)
+        return ScoreReply(decisions=out, adapter=None if shadow else adapter,
+                          seconds=round(time.perf_counter() - t0, 3))
 
     @service(PHI3_COMPLETE)
     async def complete(self, req: GenerateRequest) -> Phi3Completion:
@@ -161,13 +202,6 @@ class Phi3(Actor[Phi3Config]):
                               usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
                                      "total_tokens": len(ids) + len(out)})
 
-    def _schema(self, tickers: list[str] | None = None) -> str:
-        """The guidance: the configured bounds, and `ticker` narrowed to `tickers` if any."""
-        c = self.config
-        return json.dumps(proposal_schema(
-            max_stop_pct=c.max_stop_pct, max_target_pct=c.max_target_pct,
-            rationale_max_chars=c.rationale_max_chars, tickers=tickers))
-
     def _check(self, req: GenerateRequest) -> None:
         """What the contract cannot know: this actor's cap and its model's context (the
         contract already refused values out of any range, naming the field)."""
@@ -184,10 +218,6 @@ class Phi3(Actor[Phi3Config]):
             raise BadRequest(f"max_length {req.max_length} leaves no room for the prompt in "
                              f"the model's context of {context} tokens", field="max_length",
                              limit=context - 1)
-
-    def _prompt(self, prompt: str, examples: list[TradeProposal]) -> str:
-        shots = [msgspec.json.encode(p).decode() for p in examples]
-        return chat_prompt(self.config.system_prompt, user_prompt(prompt, shots), self.chat_format)
 
     async def _few_shot(self) -> list[TradeProposal]:
         """Latest corrected proposals (seed 004); none when no feedback actor answers."""
@@ -233,6 +263,7 @@ class Phi3(Actor[Phi3Config]):
         if self.active == evt.version and evt.version in self.engine.adapter_files:
             return  # idempotent: redelivery or the other subscription got here first
         try:
+            self.served_scores[evt.version] = evt.metrics.get("served_candidate")
             await self._load_adapter(evt.version, evt.path)
             self.log.info("phi3: adapter %s (%s) active", evt.version, evt.path)
         except ServiceError as e:
@@ -285,7 +316,8 @@ class Phi3(Actor[Phi3Config]):
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"active": self.active, "previous": self.previous,
-                                   "files": self.engine.adapter_files}))
+                                   "files": self.engine.adapter_files,
+                                   "served_scores": self.served_scores}))
         os.replace(tmp, self.state_file)
 
     async def _restore_adapters(self) -> None:
@@ -300,6 +332,7 @@ class Phi3(Actor[Phi3Config]):
             except ServiceError as e:
                 self.log.warning("phi3: adapter %s not restored: %s", name, e.message)
         files = self.engine.adapter_files
+        self.served_scores.update(state.get("served_scores") or {})
         self.active = state.get("active") if state.get("active") in files else None
         self.previous = state.get("previous") if state.get("previous") in files else None
         if self.active is None and self.config.adapter:

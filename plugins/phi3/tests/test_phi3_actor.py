@@ -276,3 +276,45 @@ async def test_a_max_length_too_small_for_a_proposal_is_a_400_naming_it(
             await bus.request(PHI3_GENERATE, {"prompt": "XYZ", "max_length": 8}, timeout=60)
         assert e.value.field == "max_length" and "too small" in e.value.message
         assert (await bus.request(PHI3_GENERATE, {"prompt": "XYZ"}, timeout=60))["ticker"]
+
+
+async def test_score_reads_what_generate_serves_with_live_base_or_a_shadow_adapter(
+        tiny_models, osiris_config, osiris_runtime, bus):
+    from osiris_phi3.contracts import PHI3_SCORE, ScoreReply
+
+    adapters = tiny_models / "phi3-adapters"
+    prompts = [f"{t} moved {i - 2}.5% today." for i, t in enumerate(["NVDA", "TSLA", "AMD"])]
+
+    async def served() -> list[tuple[Any, ...]]:
+        got = [await bus.request(PHI3_GENERATE, {"prompt": p, "max_length": 256},
+                                 reply_type=TradeProposal, timeout=60) for p in prompts]
+        return [(g.ticker, g.action, g.side, g.new_stop_pct, g.new_target_pct) for g in got]
+
+    async def score(**kw: Any) -> ScoreReply:
+        return await bus.request(PHI3_SCORE, {"rows": [{"prompt": p} for p in prompts], **kw},
+                                 reply_type=ScoreReply, timeout=120)
+
+    def fields(r: ScoreReply) -> list[tuple[Any, ...]]:
+        return [(d.ticker, d.action, d.side, d.new_stop_pct, d.new_target_pct) if d else None
+                for d in r.decisions]
+
+    async with osiris_runtime(_cfg(osiris_config, tiny_models / "phi3-onnx", few_shot=0)):
+        base = await served()
+        assert fields(await score()) == base  # live = no adapter yet
+        shadow = await score(adapter_file=str(adapters / "a.onnx_adapter"))
+        assert shadow.adapter is None and fields(shadow) != base
+        facts = (await _ctl(bus, "status")).status.facts
+        assert facts["adapter"] is None and facts["adapters"] == []  # nothing left loaded
+        await _ctl(bus, "load_adapter", path=str(adapters / "a.onnx_adapter"), name="a")
+        with_a = await served()
+        assert fields(shadow) == with_a  # the shadow slot scored what "a" now serves
+        live = await score()
+        assert live.adapter == "a" and fields(live) == with_a
+        assert fields(await score(adapter="base")) == base
+        with pytest.raises(BadRequest, match="unknown adapter 'nope'"):
+            await score(adapter="nope")
+        with pytest.raises(BadRequest, match="adapter file not found"):
+            await score(adapter_file=str(adapters / "missing.onnx_adapter"))
+        with pytest.raises(BadRequest, match="rows"):
+            await bus.request(PHI3_SCORE, {"rows": []}, reply_type=ScoreReply, timeout=30)
+        assert (await _ctl(bus, "status")).status.state == "running"

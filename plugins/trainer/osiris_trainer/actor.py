@@ -8,6 +8,7 @@ import asyncio
 import collections
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from osiris_phi3.contracts import PHI3_SCORE, ScoreReply, ScoreRequest
 
 from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service, tables
 from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery
@@ -24,8 +26,9 @@ from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
-from .dataset import build_examples, split, with_few_shot
+from .dataset import Example, build_examples, split, with_few_shot
 from .job import PROGRESS, JobSpec
+from .served import Verdict, served_evaluation, served_metrics
 from .train import Outcome, report_shots
 
 STATE_FILE = "trainer-state.json"
@@ -39,6 +42,8 @@ class TrainerState(msgspec.Struct, kw_only=True):
     peft_dir: str | None = None
     last_feedback_ts: str = ""
     last: TrainResult | None = None
+    served: dict[str, float] | None = None
+    """The adapter in service's served decision agreement (mean, lo, hi) when it passed."""
 
 
 def next_run(schedule: str, now: datetime) -> datetime | None:
@@ -103,6 +108,7 @@ class TrainerActor(Actor[TrainerConfig]):
                 "running_since": self.running_since,
                 "progress": self.progress[-1] if self.progress else None,
                 "adapter_version": self.state.version,
+                "adapter_served_agreement": self.state.served,
                 "new_corrections": len(self.new_corrections),
                 "last_run": msgspec.to_builtins(last) if last else None}
 
@@ -179,11 +185,6 @@ class TrainerActor(Actor[TrainerConfig]):
                 "ONNX was built from, e.g. '<models>/phi3' after 'osiris models tiny <models>')")
         return base
 
-    def _current_peft(self) -> str | None:
-        """The adapter in service, which a new one must beat (None: the base model)."""
-        p = self.state.peft_dir
-        return p if p and Path(p).is_dir() else None
-
     async def _cycle(self, *, force: bool) -> TrainResult:
         base = self._base_model()
         started = now_iso()
@@ -234,26 +235,59 @@ class TrainerActor(Actor[TrainerConfig]):
         out_dir = self.root / version
         outcome = await self._run_job(JobSpec(
             config=cfg, base_model=str(base), version=version, out_dir=str(out_dir),
-            current_peft=self._current_peft(), train=train, held=held))
+            train=train, held=held))
         self.state.last_feedback_ts = newest
         counts = {"examples": len(examples), "train_examples": len(train),
                   "eval_examples": len(held)}
-        if not outcome.passed or outcome.adapter_file is None:
-            return self._done(started, False, "not published: " + outcome.reason,
-                              metrics=outcome.metrics, phases_s=outcome.phases_s,
-                              report=outcome.report, **counts)
+        t0 = time.perf_counter()
+        try:
+            report, verdict = await self._served_report(train, held, outcome.adapter_file)
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        report = {**report, **outcome.report}
+        phases = {**outcome.phases_s, "served_eval": round(time.perf_counter() - t0, 3)}
+        metrics = {**outcome.metrics, **served_metrics(report)}
+        record = {"version": version, "published": verdict.passed, "reason": verdict.reason,
+                  "base_model": str(base), "created": now_iso(), "metrics": metrics, **counts,
+                  "skipped": skipped, "phases_s": phases, "report": report}
+        if not verdict.passed:
+            # the weights go, the record stays: what was tried and why it was refused
+            for p in (out_dir / "peft", Path(outcome.adapter_file)):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            (out_dir / "report.json").write_text(json.dumps(record, indent=2))
+            return self._done(started, False, "not published: " + verdict.reason,
+                              metrics=metrics, phases_s=phases, report=report, **counts)
+        (out_dir / "report.json").write_text(json.dumps(record, indent=2))
         evt = AdapterPublished(version=version, path=outcome.adapter_file,
-                               base_model=str(base), created=now_iso(),
-                               metrics=outcome.metrics)
+                               base_model=str(base), created=record["created"], metrics=metrics)
         await self.publish(ADAPTERS_PUBLISHED, evt, msg_id=f"adapter-{version}")
         self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
-        (out_dir / "report.json").write_text(json.dumps(
-            {**msgspec.to_builtins(evt), **counts, "skipped": skipped,
-             "phases_s": outcome.phases_s, "report": outcome.report}, indent=2))
+        self.state.served = report["candidate"]["agreement"]
         self._say(f"published {version}")
-        return self._done(started, True, "published: " + outcome.reason, version=version,
-                          path=outcome.adapter_file, metrics=outcome.metrics,
-                          phases_s=outcome.phases_s, report=outcome.report, **counts)
+        return self._done(started, True, "published: " + verdict.reason, version=version,
+                          path=outcome.adapter_file, metrics=metrics, phases_s=phases,
+                          report=report, **counts)
+
+    async def _served_report(self, train: list[Example], held: list[Example],
+                             candidate: str) -> tuple[dict[str, Any], Verdict]:
+        """Score the live adapter, the candidate (in a shadow slot) and the report's
+        baselines where phi3 serves; gate the candidate against the live adapter."""
+        cfg = self.config
+
+        async def ask(req: ScoreRequest) -> ScoreReply:
+            try:
+                reply: ScoreReply = await self.request(PHI3_SCORE, req, reply_type=ScoreReply,
+                                                       timeout=cfg.score_timeout_s)
+            except Unavailable:
+                raise Unavailable("phi3 does not answer osiris.phi3.score: the gate scores a "
+                                  "candidate where phi3 serves, so phi3 must run") from None
+            return reply
+
+        return await served_evaluation(
+            ask, train, held, candidate=candidate, few_shot=cfg.few_shot, report_shots=report_shots(cfg),
+            report_few_shot=cfg.report_few_shot, stop_tolerance=cfg.stop_tolerance,
+            target_tolerance=cfg.target_tolerance, say=self._say)
 
     def _done(self, started: str, published: bool, reason: str, **kw: Any) -> TrainResult:
         self._say(reason)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 from typing import Any
 
 import click
@@ -16,7 +18,7 @@ from osiris_core.subjects import control
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
-from .evaluate import report_table
+from .served import served_table
 
 POLL_S = 1.0
 
@@ -28,17 +30,27 @@ async def _status(bus: Bus) -> dict[str, Any]:
 
 
 async def _follow(bus: Bus) -> None:
-    """Print the trainer's progress lines while a run goes on (stderr)."""
+    """Show the trainer's progress while a run goes on: one line updated in place on a
+    terminal, a line per change otherwise (logs)."""
     seen = None
-    while True:
-        await asyncio.sleep(POLL_S)
-        try:
-            line = (await _status(bus)).get("progress")
-        except Exception:  # noqa: BLE001 - progress is a courtesy; the run's reply decides
-            continue
-        if line and line != seen:
-            click.echo(f"trainer: {line}", err=True)
-            seen = line
+    tty = sys.stderr.isatty()
+    try:
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                line = (await _status(bus)).get("progress")
+            except Exception:  # noqa: BLE001 - progress is a courtesy; the run's reply decides
+                continue
+            if line and line != seen:
+                seen = line
+                if tty:
+                    sys.stderr.write(f"\r\033[Ktrainer: {line[:150]}")
+                    sys.stderr.flush()
+                else:
+                    click.echo(f"trainer: {line}", err=True)
+    finally:
+        if tty and seen:
+            sys.stderr.write("\n")
 
 
 @click.command(name="train")
@@ -64,6 +76,8 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
                 return res
             finally:
                 follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
 
     out = run_async(go())
     if as_json:
@@ -72,15 +86,18 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
         click.echo(("published " + str(out.version) if out.published else "not published")
                    + f": {out.reason}")
         if out.report:
-            click.echo(f"held-out ({out.eval_examples} corrections the run did not train on):")
-            click.echo(report_table(out.report))
-        for k, v in out.metrics.items():
-            click.echo(f"  {k:<16} {v:.4f}")
+            click.echo(f"held-out ({out.eval_examples} corrections the run did not train on), "
+                       "decision fields as phi3 serves them, 95 % intervals:")
+            click.echo(served_table(out.report))
+        click.echo("  time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in out.phases_s.items()))
         if out.path:
             click.echo(f"  adapter          {out.path}")
     else:
         click.echo(f"schedule   {out.get('schedule') or 'off'} (next: {out.get('next_run')})")
-        click.echo(f"adapter    {out.get('adapter_version') or 'none published yet'}")
+        served = out.get("adapter_served_agreement")
+        click.echo(f"adapter    {out.get('adapter_version') or 'none published yet'}"
+                   + (f" (served held-out agreement {served['mean']:.0%} "
+                      f"[{served['lo']:.0%}–{served['hi']:.0%}])" if served else ""))
         last = out.get("last_run")
         click.echo(f"last run   {last['finished']}: {last['reason']}" if last else
                    "last run   none yet (osiris train --now)")

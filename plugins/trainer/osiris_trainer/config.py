@@ -9,6 +9,10 @@ from osiris_phi3.config import DEFAULT_SYSTEM
 
 from osiris_core import PluginConfig
 
+STOP_TOLERANCE = TARGET_TOLERANCE = 0.2
+"""Percentage points within which a stop or target agrees: under half the smallest gap
+between two values a house sends (0.5), so no single number is credited for two of them."""
+
 
 class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
     base_model: str = ""
@@ -51,27 +55,30 @@ class TrainerConfig(PluginConfig, frozen=True, kw_only=True):
     batch_size: int = 4
     max_length: int = 1024
     """Tokens of prompt + completion kept per example."""
-    min_improvement: float = 0.01
-    """The gate: held-out loss of the corrections must fall by at least this fraction
-    against the adapter in service (or the base model), and preference accuracy must not
-    drop. Otherwise nothing is published."""
     few_shot: int = 3
     """Must equal `[plugins.phi3] few_shot`: phi3 prepends that many recent corrections to
-    each prompt, so training prompts carry them too, and the gate scores with them."""
+    each prompt, so training prompts carry them too, and the gate scores with them (taken
+    from the training corrections, never a held-out one)."""
     system_prompt: str = DEFAULT_SYSTEM
     """Must equal `[plugins.phi3] system_prompt`: the adapter learns the prompt phi3 sends."""
     chat_format: Literal["auto", "phi3", "chatml"] = "auto"
     """Must match phi3's: `auto` reads the base model's chat template."""
     report_few_shot: bool = True
-    """With `few_shot = 0`, still score few-shot alone and adapter + few-shot for the
-    report (the gate does not use them); false halves the scoring time on CPU."""
+    """Also score few-shot alone (base model, `few_shot` corrections or 3) where phi3 serves,
+    for the report; the gate does not use it."""
+    report_lab: bool = False
+    """Also score the adapter on the trainer's own copy (greedy, unguided): a diagnostic of
+    what the served path loses, slow on CPU; the gate never uses it."""
     eval_max_new_tokens: int = 96
-    """Tokens each held-out reply may take when the gate scores a model."""
+    """Tokens each reply may take in the lab diagnostic."""
     repetition_penalty: float = 1.1
-    """Decoding of the held-out replies (as `[plugins.phi3] repetition_penalty`)."""
-    stop_tolerance: float = 0.25
-    """Field agreement: a stop within this many percentage points of the correction's agrees."""
-    target_tolerance: float = 0.5
+    """Decoding of the lab diagnostic's replies (as `[plugins.phi3] repetition_penalty`)."""
+    score_timeout_s: float = 600.0
+    """How long one `osiris.phi3.score` page (16 held-out prompts) may take."""
+    stop_tolerance: float = STOP_TOLERANCE
+    """Field agreement: a stop within this many percentage points of the correction's agrees
+    (under half the gap between two stops a house sends, or one number would hit both)."""
+    target_tolerance: float = TARGET_TOLERANCE
     """Field agreement: the same for the target."""
     seed: int = 0
     train_timeout_s: float = 6 * 3600.0

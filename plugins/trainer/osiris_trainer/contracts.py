@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from osiris_core.subjects import Subject
@@ -26,10 +28,11 @@ class TrainResult(msgspec.Struct, kw_only=True):
     eval_examples: int = 0
     metrics: dict[str, float] = {}
     phases_s: dict[str, float] = {}
-    report: dict[str, dict[str, float]] = {}
-    """Held-out scores per configuration — base, few_shot, adapter, adapter_few_shot (both
-    left out when neither phi3 serves few-shot nor `report_few_shot` asks) and in_service
-    (when an adapter was serving) — each with valid, agreement, loglik and n."""
+    report: dict[str, Any] = {}
+    """Held-out decision fields as phi3 serves them, per configuration — constant (the best
+    constant answer), base, few_shot, live, candidate; lab_base and lab (the trainer's own
+    copy, a diagnostic) with `report_lab` — each with n, valid, agreement {mean, lo, hi} and
+    per-field agreement; and gate {passed, reason, diff {mean, lo, hi}}."""
     started: str = ""
     finished: str = ""
 

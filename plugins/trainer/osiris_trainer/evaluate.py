@@ -1,30 +1,26 @@
-"""How good a model is at the corrections it has not trained on: it answers each held-out
-prompt (greedy, unguided, as phi3's prompt reads), and we score what it wrote.
+"""How a reply is compared with a correction, and how the trainer's own copy of the model
+answers (the lab diagnostic; the gate scores where phi3 serves, `served.py`).
 
-- **valid**: the share of replies that hold one proposal validating against the schema
-  (unguided, so the number says whether the model learnt the format itself);
-- **agreement**: field-level agreement with the correction — ticker, action and side equal,
-  stop and target within a tolerance — averaged over the five fields and the prompts (an
-  invalid reply agrees on nothing);
-- **loglik**: the mean per-token log-likelihood of the corrected proposal after the prompt;
-- **pref_acc**: how often the correction is likelier (per token) than the original proposal.
+Agreement is over the four `DECISION_FIELDS` — action and side equal, stop and target
+within a tolerance — never the ticker: served proposals get it from the schema, so a ticker
+match says nothing about what the model learnt. A missing reply agrees on nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
-from osiris_phi3.prompt import ChatFormat, chat_prompt
+from osiris_phi3.prompt import ChatFormat
 from osiris_phi3.schema import validate
 
 from osiris_core.contracts import TradeProposal
 
-from .dataset import Example
+from .config import STOP_TOLERANCE, TARGET_TOLERANCE
 
-FIELDS = ("ticker", "action", "side", "new_stop_pct", "new_target_pct")
+DECISION_FIELDS = ("action", "side", "new_stop_pct", "new_target_pct")
+"""What the house decides; the ticker is grounded by the schema when served."""
 
 
 @dataclass(frozen=True)
@@ -35,24 +31,10 @@ class Scoring:
     chat_format: ChatFormat
     max_new_tokens: int = 96
     repetition_penalty: float = 1.1
-    stop_tolerance: float = 0.25
-    target_tolerance: float = 0.5
+    stop_tolerance: float = STOP_TOLERANCE
+    target_tolerance: float = TARGET_TOLERANCE
     max_length: int = 1024
     batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One configuration's scores over the held-out prompts."""
-
-    valid: float
-    agreement: float
-    loglik: float
-    n: int
-    pref_acc: float | None = None
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items() if v is not None}
 
 
 def parse_reply(text: str) -> TradeProposal | None:
@@ -67,21 +49,43 @@ def parse_reply(text: str) -> TradeProposal | None:
         return None
 
 
-def field_agreement(got: TradeProposal | None, want: TradeProposal, *,
-                    stop_tolerance: float = 0.25, target_tolerance: float = 0.5) -> float:
-    """Share of `FIELDS` on which `got` agrees with `want` (0 for no proposal); stop and
-    target agree within their tolerances (percentage points)."""
+class Decided(Protocol):
+    """Anything carrying the decision fields: a proposal, or phi3's served `Decision`."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def new_stop_pct(self) -> float: ...
+    @property
+    def new_target_pct(self) -> float: ...
+
+
+def within(got: float, want: float, tolerance: float) -> bool:
+    """|got − want| ≤ tolerance, inclusive in decimal terms (2.2 is within 0.2 of 2.0)."""
+    return abs(got - want) <= tolerance + 1e-9
+
+
+def field_hits(got: Decided | None, want: Decided, *, stop_tolerance: float = STOP_TOLERANCE,
+               target_tolerance: float = TARGET_TOLERANCE) -> dict[str, bool]:
+    """Whether `got` agrees with `want` on each of `DECISION_FIELDS` (stop and target within
+    their tolerances, in percentage points); no proposal agrees on nothing."""
     if got is None:
-        return 0.0
-    hits = [got.ticker == want.ticker, got.action == want.action,
-            got.side.upper() == want.side.upper(),
-            abs(got.new_stop_pct - want.new_stop_pct) <= stop_tolerance,
-            abs(got.new_target_pct - want.new_target_pct) <= target_tolerance]
-    return sum(hits) / len(hits)
+        return dict.fromkeys(DECISION_FIELDS, False)
+    return {"action": got.action == want.action,
+            "side": got.side.upper() == want.side.upper(),
+            "new_stop_pct": within(got.new_stop_pct, want.new_stop_pct, stop_tolerance),
+            "new_target_pct": within(got.new_target_pct, want.new_target_pct, target_tolerance)}
 
 
-def _prompt(e: Example, shots: int, s: Scoring) -> str:
-    return chat_prompt(s.system, e.user_text(shots), s.chat_format)
+def decision_agreement(got: Decided | None, want: Decided, *,
+                       stop_tolerance: float = STOP_TOLERANCE,
+                       target_tolerance: float = TARGET_TOLERANCE) -> float:
+    """Share of `DECISION_FIELDS` on which `got` agrees with `want` (`field_hits`)."""
+    hits = field_hits(got, want, stop_tolerance=stop_tolerance,
+                      target_tolerance=target_tolerance)
+    return sum(hits.values()) / len(hits)
 
 
 def logprob(model: Any, tok: Any, prompt: str, completion: str, max_length: int) -> tuple[float, int]:
@@ -121,47 +125,3 @@ def generate(model: Any, tok: Any, prompts: list[str], s: Scoring) -> list[str]:
     finally:
         tok.padding_side = side
     return out
-
-
-def score(model: Any, tok: Any, held: list[Example], s: Scoring, *, shots: int,
-          replies: Callable[[list[str]], None] | None = None) -> EvalRow:
-    """Score `model` as it is (adapter on or off) on `held`, each prompt with its first
-    `shots` few-shot corrections."""
-    model.eval()
-    prompts = [_prompt(e, shots, s) for e in held]
-    texts = generate(model, tok, prompts, s)
-    if replies is not None:
-        replies(texts)
-    wants = [msgspec.json.decode(e.chosen, type=TradeProposal) for e in held]
-    got = [parse_reply(t) for t in texts]
-    agree = [field_agreement(g, w, stop_tolerance=s.stop_tolerance,
-                             target_tolerance=s.target_tolerance)
-             for g, w in zip(got, wants, strict=True)]
-    ll, n_tok, wins, pairs = 0.0, 0, 0, 0
-    for e, p in zip(held, prompts, strict=True):
-        lp, n = logprob(model, tok, p, e.chosen, s.max_length)
-        ll += lp
-        n_tok += n
-        if e.rejected is not None:
-            lr, m = logprob(model, tok, p, e.rejected, s.max_length)
-            pairs += 1
-            wins += int(lp / max(n, 1) > lr / max(m, 1))
-    k = max(len(held), 1)
-    return EvalRow(valid=sum(g is not None for g in got) / k, agreement=sum(agree) / k,
-                   loglik=ll / max(n_tok, 1), n=len(held),
-                   pref_acc=wins / pairs if pairs else None)
-
-
-ROWS = {"base": "base model", "few_shot": "few-shot alone", "adapter": "adapter alone",
-        "adapter_few_shot": "adapter + few-shot", "in_service": "in service"}
-
-
-def report_table(report: dict[str, dict[str, float]]) -> str:
-    """The report as a text table (what `osiris train --now` and the bench print)."""
-    lines = [f"  {'configuration':<20} {'valid':>6} {'agree':>6} {'loglik':>8}"]
-    for key, label in ROWS.items():
-        r = report.get(key)
-        if r is not None:
-            lines.append(f"  {label:<20} {r['valid']:>6.0%} {r['agreement']:>6.0%} "
-                         f"{r['loglik']:>8.3f}")
-    return "\n".join(lines)

@@ -25,7 +25,6 @@ class JobSpec(msgspec.Struct, kw_only=True):
     base_model: str
     version: str
     out_dir: str
-    current_peft: str | None
     train: list[Example]
     held: list[Example]
 
@@ -43,7 +42,7 @@ def main(argv: list[str]) -> int:
     from .train import run
 
     outcome = run(spec.config, Path(spec.base_model), spec.train, spec.held, Path(spec.out_dir),
-                  spec.version, Path(spec.current_peft) if spec.current_peft else None, say)
+                  spec.version, say)
     Path(argv[2]).write_bytes(msgspec.json.encode(outcome))
     return 0
 

@@ -1,10 +1,11 @@
-"""The learning loop, proven end to end on the house-policy set through the real actors.
+"""The learning loop, proven end to end on a house-policy set through the real actors.
 
-phi3 (base model) answers the 40 prompts — its proposals are stored as the orchestrator
-stores them (`phi3.proposal.created`) — the house's corrections arrive on
-`osiris.feedback.submit`, the trainer trains on the 30 training corrections and is scored on
-the 10 held out, the adapter is published and phi3 hot-loads it; then phi3 answers the
-held-out prompts again. `bench/learning.py` prints what this measures; the real-model test
+phi3 (base model) answers every prompt of the set — its proposals are stored as the
+orchestrator stores them (`phi3.proposal.created`) — the house's corrections arrive on
+`osiris.feedback.submit`, the trainer trains on the training corrections and its gate scores
+the candidate where phi3 serves on the held-out ones, the adapter is published and phi3
+hot-loads it; then phi3 answers the held-out prompts again through `osiris.phi3.generate`,
+as any user's request. `bench/learning.py` prints what this measures; the real-model test
 tier asserts it.
 """
 
@@ -35,8 +36,8 @@ from osiris_core.subjects import (
 )
 
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
-from .evaluate import field_agreement
 from .houseset import load_rows
+from .stats import Scored
 
 
 @dataclass
@@ -50,15 +51,14 @@ class LoopResult:
     held_out: list[TradeProposal]
     timings_s: dict[str, float] = field(default_factory=dict)
 
-    def served_agreement(self, proposals: list[TradeProposal]) -> float:
-        scores = [field_agreement(p, w)
-                  for p, w in zip(proposals, self.held_out, strict=True)]
-        return sum(scores) / max(len(scores), 1)
+    def served(self, proposals: list[TradeProposal]) -> Scored:
+        """The decision fields of `proposals` against the held-out corrections."""
+        return Scored.of(proposals, self.held_out)
 
 
 async def _propose(bus: Bus, prompt: str, timeout: float) -> TradeProposal:
     reply: TradeProposal = await bus.request(
-        PHI3_GENERATE, GenerateRequest(prompt=prompt, max_length=160), reply_type=TradeProposal,
+        PHI3_GENERATE, GenerateRequest(prompt=prompt, max_length=256), reply_type=TradeProposal,
         timeout=timeout)
     return reply
 
@@ -81,10 +81,11 @@ async def _phi3_adapter(bus: Bus) -> Any:
     return reply.status.facts.get("adapter")
 
 
-async def run_loop(bus: Bus, *, timeout: float = 1200.0,
-                   say: Any = lambda _m: None) -> LoopResult:
-    """Drive the whole loop against running feedback, phi3 and trainer actors."""
-    rows = load_rows()
+async def run_loop(bus: Bus, rows: list[dict[str, Any]] | None = None, *,
+                   timeout: float = 1200.0, say: Any = lambda _m: None) -> LoopResult:
+    """Drive the whole loop against running feedback, phi3 and trainer actors, on `rows`
+    of a house set (default: the committed 40-row set)."""
+    rows = load_rows() if rows is None else rows
     held = [r for r in rows if r["split"] == "eval"]
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -108,7 +109,8 @@ async def run_loop(bus: Bus, *, timeout: float = 1200.0,
             raise RuntimeError(f"{r['id']}: the feedback store does not know the proposal")
     await _wait_rows(bus, "feedback", len(rows), 60)
     t1 = time.perf_counter()
-    say("the trainer trains on 30 and scores on the 10 held out")
+    say(f"the trainer trains on {len(rows) - len(held)} and its gate scores the "
+        f"{len(held)} held out where phi3 serves")
     res: TrainResult = await bus.request(TRAINER_TRAIN, TrainRequest(force=True),
                                          reply_type=TrainResult, timeout=timeout)
     t["train"] = time.perf_counter() - t1

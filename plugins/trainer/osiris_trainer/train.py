@@ -1,9 +1,9 @@
-"""One training run: LoRA SFT on the corrections, DPO against the original proposals, the
-held-out gate, and the export to `.onnx_adapter`. Runs inside the job process (`job.py`)."""
+"""One training run: LoRA SFT on the corrections, DPO against the original proposals, and
+the export to `.onnx_adapter`. Runs inside the job process (`job.py`); the gate scores the
+result where phi3 serves (`served.py`)."""
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
@@ -13,23 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from osiris_phi3.prompt import chat_prompt, detect_format
+from osiris_phi3.serving import decision_of
 
 from .config import TrainerConfig
 from .dataset import Example
-from .evaluate import EvalRow, Scoring, report_table, score
+from .evaluate import Scoring, generate, logprob, parse_reply
+from .served import wants
+from .stats import Scored
 
 Progress = Callable[[str], None]
 
 
 @dataclass
 class Outcome:
-    passed: bool
-    reason: str
+    """A trained candidate: its `.onnx_adapter`, training numbers, and the lab row."""
+
+    adapter_file: str
     metrics: dict[str, float] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
-    adapter_file: str | None = None
-    report: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Held-out scores per configuration (`evaluate.ROWS`): valid, agreement, loglik, n."""
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> str:
@@ -97,8 +99,20 @@ def _common_args(cfg: TrainerConfig, device: str, out: str, steps: int) -> dict[
             "max_length": cfg.max_length}
 
 
+def _steps(label: str, say: Progress) -> Any:
+    """A transformers callback that says `label step i/n` after every optimiser step: long
+    runs on CPU show they move (the CLI keeps it on one updating line)."""
+    from transformers import TrainerCallback
+
+    class Steps(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            say(f"{label} step {state.global_step}/{state.max_steps}")
+
+    return Steps()
+
+
 def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], s: Scoring, device: str,
-        work: str) -> float:
+        work: str, say: Progress) -> float:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -107,13 +121,14 @@ def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], s: Scori
                               for e in train])
     args = SFTConfig(**_common_args(cfg, device, work, cfg.sft_steps),
                      completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                         callbacks=[_steps("SFT", say)])
     result = trainer.train()
     return float(result.training_loss)
 
 
 def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], s: Scoring, device: str,
-        work: str) -> float:
+        work: str, say: Progress) -> float:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -123,44 +138,35 @@ def dpo(cfg: TrainerConfig, model: Any, tok: Any, pairs: list[Example], s: Scori
     # a PEFT model with no ref_model: the reference is the same weights with the adapter
     # switched off, so DPO needs no second copy of the model
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=data,
-                         processing_class=tok)
+                         processing_class=tok, callbacks=[_steps("DPO", say)])
     result = trainer.train()
     return float(result.training_loss)
 
 
-def gate(cfg: TrainerConfig, before: EvalRow, after: EvalRow) -> tuple[bool, str]:
-    """The candidate (after) against what phi3 serves now (before), on the held-out prompts:
-    no fewer valid replies, no lower field agreement, no lower preference accuracy, and a
-    gain — held-out loss down by `min_improvement`, or agreement up. The reason names every
-    number that decided."""
-    nll_b, nll_a = -before.loglik, -after.loglik
-    want = nll_b * (1.0 - cfg.min_improvement)
-    loss_gain = math.isfinite(nll_a) and nll_a <= want
-    summary = (f"held-out loss {nll_b:.4f} → {nll_a:.4f}, field agreement "
-               f"{before.agreement:.0%} → {after.agreement:.0%}, valid {before.valid:.0%} → "
-               f"{after.valid:.0%}")
-    bad: list[str] = []
-    if after.valid < before.valid:
-        bad.append(f"valid replies fell from {before.valid:.0%} to {after.valid:.0%}")
-    if after.agreement < before.agreement:
-        bad.append(f"field agreement fell from {before.agreement:.0%} to {after.agreement:.0%}")
-    if before.pref_acc is not None and (after.pref_acc or 0.0) < before.pref_acc:
-        bad.append(f"preference accuracy fell from {before.pref_acc:.2f} "
-                   f"to {after.pref_acc or 0.0:.2f}")
-    if not loss_gain and after.agreement <= before.agreement:
-        bad.append(f"held-out loss {nll_a:.4f} did not beat {want:.4f} ({nll_b:.4f} in "
-                   f"service, min_improvement {cfg.min_improvement:g}) and agreement did not rise")
-    if bad:
-        return False, "; ".join(bad)
-    return True, summary
+def lab_row(model: Any, tok: Any, held: list[Example], s: Scoring, shots: int) -> dict[str, Any]:
+    """The model on the trainer's own copy (this precision, greedy, unguided) on the held-out
+    corrections: decision fields — read, as the served scorer reads them, from the reply's
+    opening even when its tail does not parse — and the corrections' mean per-token
+    log-likelihood (what the old lab gate published on). A diagnostic, never the gate."""
+    model.eval()
+    prompts = [chat_prompt(s.system, e.user_text(shots), s.chat_format) for e in held]
+    texts = generate(model, tok, prompts, s)
+    got = [parse_reply(t) or decision_of(t[max(t.find("{"), 0):]) for t in texts]
+    total, n = 0.0, 0
+    for e, p in zip(held, prompts, strict=True):
+        lp, k = logprob(model, tok, p, e.chosen, s.max_length)
+        total, n = total + lp, n + k
+    return {**Scored.of(got, wants(held), stop_tolerance=s.stop_tolerance,
+                        target_tolerance=s.target_tolerance).to_dict(),
+            "loglik": total / max(n, 1)}
 
 
 def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example],
-        out_dir: Path, version: str, current_peft: Path | None, say: Progress) -> Outcome:
-    """Score the base model (and the adapter in service), train, score the candidate, gate,
-    and (when it passes) save the PEFT adapter and export `.onnx_adapter`."""
+        out_dir: Path, version: str, say: Progress) -> Outcome:
+    """Train a LoRA adapter (SFT, then DPO where there are pairs), save it and export its
+    `.onnx_adapter` into `out_dir` for the gate to score where phi3 serves."""
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     phases: dict[str, float] = {}
     t = time.perf_counter()
@@ -176,53 +182,28 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
     say(f"loading {base} on {device}" + (" (4-bit QLoRA)" if device == "cuda" and cfg.qlora else ""))
     model, tok = load_model(cfg, base, device)
     s = scoring(cfg, base)
-    served, shown = cfg.few_shot, report_shots(cfg)
     phase("load")
-    rows: dict[str, EvalRow] = {}
-    say(f"scoring the models in service on {len(held)} held-out corrections")
-    if current_peft is not None:
-        serving = PeftModel.from_pretrained(model, str(current_peft), adapter_name="serving")
-        rows["in_service"] = score(serving, tok, held, s, shots=served)
-        model = serving.unload()  # back to the plain base for the new adapter
-    rows["base"] = score(model, tok, held, s, shots=0)
-    with_shots = bool(served) or cfg.report_few_shot
-    if with_shots:
-        rows["few_shot"] = score(model, tok, held, s, shots=shown)
-    before = rows.get("in_service") or rows["few_shot" if served else "base"]
-    phase("eval_before")
-    say(f"in service: held-out loss {-before.loglik:.4f}, field agreement {before.agreement:.0%}, "
-        f"valid {before.valid:.0%}")
+    report: dict[str, Any] = {}
+    if cfg.report_lab:
+        say(f"scoring the base model on the trainer's copy (diagnostic), {len(held)} held out")
+        report["lab_base"] = lab_row(model, tok, held, s, cfg.few_shot)
     peft = get_peft_model(model, LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="osiris-train-") as work:
         say(f"SFT: {len(train)} corrections, {cfg.sft_steps} steps")
-        metrics["sft_loss"] = sft(cfg, peft, tok, train, s, device, work)
+        metrics["sft_loss"] = sft(cfg, peft, tok, train, s, device, work, say)
         phase("sft")
         pairs = [e for e in train if e.rejected is not None]
         if cfg.dpo_steps > 0 and pairs:
             say(f"DPO: {len(pairs)} pairs (correction vs original), {cfg.dpo_steps} steps")
-            metrics["dpo_loss"] = dpo(cfg, peft, tok, pairs, s, device, work)
+            metrics["dpo_loss"] = dpo(cfg, peft, tok, pairs, s, device, work, say)
             phase("dpo")
-    say("scoring the new adapter on the held-out corrections")
-    rows["adapter"] = score(peft, tok, held, s, shots=0)
-    if with_shots:
-        rows["adapter_few_shot"] = score(peft, tok, held, s, shots=shown)
-    after = rows["adapter_few_shot" if served else "adapter"]
-    phase("eval_after")
-    metrics.update(nll_before=-before.loglik, nll_after=-after.loglik,
-                   agreement_before=before.agreement, agreement_after=after.agreement,
-                   valid_before=before.valid, valid_after=after.valid)
-    if before.pref_acc is not None:
-        metrics["pref_acc_before"] = before.pref_acc
-        metrics["pref_acc_after"] = after.pref_acc or 0.0
-    report = {k: v.as_dict() for k, v in rows.items()}
-    say("held-out report:\n" + report_table(report))
-    passed, reason = gate(cfg, before, after)
-    say(("passed the gate: " if passed else "held back by the gate: ") + reason)
-    if not passed:
-        return Outcome(False, reason, metrics, phases, report=report)
+    if cfg.report_lab:
+        say(f"scoring the adapter on the trainer's copy (diagnostic), {len(held)} held out")
+        report["lab"] = lab_row(peft, tok, held, s, cfg.few_shot)
+        phase("lab")
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_dir = out_dir / "peft"
     peft.save_pretrained(str(peft_dir))
@@ -236,4 +217,4 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         shutil.rmtree(out_dir, ignore_errors=True)  # no half-written version is left behind
         raise
     phase("export")
-    return Outcome(True, reason, metrics, phases, str(file), report)
+    return Outcome(str(file), metrics, phases, report)
