@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class SimActor(Actor[SimConfig]):
         self.loaded: LoadResult | None = None
         self.problem: str | None = None
         self.done = False
+        self.running = asyncio.Event()
+        self.running.set()
         cfg = self.config
         if not cfg.csv:
             self.problem = "idle: no CSV configured ([plugins.sim] csv, or run 'osiris sim CSV')"
@@ -63,10 +66,25 @@ class SimActor(Actor[SimConfig]):
 
         self.stats = ReplayStats()
         await replay(self.loaded.bars, publish, speed=speed, loop=self.config.loop,
-                     stats=self.stats, flush=nc.flush)
+                     stats=self.stats, flush=nc.flush, gate=self._unpaused)
         self.done = True
         self.log.info("sim: replay finished: %d ticks in %d pass(es)", self.stats.published,
                       self.stats.passes)
+
+    async def on_pause(self) -> None:
+        """Hold the replay (the trainer pauses the market while it trains on a shared
+        machine); ticks resume where they stopped, on the same schedule."""
+        self.running.clear()
+
+    async def on_resume(self) -> None:
+        self.running.set()
+
+    async def _unpaused(self) -> float:
+        if self.running.is_set():
+            return 0.0
+        t0 = time.perf_counter()
+        await self.running.wait()
+        return time.perf_counter() - t0
 
     def facts(self) -> dict[str, Any]:
         out: dict[str, Any] = {"csv": self.config.csv, "speed": self.config.speed,

@@ -60,12 +60,15 @@ async def replay(
     progress_every: int = 1000,
     flush: Callable[[], Awaitable[None]] | None = None,
     max_gap_s: float = 3600.0,
+    gate: Callable[[], Awaitable[float]] | None = None,
 ) -> ReplayStats:
     """Publish every bar (JSON-encoded MarketTick) in order; `loop` restarts at the end.
 
     With a speed factor, the wait between two bars is their timestamp difference divided by
     the factor (gaps such as weekends are capped at `max_gap_s` of wall time). `speed=None`
     publishes back to back, yielding to the loop and flushing every `progress_every` bars.
+    `gate` is awaited before each bar and returns the seconds it held the replay (a pause):
+    the schedule moves on by as much, so a pause is not followed by a burst.
     """
     st = stats or ReplayStats()
     if not bars:
@@ -76,6 +79,8 @@ async def replay(
         offset = 0.0
         prev = times[0]
         for i, bar in enumerate(bars):
+            if gate is not None:
+                t0_wall += await gate()
             if speed is not None:
                 gap = max(times[i] - prev, 0.0) / speed
                 offset += min(gap, max_gap_s)
