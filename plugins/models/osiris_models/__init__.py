@@ -78,4 +78,5 @@ def register_commands(cli: Any) -> None:
         click.echo(f"models: [plugins.hermes] model = \"{root / 'small'}\"")
         click.echo(f"models: [plugins.phi3] model = \"{root / 'small-onnx'}\"")
         click.echo(f"models: [plugins.trainer] base_model = \"{root / 'small'}\", "
+                   f"served_model = \"{root / 'small-onnx'}\", "
                    f"export_precision = \"int4\", target_modules = {LORA_TARGETS}")
