@@ -47,8 +47,10 @@ def register_demo(register: Any) -> None:
         from .config import settings_for
 
         m = demo_models(data_dir, tiny=options.tiny, progress=lambda m: print(f"  {m}"))
-        # the demo trains on request (`osiris train --now`), not at 02:00
-        return settings_for(m.kind, str(m.trainer_base), m.export_precision, m.target_modules)
+        # the demo trains on request (`osiris train --now`), not at 02:00, with its market
+        # paused meanwhile: on a laptop the simulated loop would take the CPU training needs
+        return {**settings_for(m.kind, str(m.trainer_base), m.export_precision,
+                               m.target_modules, str(m.phi3)), "pause_while_training": ["sim"]}
 
     register(prepare, hints=[("train --now",
                               "corrections sent to /feedback/phi3/ → an adapter for phi3")])

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from osiris_phi3.contracts import PHI3_SCORE, ScoreReply, ScoreRequest
 
 from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service, tables
 from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery
+from osiris_core.protocol import ControlReply
 from osiris_core.store import PAGE_ROWS, read_rows
-from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
+from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED, control
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
@@ -192,7 +195,8 @@ class TrainerActor(Actor[TrainerConfig]):
         self.progress.clear()
         self.new_corrections.clear()
         try:
-            result = await self._train_from_store(base, force, started)
+            async with self._paused(self.config.pause_while_training):
+                result = await self._train_from_store(base, force, started)
         except ServiceError as e:  # recorded for status, then the caller gets the error
             self.state.last = self._done(started, False, e.message)
             self._save_state()
@@ -288,6 +292,29 @@ class TrainerActor(Actor[TrainerConfig]):
             ask, train, held, candidate=candidate, few_shot=cfg.few_shot, report_shots=report_shots(cfg),
             report_few_shot=cfg.report_few_shot, stop_tolerance=cfg.stop_tolerance,
             target_tolerance=cfg.target_tolerance, say=self._say)
+
+    @contextlib.asynccontextmanager
+    async def _paused(self, actors: list[str]) -> AsyncIterator[None]:
+        """Pause these actors (the demo's market) for the run and resume them after, so a
+        shared CPU trains and scores in minutes; one that does not answer is skipped."""
+        held: list[str] = []
+        for name in actors:
+            try:
+                await self.request(control(name), {"op": "pause"}, reply_type=ControlReply,
+                                   timeout=10)
+                held.append(name)
+                self._say(f"paused {name} while training")
+            except ServiceError as e:
+                self.log.warning("trainer: could not pause %s: %s", name, e.message)
+        try:
+            yield
+        finally:
+            for name in held:
+                try:
+                    await self.request(control(name), {"op": "resume"}, reply_type=ControlReply,
+                                       timeout=10)
+                except ServiceError as e:
+                    self.log.error("trainer: could not resume %s: %s", name, e.message)
 
     def _done(self, started: str, published: bool, reason: str, **kw: Any) -> TrainResult:
         self._say(reason)

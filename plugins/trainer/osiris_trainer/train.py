@@ -4,6 +4,7 @@ result where phi3 serves (`served.py`)."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from osiris_phi3.prompt import chat_prompt, detect_format
 from osiris_phi3.serving import decision_of
 
+from . import top_sft
 from .config import TrainerConfig
 from .dataset import Example
 from .evaluate import Scoring, generate, logprob, parse_reply
@@ -46,7 +48,8 @@ def resolve_device(device: str) -> str:
 
 def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
     """The base model for training: 4-bit NF4 on CUDA with `qlora` (QLoRA), else full
-    precision (fp32 on CPU, bf16 on CUDA)."""
+    precision (fp32 on CPU, bf16 on CUDA) — on CPU with the served folder's quantised
+    weights, dequantised, when `served_model` names it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,6 +69,10 @@ def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
     else:
         kw["dtype"] = torch.bfloat16 if device == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(base, **kw).to(device)
+        if cfg.served_model and device == "cpu":
+            from osiris_models.served_weights import load_served_weights
+
+            load_served_weights(model, Path(cfg.served_model))
     return model, tok
 
 
@@ -111,6 +118,13 @@ def _steps(label: str, say: Progress) -> Any:
     return Steps()
 
 
+def sft_steps(cfg: TrainerConfig, n: int) -> int:
+    """SFT steps for `n` training corrections: `sft_epochs` passes, else `sft_steps`."""
+    if cfg.sft_epochs > 0:
+        return max(1, math.ceil(cfg.sft_epochs * n / cfg.batch_size))
+    return cfg.sft_steps
+
+
 def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], s: Scoring, device: str,
         work: str, say: Progress) -> float:
     from datasets import Dataset
@@ -119,7 +133,7 @@ def sft(cfg: TrainerConfig, model: Any, tok: Any, train: list[Example], s: Scori
     data = Dataset.from_list([{"prompt": prompt_text(e, s),
                                "completion": e.chosen + tok.eos_token}
                               for e in train])
-    args = SFTConfig(**_common_args(cfg, device, work, cfg.sft_steps),
+    args = SFTConfig(**_common_args(cfg, device, work, sft_steps(cfg, len(train))),
                      completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                          callbacks=[_steps("SFT", say)])
@@ -192,8 +206,16 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="osiris-train-") as work:
-        say(f"SFT: {len(train)} corrections, {cfg.sft_steps} steps")
-        metrics["sft_loss"] = sft(cfg, peft, tok, train, s, device, work, say)
+        say(f"SFT: {len(train)} corrections, {sft_steps(cfg, len(train))} steps")
+        if cfg.top_layers and device == "cpu" and top_sft.supports(peft):
+            metrics["sft_loss"] = top_sft.train_top_layers(
+                peft, tok, [(prompt_text(e, s), e.chosen + tok.eos_token) for e in train],
+                layers=cfg.top_layers, steps=sft_steps(cfg, len(train)),
+                batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate, seed=cfg.seed, max_length=cfg.max_length,
+                say=say, decision_weight=cfg.decision_weight)
+        else:
+            metrics["sft_loss"] = sft(cfg, peft, tok, train, s, device, work, say)
         phase("sft")
         pairs = [e for e in train if e.rejected is not None]
         if cfg.dpo_steps > 0 and pairs:
