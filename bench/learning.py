@@ -6,9 +6,11 @@ proposals better on situations the model never trained on?
 The committed house-policy set (40 situations, `osiris_trainer/data/house_policy.jsonl`)
 goes through the real actors on a private nats-server: phi3 answers every prompt with the
 base model, the house's corrections arrive through the feedback actor (LanceDB), the trainer
-trains on 30 and scores on the 10 held out (its own report: base model, few-shot alone,
-adapter alone, both), the adapter is published and phi3 hot-loads it and answers the
-held-out prompts again. Baseline: the base model, in the same run.
+trains on 30 and its gate scores the 10 held out where phi3 serves (best constant, base,
+few-shot, live, candidate, with intervals), the adapter is published if it passes, phi3
+hot-loads it and answers the held-out prompts again. Baselines: the best constant answer and
+the base model, in the same run. The learning curve (200 held out, two policies):
+bench/learning_curve.py.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
     from osiris_models import build_small
     from osiris_models.small import LORA_TARGETS
     from osiris_trainer.config import settings_for
-    from osiris_trainer.evaluate import report_table
     from osiris_trainer.learning import run_loop
+    from osiris_trainer.served import served_table
 
     from osiris_core.bus import Bus, connect
     from osiris_core.cli import setup_logging
@@ -43,7 +45,8 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
     t0 = time.perf_counter()
     root = build_small(models_dir, progress=lambda m: print(f"models: {m}", flush=True))
     build_s = time.perf_counter() - t0
-    trainer = settings_for("small", str(root / "small"), "int4", LORA_TARGETS)
+    trainer = settings_for("small", str(root / "small"), "int4", LORA_TARGETS,
+                           str(root / "small-onnx"))
     trainer["few_shot"] = 0
     if dpo_steps is not None:
         trainer["dpo_steps"] = dpo_steps
@@ -65,21 +68,17 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
     print(f"# learning loop — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, python {sys.version.split()[0]}")
     print(f"model: SmolLM2-135M-Instruct (built in {build_s:.0f}s; a no-op when up to date)")
-    print(f"trainer: {tr.train_examples} train / {tr.eval_examples} held out, "
-          f"{trainer['sft_steps']} SFT steps, {trainer['dpo_steps']} DPO steps; phases (s): "
+    print(f"trainer: {tr.train_examples} train / {tr.eval_examples} held out; phases (s): "
           + ", ".join(f"{k} {v:.0f}" for k, v in tr.phases_s.items()))
     print(f"published: {tr.published} — {tr.reason}")
-    print("\nheld-out, trainer's scoring (greedy, unguided HF, as phi3's prompt reads):")
-    print(report_table(tr.report))
-    base = tr.report.get("base", {}).get("agreement", 0.0)
-    best = max((r["agreement"] for r in tr.report.values()), default=0.0)
-    print(f"  field agreement gain over the base model: {100 * (best - base):+.0f} points")
+    print("\nheld-out decision fields as phi3 serves them (the trainer's gate, 95 % intervals):")
+    print(served_table(tr.report))
     if res.served_after:
-        b, a = res.served_agreement(res.served_before), res.served_agreement(res.served_after)
-        print("\nheld-out, served by phi3 (GenAI int4, JSON-schema guidance, ticker grounding):")
-        print(f"  {'configuration':<20} {'agree':>6}")
-        print(f"  {'base model':<20} {b:>6.0%}")
-        print(f"  {'adapter':<20} {a:>6.0%}   ratio {a / b if b else float('inf'):.2f}×")
+        b, a = res.served(res.served_before), res.served(res.served_after)
+        print("\nheld-out through osiris.phi3.generate, as any user's request:")
+        for label, s in (("base model", b), ("published adapter", a)):
+            i = s.overall()
+            print(f"  {label:<20} {i.mean:>5.0%} [{i.lo:.0%}–{i.hi:.0%}]")
         for p, w in zip(res.served_after, res.held_out, strict=True):
             print(f"    {w.ticker:<5} want {w.action}/{w.side}/{w.new_stop_pct:g}/{w.new_target_pct:g}"
                   f"  got {p.action}/{p.side}/{p.new_stop_pct:g}/{p.new_target_pct:g}  {p.rationale!r}")
