@@ -157,10 +157,8 @@ class Phi3Engine:
     def generate(self, ids: list[int], *, max_new: int, schema: str | None,
                  adapter: str | None, temperature: float | None = None,
                  top_p: float | None = None, seed: int | None = None,
-                 repetition_penalty: float = 1.0,
-                 stop: str | None = None) -> tuple[list[int], str]:
-        """Generate after `ids` → (new token ids, their text); with `stop`, generation ends
-        as soon as the text holds it."""
+                 repetition_penalty: float = 1.0) -> tuple[list[int], str]:
+        """Generate after `ids` → (new token ids, their text)."""
         import onnxruntime_genai as og
 
         if not self.loaded:
@@ -187,15 +185,9 @@ class Phi3Engine:
                 gen.set_active_adapter(self.adapters, name)
             gen.append_tokens(ids)
             out: list[int] = []
-            stream = self.tokenizer.create_stream() if stop is not None else None
-            text = ""
             while not gen.is_done():
                 gen.generate_next_token()
                 out.append(int(gen.get_next_tokens()[0]))
-                if stream is not None and stop is not None:
-                    text += stream.decode(out[-1])
-                    if stop in text:
-                        break
         except RuntimeError as e:
             if "out of memory" in str(e).lower() or "Failed to allocate" in str(e):
                 raise ServiceError(f"phi3 ran out of memory: {e}", code=503) from None

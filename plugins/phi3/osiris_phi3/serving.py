@@ -24,8 +24,8 @@ from .prompt import ChatFormat, chat_prompt, user_prompt
 from .schema import named_tickers, proposal_schema, validate
 
 DECISION_END = ',"confidence":'
-"""Guidance fixes the key order (ticker, action, side, stop, target, confidence, rationale):
-once this is written, every decision field of the reply is decided."""
+"""The schema's key order (ticker, action, side, stop, target, confidence, rationale): once
+this is written, every decision field of a reply is decided."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,12 @@ class ServedPath:
 
     def attempt(self, engine: Phi3Engine, ids: list[int], schema: str, attempt: int, *,
                 max_new: int, adapter: str | None, temperature: float | None = None,
-                top_p: float | None = None, stop: str | None = None) -> Attempt:
-        """One guided generation and its validation. With `stop`, generation ends once the
-        text holds it and the text is not validated (scoring reads the decision fields)."""
+                top_p: float | None = None) -> Attempt:
+        """One guided generation and its validation."""
         out, text = engine.generate(
             ids, max_new=max_new, schema=schema, adapter=adapter,
             temperature=self.temperature_of(attempt, temperature), top_p=top_p, seed=attempt,
-            repetition_penalty=self.repetition_penalty, stop=stop)
-        if stop is not None and stop in text:
-            return Attempt(out, text, None)
+            repetition_penalty=self.repetition_penalty)
         try:
             return Attempt(out, text, validate(text))
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -113,8 +110,8 @@ class ServedPath:
 
 
 def decision_of(text: str) -> Decision | None:
-    """The decision fields of a (possibly cut) guided reply; None when they are not all
-    there."""
+    """The decision fields at the opening of a reply whose tail may not parse (the lab
+    diagnostic reads unguided replies so); None when they are not all there."""
     head = text.split(DECISION_END, 1)[0] + "}"
     try:
         return msgspec.json.decode(head.encode(), type=Decision)

@@ -252,8 +252,9 @@ class TrainerActor(Actor[TrainerConfig]):
         report = {**report, **outcome.report}
         phases = {**outcome.phases_s, "served_eval": round(time.perf_counter() - t0, 3)}
         metrics = {**outcome.metrics, **served_metrics(report)}
+        created = now_iso()
         record = {"version": version, "published": verdict.passed, "reason": verdict.reason,
-                  "base_model": str(base), "created": now_iso(), "metrics": metrics, **counts,
+                  "base_model": str(base), "created": created, "metrics": metrics, **counts,
                   "skipped": skipped, "phases_s": phases, "report": report}
         if not verdict.passed:
             # the weights go, the record stays: what was tried and why it was refused
@@ -264,7 +265,7 @@ class TrainerActor(Actor[TrainerConfig]):
                               metrics=metrics, phases_s=phases, report=report, **counts)
         (out_dir / "report.json").write_text(json.dumps(record, indent=2))
         evt = AdapterPublished(version=version, path=outcome.adapter_file,
-                               base_model=str(base), created=record["created"], metrics=metrics)
+                               base_model=str(base), created=created, metrics=metrics)
         await self.publish(ADAPTERS_PUBLISHED, evt, msg_id=f"adapter-{version}")
         self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
         self.state.served = report["candidate"]["agreement"]

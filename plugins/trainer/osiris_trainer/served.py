@@ -64,13 +64,14 @@ async def decisions(ask: Ask, held: Sequence[Example], *, shots: int, adapter: s
 
 
 async def served_evaluation(ask: Ask, train: Sequence[Example], held: Sequence[Example], *,
-                            candidate: str | None = None, few_shot: int, report_shots: int,
+                            candidate: str, few_shot: int, report_shots: int,
                             report_few_shot: bool, stop_tolerance: float = STOP_TOLERANCE,
                             target_tolerance: float = TARGET_TOLERANCE,
                             say: Say = lambda _m: None) -> tuple[dict[str, Any], Verdict]:
-    """The served report — best constant, base, few-shot alone, live, candidate — and the
-    gate's verdict. Live and candidate read the prompt as phi3 serves it (`few_shot`
-    corrections from the training pool, never a held-out one); base reads none."""
+    """The served report — best constant, base, few-shot alone, live, and the candidate
+    (the `.onnx_adapter` file `candidate`, in a shadow slot) — and the gate's verdict. Live
+    and candidate read the prompt as phi3 serves it (`few_shot` corrections from the
+    training pool, never a held-out one); base reads none."""
     w = wants(held)
 
     def scored(got: list[Decision | None]) -> Scored:

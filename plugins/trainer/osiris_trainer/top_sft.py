@@ -113,17 +113,17 @@ def train_top_layers(peft: Any, tok: Any, data: Sequence[tuple[str, str]], *, la
             h = torch.zeros(len(batch), width, batch[0][0].shape[-1])
             mask = torch.zeros(len(batch), width, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            weights = torch.zeros(len(batch), width)
+            scale = torch.zeros(len(batch), width)
             for k, (hs, lab, wt) in enumerate(batch):
                 h[k, :len(lab)], mask[k, :len(lab)] = hs, 1
                 labels[k, :len(lab)] = torch.tensor(lab)
-                weights[k, :len(wt)] = torch.tensor(wt)
+                scale[k, :len(wt)] = torch.tensor(wt)
             logits = base(inputs_embeds=h, attention_mask=mask, use_cache=False).logits
             # position t predicts token t+1, as the model's own loss shifts
             ce = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                 ignore_index=-100, reduction="none")
-            w = weights[:, 1:].reshape(-1) * (labels[:, 1:].reshape(-1) != -100)
+            w = scale[:, 1:].reshape(-1) * (labels[:, 1:].reshape(-1) != -100)
             loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
             loss.backward()
             opt.step()

@@ -111,7 +111,7 @@ def _steps(label: str, say: Progress) -> Any:
     runs on CPU show they move (the CLI keeps it on one updating line)."""
     from transformers import TrainerCallback
 
-    class Steps(TrainerCallback):  # type: ignore[misc]
+    class Steps(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             say(f"{label} step {state.global_step}/{state.max_steps}")
 
