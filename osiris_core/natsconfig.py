@@ -72,6 +72,7 @@ class Role:
 
 MODEL_ACTORS = ("hermes", "phi3", "tts")
 DGM_PLAN = "osiris.dgm.plan"  # the dgm plugin's planner service (DESIGN §4)
+PHI3_SCORE = "osiris.phi3.score"  # phi3's scoring of what it serves (the trainer's gate)
 ROLES: tuple[Role, ...] = (
     Role("gateway", ("gateway",), gathers=True, reads_events=True, cancels=True,
          requests=(HERMES_GENERATE.name, PHI3_GENERATE.name, PROPOSALS_PROPOSE.name,
@@ -83,7 +84,9 @@ ROLES: tuple[Role, ...] = (
          requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, TTS_SPEAK.name),
          description="ticks → proposals, the risk gate, run records"),
     Role("feedback", ("feedback",), description="the store: every durable stream's writer"),
-    Role("trainer", ("trainer",), description="feedback → adapters (osiris.adapters.published)"),
+    Role("trainer", ("trainer",), requests=(PHI3_SCORE,), controls=("sim",),
+         description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
+                     "published on osiris.adapters.published; pauses the sim while it trains"),
     Role("dgm", ("dgm",), requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, DGM_PLAN),
          controls=("orchestrator", "phi3"),
          description="policy self-improvement: reads phi3, applies policies through the "
