@@ -83,8 +83,10 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(out), indent=2))
     elif isinstance(out, TrainResult):
-        click.echo(("published " + str(out.version) if out.published else "not published")
-                   + f": {out.reason}")
+        # the reason starts with its own verdict ("published: …" / "not published: …")
+        verdict = f"published {out.version}" if out.published else "not published"
+        reason = out.reason.removeprefix("published: ").removeprefix("not published: ")
+        click.echo(f"{verdict}: {reason}")
         if out.report:
             click.echo(f"held-out ({out.eval_examples} corrections the run did not train on), "
                        "decision fields as phi3 serves them, 95 % intervals:")
