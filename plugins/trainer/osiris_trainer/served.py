@@ -92,7 +92,9 @@ async def served_evaluation(ask: Ask, train: Sequence[Example], held: Sequence[E
     else:
         report["base"] = scored((await decisions(ask, held, shots=0, adapter="base",
                                                  label="the base model", say=say))[0]).to_dict()
-    if report_few_shot:
+    if report_few_shot and live_name is None and few_shot == report_shots:
+        report["few_shot"] = {**live.to_dict(), "shots": report_shots}  # the same answers
+    elif report_few_shot:
         got, _ = await decisions(ask, held, shots=report_shots, adapter="base",
                                  label="few-shot alone", say=say)
         report["few_shot"] = {**scored(got).to_dict(), "shots": report_shots}
