@@ -42,7 +42,6 @@ class TrainerState(msgspec.Struct, kw_only=True):
     """What survives a restart: the adapter in service and the newest correction trained on."""
 
     version: str | None = None
-    peft_dir: str | None = None
     last_feedback_ts: str = ""
     last: TrainResult | None = None
     served: dict[str, float] | None = None
@@ -267,7 +266,7 @@ class TrainerActor(Actor[TrainerConfig]):
         evt = AdapterPublished(version=version, path=outcome.adapter_file,
                                base_model=str(base), created=created, metrics=metrics)
         await self.publish(ADAPTERS_PUBLISHED, evt, msg_id=f"adapter-{version}")
-        self.state.version, self.state.peft_dir = version, str(out_dir / "peft")
+        self.state.version = version
         self.state.served = report["candidate"]["agreement"]
         self._say(f"published {version}")
         return self._done(started, True, "published: " + verdict.reason, version=version,

@@ -149,6 +149,11 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
             await asyncio.sleep(0.05)
         assert await _phi3_adapter(bus) == res.version
         assert [p.version for p in published] == [res.version]
+        # status says what the gate measured for the adapter users now get
+        facts = await _facts(bus, "phi3")
+        assert facts["adapter_served_agreement"] == res.metrics["served_candidate"]
+        assert (await _facts(bus, "trainer"))["adapter_served_agreement"] == \
+            res.report["candidate"]["agreement"]
 
         # served proposals now follow the corrections, for prompts it trained on and not
         after = [await bus.request(PHI3_GENERATE, {"prompt": _prompt(i), "max_length": 200},
