@@ -119,9 +119,11 @@ def _steps(label: str, say: Progress) -> Any:
 
 
 def sft_steps(cfg: TrainerConfig, n: int) -> int:
-    """SFT steps for `n` training corrections: `sft_epochs` passes, else `sft_steps`."""
+    """SFT steps for `n` training corrections: `sft_epochs` passes (at most
+    `sft_max_steps` when set), else `sft_steps`."""
     if cfg.sft_epochs > 0:
-        return max(1, math.ceil(cfg.sft_epochs * n / cfg.batch_size))
+        steps = max(1, math.ceil(cfg.sft_epochs * n / cfg.batch_size))
+        return min(steps, cfg.sft_max_steps) if cfg.sft_max_steps > 0 else steps
     return cfg.sft_steps
 
 

@@ -59,3 +59,13 @@ def test_decision_tokens_are_the_values_of_the_four_decision_fields(tiny_models:
     heavy = "".join(tok.decode([i]) for i, x in zip(ids, w, strict=True) if x == 4.0)
     assert "hold" in heavy and "LONG" in heavy and "ZZZ" not in heavy and "steady" not in heavy
     assert token_weights(tok, CHOSEN, 1.0) == [1.0] * len(ids)
+
+
+def test_sft_steps_scale_with_the_corrections_up_to_the_cap() -> None:
+    from osiris_trainer.config import TrainerConfig
+    from osiris_trainer.train import sft_steps
+
+    cfg = TrainerConfig(sft_epochs=20.0, batch_size=4, sft_max_steps=480)
+    assert [sft_steps(cfg, n) for n in (10, 30, 100, 300)] == [50, 150, 480, 480]
+    assert sft_steps(TrainerConfig(sft_epochs=20.0, batch_size=4), 300) == 1500  # no cap
+    assert sft_steps(TrainerConfig(sft_steps=7), 300) == 7  # epochs off: fixed steps
