@@ -1,5 +1,6 @@
 """osiris-phi3: the `phi3` actor (ONNX Runtime GenAI, JSON-schema guided trade proposals,
-hot-swapped LoRA adapters) on `osiris.phi3.generate`."""
+hot-swapped LoRA adapters) on `osiris.phi3.generate`, with raw (`complete`), caller-guided
+(`guided`) and scoring (`score`) services."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 from osiris_core import hookimpl
 
 from .config import Phi3Config
-from .contracts import PHI3_COMPLETE, PHI3_SCORE
+from .contracts import PHI3_COMPLETE, PHI3_GUIDED, PHI3_SCORE
 
-__all__ = ["PHI3_COMPLETE", "PHI3_SCORE", "Phi3Config"]
+__all__ = ["PHI3_COMPLETE", "PHI3_GUIDED", "PHI3_SCORE", "Phi3Config"]
 
 
 @hookimpl
@@ -21,6 +22,7 @@ def register_config(register: Any) -> None:
 @hookimpl
 def register_subjects(register: Any) -> None:
     register(PHI3_COMPLETE)
+    register(PHI3_GUIDED)
     register(PHI3_SCORE)
 
 
@@ -34,7 +36,7 @@ def register_actors(register: Any) -> None:
 @hookimpl
 def register_demo(register: Any) -> None:
     def prepare(data_dir: Any, options: Any) -> dict[str, Any]:
-        from osiris_models import demo_models
+        from osiris_models import demo_models  # type: ignore[import-untyped, unused-ignore]
 
         models = demo_models(data_dir, tiny=options.tiny, progress=lambda m: print(f"  {m}"))
         return {"model": str(models.phi3), "provider": "cpu"}

@@ -1,6 +1,6 @@
 """The phi3 actor: `osiris.phi3.generate` → a TradeProposal that always validates, few-shot
 examples from feedback corrections, adapters hot-swapped from `osiris.adapters.published`
-(with rollback), pause/resume and health facts."""
+(with rollback), pause/resume and health facts; raw, caller-guided and scoring services."""
 
 from __future__ import annotations
 
@@ -31,14 +31,18 @@ from osiris_core.usage import record_tokens
 from .config import Phi3Config
 from .contracts import (
     PHI3_COMPLETE,
+    PHI3_GUIDED,
     PHI3_SCORE,
     Decision,
+    GuidedReply,
+    GuidedRequest,
     Phi3Completion,
     ScoreReply,
     ScoreRequest,
 )
 from .engine import Phi3Engine
-from .prompt import detect_format
+from .guidance import Guidance
+from .prompt import chat_prompt, detect_format
 from .serving import ServedPath, decide
 
 
@@ -162,15 +166,8 @@ class Phi3(Actor[Phi3Config]):
             assert req.adapter_file is not None
             await asyncio.to_thread(self.engine.load_adapter, shadow, req.adapter_file)
             adapter: str | None = shadow
-        elif req.adapter == "live":
-            adapter = self.active
-        elif req.adapter == "base":
-            adapter = None
-        elif req.adapter in self.engine.adapter_files:
-            adapter = req.adapter
         else:
-            raise BadRequest(f"unknown adapter {req.adapter!r} (live, base, or one of "
-                             f"{sorted(self.engine.adapter_files)})", field="adapter")
+            adapter = self._adapter_named(req.adapter)
         try:
             out: list[Decision | None] = []
             for row in req.rows:
@@ -202,20 +199,64 @@ class Phi3(Actor[Phi3Config]):
                               usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
                                      "total_tokens": len(ids) + len(out)})
 
+    @service(PHI3_GUIDED)
+    async def guided(self, req: GuidedRequest) -> GuidedReply:
+        """A completion under the caller's grammar (JSON schema, Lark or regex): no trade
+        prompt, few-shot or proposal schema, so any process can make the model *choose*
+        from a language it defines (the dgm's typed edits). Seeded, so a caller can cache
+        and replay it; a grammar that does not compile is the caller's 400, naming it."""
+        limit = self.config.max_grammar_chars
+        if len(req.grammar) > limit:
+            raise BadRequest(f"grammar is {len(req.grammar):,} characters; the limit is "
+                             f"{limit:,} ([plugins.phi3] max_grammar_chars)", field="grammar",
+                             limit=limit)
+        self._check_length(req.max_length)
+        adapter = self._adapter_named(req.adapter)
+        text = req.prompt if req.system is None else chat_prompt(req.system, req.prompt,
+                                                                 self.chat_format)
+        ids = self.engine.encode(text, req.max_length)
+        async with self.slots:
+            self._require_loaded()
+            out, generated = await asyncio.to_thread(
+                self.engine.generate, ids, max_new=req.max_length, schema=None,
+                guidance=Guidance(req.guidance, req.grammar), adapter=adapter,
+                temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+                repetition_penalty=req.repetition_penalty)
+        record_tokens(len(ids), len(out))
+        return GuidedReply(generated_text=generated, token_ids=out,
+                           usage={"prompt_tokens": len(ids), "completion_tokens": len(out),
+                                  "total_tokens": len(ids) + len(out)},
+                           finish_reason="stop" if self.engine.ended(out) else "length",
+                           adapter=adapter)
+
+    def _adapter_named(self, name: str) -> str | None:
+        """A request's adapter: "live" (the one in service), "base" (none) or a loaded one."""
+        if name == "live":
+            return self.active
+        if name == "base":
+            return None
+        if name in self.engine.adapter_files:
+            return name
+        raise BadRequest(f"unknown adapter {name!r} (live, base, or one of "
+                         f"{sorted(self.engine.adapter_files)})", field="adapter")
+
     def _check(self, req: GenerateRequest) -> None:
         """What the contract cannot know: this actor's cap and its model's context (the
         contract already refused values out of any range, naming the field)."""
-        if req.max_length > self.config.max_new_tokens_cap:
-            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap} "
-                             "([plugins.phi3] max_new_tokens_cap)", field="max_length",
-                             limit=self.config.max_new_tokens_cap)
         if req.stream:
             raise BadRequest("phi3 returns one validated proposal; streaming is not offered",
                              field="stream")
+        self._check_length(req.max_length)
+
+    def _check_length(self, max_length: int) -> None:
+        if max_length > self.config.max_new_tokens_cap:
+            raise BadRequest(f"max_length must be 1..{self.config.max_new_tokens_cap} "
+                             "([plugins.phi3] max_new_tokens_cap)", field="max_length",
+                             limit=self.config.max_new_tokens_cap)
         self._require_loaded()
         context = self.engine.context_length
-        if req.max_length >= context:
-            raise BadRequest(f"max_length {req.max_length} leaves no room for the prompt in "
+        if max_length >= context:
+            raise BadRequest(f"max_length {max_length} leaves no room for the prompt in "
                              f"the model's context of {context} tokens", field="max_length",
                              limit=context - 1)
 
@@ -281,12 +322,12 @@ class Phi3(Actor[Phi3Config]):
                 self.active, self.previous = self.previous, self.active
                 self._save_state()
         elif op in ("set_adapter", "switch_adapter"):
-            name = args.get("name") or None
+            target: str | None = args.get("name") or None
             async with self.adapter_lock:
-                if name is not None and name not in self.engine.adapter_files:
-                    raise BadRequest(f"unknown adapter {name!r}", field="name")
-                if name != self.active:
-                    self.previous, self.active = self.active, name
+                if target is not None and target not in self.engine.adapter_files:
+                    raise BadRequest(f"unknown adapter {target!r}", field="name")
+                if target != self.active:
+                    self.previous, self.active = self.active, target
                 self._save_state()
         elif op == "unload_adapter":
             name = _arg(args, "name")

@@ -6,6 +6,8 @@ from typing import Literal
 
 from osiris_core import PluginConfig
 
+from .contracts import MAX_GRAMMAR_CHARS
+
 DEFAULT_SYSTEM = (
     "You are a trading assistant. Read the market summary and answer with one JSON trade "
     "proposal: ticker, action, side (LONG or SHORT), new_stop_pct, new_target_pct, confidence "
@@ -51,6 +53,10 @@ class Phi3Config(PluginConfig, frozen=True, kw_only=True):
     ground_ticker: bool = True
     """Constrain `ticker` to the symbols the request's prompt names (when it names any), so a
     small model cannot misspell or invent one."""
+    max_grammar_chars: int = 32_768
+    """Largest `grammar` an `osiris.phi3.guided` request may send: llguidance compiles it
+    per request (~0.2 s per 30k characters on 2 cores, more for heavy regexes) while holding
+    a generation slot."""
     adapter: str = ""
     """An `.onnx_adapter` file loaded and activated at start (published adapters win later)."""
     pause_mode: Literal["drop"] = "drop"
@@ -61,5 +67,7 @@ class Phi3Config(PluginConfig, frozen=True, kw_only=True):
             raise ValueError("rationale_max_chars must be 1..160 (the proposal contract's bound)")
         if not 0 < self.max_stop_pct <= 100 or not 0 < self.max_target_pct <= 1000:
             raise ValueError("max_stop_pct must be in (0, 100] and max_target_pct in (0, 1000]")
+        if not 1 <= self.max_grammar_chars <= MAX_GRAMMAR_CHARS:
+            raise ValueError(f"max_grammar_chars must be 1..{MAX_GRAMMAR_CHARS:,} (the wire's bound)")
         if self.repetition_penalty <= 0 or self.temperature < 0:
             raise ValueError("repetition_penalty must be > 0 and temperature >= 0")

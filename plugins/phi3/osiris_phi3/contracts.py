@@ -1,13 +1,20 @@
-"""phi3's own subjects: unguided completion (parity tests, benchmarks, raw use) and scoring
-what is served (the trainer's gate)."""
+"""phi3's own subjects: unguided completion (parity tests, benchmarks, raw use), generation
+under a caller's grammar, and scoring what is served (the trainer's gate)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
-from osiris_core.contracts import GenerateRequest
+from osiris_core.contracts import (
+    MAX_PROMPT_CHARS,
+    GenerateRequest,
+    MaxNewTokens,
+    Prompt,
+    Temperature,
+    TopP,
+)
 from osiris_core.subjects import Subject
 
 
@@ -22,6 +29,66 @@ class Phi3Completion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 PHI3_COMPLETE = Subject(
     "osiris.phi3.complete", "service", "phi3", GenerateRequest, Phi3Completion,
     description="unguided completion of the raw prompt, with token ids (parity, benchmarks)",
+)
+
+
+GuidanceKind = Literal["json_schema", "lark_grammar", "regex"]
+"""What onnxruntime-genai's llguidance accepts (0.18: "only json_schema, regex, and
+lark_grammar are supported")."""
+
+MAX_GRAMMAR_CHARS = 1_000_000
+"""The wire's bound on `grammar`; the actor narrows it to `[plugins.phi3] max_grammar_chars`."""
+MAX_SEED = 2**31 - 1
+"""GenAI's `random_seed` is a C int: a larger one fails to convert inside the engine."""
+
+
+class GuidedRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`osiris.phi3.guided`: a completion that the caller's grammar constrains, with no trade
+    prompt, few-shot corrections or proposal schema of phi3's own.
+
+    A subject of its own rather than fields added to `osiris.phi3.complete`: that one takes
+    the core's `GenerateRequest`, shared with hermes, `osiris.phi3.generate` and the gateway,
+    and is the raw path the parity test pins; guidance there would change a contract other
+    callers decode, and its bounds and its NATS grant (the dgm role calls this one) could not
+    be told apart.
+
+    `prompt` is sent as it is, or, with `system` set (even to ""), as the user turn of the
+    model's chat markup under that system text. `guidance` names the grammar's language;
+    `grammar` is its text (bounded by `[plugins.phi3] max_grammar_chars`). Decoding is greedy
+    at temperature 0; above it, sampling is seeded by `seed`, so the same request gives the
+    same text. `adapter`: "live" (the one in service), "base" (none) or a loaded adapter's
+    name."""
+
+    prompt: Prompt
+    guidance: GuidanceKind
+    grammar: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_GRAMMAR_CHARS)]
+    max_length: MaxNewTokens = 256
+    temperature: Temperature = 0.0
+    top_p: TopP | None = None
+    seed: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEED)] = 0
+    repetition_penalty: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 1.0
+    """> 1 discourages repeated tokens (a small model loops without it); 1 is off."""
+    system: Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)] | None = None
+    adapter: str = "live"
+
+
+class GuidedReply(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The generated text and token ids (end-of-text included when generated), usage, why it
+    ended (`stop`: the model or the grammar ended it; `length`: max_length cut it, so the
+    text may not be a full sentence of the grammar) and the adapter that generated it."""
+
+    generated_text: str
+    token_ids: list[int]
+    usage: dict[str, int]
+    finish_reason: Literal["stop", "length"]
+    adapter: str | None
+
+
+PHI3_GUIDED = Subject(
+    "osiris.phi3.guided", "service", "phi3", GuidedRequest, GuidedReply,
+    description="completion constrained by the caller's JSON schema, Lark grammar or regex, "
+                "seeded (the dgm's typed edits)",
+    idempotent=True,
 )
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 
+from .guidance import Guidance
+
 TINY_HINT = "run 'osiris models tiny DIR' and point [plugins.phi3].model at DIR/phi3-onnx"
 BASE_ADAPTER = "osiris_lora_base.onnx_adapter"  # the folder's all-zero "no adapter" state
 BASE = "__base__"
@@ -59,7 +61,7 @@ class Phi3Engine:
         return self.model is not None
 
     def load(self) -> None:
-        import onnxruntime_genai as og
+        import onnxruntime_genai as og  # type: ignore[import-untyped, unused-ignore]
 
         t0 = time.perf_counter()
         check_folder(self.path)
@@ -127,7 +129,7 @@ class Phi3Engine:
         """One token with the adapter active. `Adapters.load` reads any file; a tensor the
         graph has no input for (or of the wrong type) only fails at generation — here, not
         in a user's request."""
-        import onnxruntime_genai as og
+        import onnxruntime_genai as og  # type: ignore[import-untyped, unused-ignore]
 
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=2, do_sample=False)
@@ -157,10 +159,17 @@ class Phi3Engine:
     def generate(self, ids: list[int], *, max_new: int, schema: str | None,
                  adapter: str | None, temperature: float | None = None,
                  top_p: float | None = None, seed: int | None = None,
-                 repetition_penalty: float = 1.0) -> tuple[list[int], str]:
-        """Generate after `ids` → (new token ids, their text)."""
-        import onnxruntime_genai as og
+                 repetition_penalty: float = 1.0,
+                 guidance: Guidance | None = None) -> tuple[list[int], str]:
+        """Generate after `ids` → (new token ids, their text). `schema`: phi3's own JSON
+        schema (a proposal's); `guidance`: a caller's grammar, whose failing to compile is
+        the caller's `BadRequest` naming its field (ours failing stays a 500)."""
+        import onnxruntime_genai as og  # type: ignore[import-untyped, unused-ignore]
 
+        if schema is not None and guidance is not None:
+            raise ValueError("generate takes schema or guidance, not both")
+        kind_text = (guidance.kind, guidance.text) if guidance is not None else (
+            ("json_schema", schema) if schema is not None else None)
         if not self.loaded:
             raise Unavailable("phi3 model not loaded")
         params = og.GeneratorParams(self.model)
@@ -176,10 +185,16 @@ class Phi3Engine:
         else:
             opts["do_sample"] = False
         params.set_search_options(**opts)
-        if schema is not None:
-            params.set_guidance("json_schema", schema)
         try:
-            gen = og.Generator(self.model, params)
+            if kind_text is not None:
+                params.set_guidance(*kind_text)
+            try:
+                gen = og.Generator(self.model, params)  # llguidance compiles the grammar here
+            except RuntimeError as e:
+                refused = guidance.refusal(e) if guidance is not None else None
+                if refused is not None:
+                    raise refused from None
+                raise
             name = adapter or (BASE if self.has_lora_inputs else None)
             if name is not None:
                 gen.set_active_adapter(self.adapters, name)
@@ -200,6 +215,11 @@ class Phi3Engine:
         eos = self._eos()
         stream = self.tokenizer.create_stream()
         return "".join(stream.decode(t) for t in ids if t not in eos)
+
+    def ended(self, ids: list[int]) -> bool:
+        """Whether a generation stopped on its own (end-of-text last) rather than at
+        max_length: a guided one ends so once its grammar is complete."""
+        return bool(ids) and ids[-1] in self._eos()
 
     def _eos(self) -> set[int]:
         try:

@@ -62,3 +62,6 @@ def test_config_rejects_bounds_outside_the_contract() -> None:
         Phi3Config(max_stop_pct=0)
     with pytest.raises(ValueError, match="repetition_penalty"):
         Phi3Config(repetition_penalty=0)
+    for chars in (0, 2_000_000):  # a guided request could never pass, or past the wire's bound
+        with pytest.raises(ValueError, match="max_grammar_chars"):
+            Phi3Config(max_grammar_chars=chars)
