@@ -73,6 +73,7 @@ class Role:
 MODEL_ACTORS = ("hermes", "phi3", "tts")
 DGM_PLAN = "osiris.dgm.plan"  # the dgm plugin's planner service (DESIGN §4)
 PHI3_SCORE = "osiris.phi3.score"  # phi3's scoring of what it serves (the trainer's gate)
+PHI3_GUIDED = "osiris.phi3.guided"  # phi3 under a caller's grammar (the dgm's typed edits)
 ROLES: tuple[Role, ...] = (
     Role("gateway", ("gateway",), gathers=True, reads_events=True, cancels=True,
          requests=(HERMES_GENERATE.name, PHI3_GENERATE.name, PROPOSALS_PROPOSE.name,
@@ -87,10 +88,12 @@ ROLES: tuple[Role, ...] = (
     Role("trainer", ("trainer",), requests=(PHI3_SCORE,), controls=("sim",),
          description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
                      "published on osiris.adapters.published; pauses the sim while it trains"),
-    Role("dgm", ("dgm",), requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, DGM_PLAN),
+    Role("dgm", ("dgm",), requests=(PHI3_GENERATE.name, PHI3_GUIDED, HERMES_GENERATE.name,
+                                    DGM_PLAN),
          controls=("orchestrator", "phi3"),
-         description="policy self-improvement: reads phi3, applies policies through the "
-                     "orchestrator's control subject"),
+         description="policy self-improvement: reads phi3 (its edits under a grammar, "
+                     "osiris.phi3.guided), applies policies through the orchestrator's "
+                     "control subject"),
     Role("sim", ("sim",), description="market replay on market.ticks"),
     Role("bridge", ("bridge",), description="Redis mirror of the documented channels"),
     Role("gpu", ("gpu",), gathers=True, controls=MODEL_ACTORS,

@@ -26,6 +26,7 @@ from osiris_core.connection import open_connection
 from osiris_core.contracts import FeedbackAck, FeedbackItem, GenerateChunk, StoreQuery, StoreRows
 from osiris_core.errors import ConfigError, Forbidden
 from osiris_core.natsconfig import (
+    PHI3_GUIDED,
     ROLES,
     Permissions,
     hash_password,
@@ -283,7 +284,12 @@ async def test_model_orchestrator_dgm_sim_and_bridge_roles(
         await orch.refused("publish", MARKET_TICKS.name)
         await orch.refused("publish", control("phi3"))
 
-        # dgm: its events and the orchestrator's control subject, not hermes' control
+        # dgm: phi3's edits under its grammar (replies into _INBOX_dgm), its events and the
+        # orchestrator's control subject, not hermes' control
+        await models.nc.subscribe(PHI3_GUIDED, queue="phi3", cb=answer)
+        await models.nc.flush()
+        assert await dgm.bus.request(PHI3_GUIDED, {"prompt": "edit"}, timeout=5) == reply
+        await orch.refused("publish", PHI3_GUIDED)
         await dgm.nc.publish(control("orchestrator"), b"{}")
         await dgm.clean()
         await dgm.refused("publish", control("hermes"))
