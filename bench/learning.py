@@ -2,6 +2,7 @@
 proposals better on situations the model never trained on?
 
     .venv/bin/python bench/learning.py          # ~8 minutes on 2 cores (first run also builds the model)
+    .venv/bin/python bench/learning.py --curve --sizes 10,30,100,300 --seeds 0,1,2
 
 The committed house-policy set (40 situations, `osiris_trainer/data/house_policy.jsonl`)
 goes through the real actors on a private nats-server: phi3 answers every prompt with the
@@ -9,8 +10,8 @@ base model, the house's corrections arrive through the feedback actor (LanceDB),
 trains on 30 and its gate scores the 10 held out where phi3 serves (best constant, base,
 few-shot, live, candidate, with intervals), the adapter is published if it passes, phi3
 hot-loads it and answers the held-out prompts again. Baselines: the best constant answer and
-the base model, in the same run. The learning curve (200 held out, two policies):
-bench/learning_curve.py.
+the base model, in the same run. `--curve` runs the learning curve instead (200 held out,
+two policies; the rest of the arguments go to bench/learning_curve.py).
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
 
 
 if __name__ == "__main__":
+    if "--curve" in sys.argv:
+        sys.argv.remove("--curve")
+        sys.path.insert(0, str(ROOT / "bench"))
+        from learning_curve import main as curve
+
+        curve()
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--models", type=Path, default=ROOT / "build" / "small-models")
     ap.add_argument("--dpo-steps", type=int, default=None)

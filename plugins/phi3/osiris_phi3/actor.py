@@ -61,7 +61,7 @@ class Phi3(Actor[Phi3Config]):
         self.load_error: str | None = None
         self.active: str | None = None
         self.previous: str | None = None
-        self.served_scores: dict[str, float | None] = {}
+        self.served_scores: dict[str, dict[str, float] | None] = {}
         self.stats: dict[str, Any] = {"attempts_last": 0, "invalid_total": 0, "few_shot_last": 0}
         self.last_pause: dict[str, Any] = {}
         self.state_file = Path(self.ctx.data_dir) / "phi3" / "adapters.json"
@@ -304,7 +304,7 @@ class Phi3(Actor[Phi3Config]):
         if self.active == evt.version and evt.version in self.engine.adapter_files:
             return  # idempotent: redelivery or the other subscription got here first
         try:
-            self.served_scores[evt.version] = evt.metrics.get("served_candidate")
+            self.served_scores[evt.version] = served_agreement(evt.metrics)
             await self._load_adapter(evt.version, evt.path)
             self.log.info("phi3: adapter %s (%s) active", evt.version, evt.path)
         except ServiceError as e:
@@ -385,3 +385,14 @@ def _arg(args: dict[str, Any], key: str) -> str:
     if not isinstance(v, str) or not v:
         raise BadRequest(f"control arg {key!r} is required (a non-empty string)", field=key)
     return v
+
+
+def served_agreement(metrics: dict[str, float]) -> dict[str, float] | None:
+    """The held-out agreement the trainer's gate measured for a published adapter where phi3
+    serves, with its interval ({mean, lo, hi}, as the trainer's status shows it); None when
+    the publisher sent none."""
+    if "served_candidate" not in metrics:
+        return None
+    mean = metrics["served_candidate"]
+    return {"mean": mean, "lo": metrics.get("served_candidate_lo", mean),
+            "hi": metrics.get("served_candidate_hi", mean)}

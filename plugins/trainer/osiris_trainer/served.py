@@ -108,6 +108,9 @@ def served_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The served numbers as flat metrics (the published event, status, dashboards)."""
     out = {f"served_{k}": report[k]["agreement"]["mean"]
            for k in ("constant", "base", "few_shot", "live", "candidate") if k in report}
+    if "candidate" in report:  # phi3's status shows the interval of what it serves
+        a = report["candidate"]["agreement"]
+        out.update(served_candidate_lo=a["lo"], served_candidate_hi=a["hi"])
     if "gate" in report:
         d = report["gate"]["diff"]
         out.update(served_diff=d["mean"], served_diff_lo=d["lo"], served_diff_hi=d["hi"])

@@ -151,7 +151,8 @@ async def test_corrections_become_an_adapter_that_phi3_hot_loads(
         assert [p.version for p in published] == [res.version]
         # status says what the gate measured for the adapter users now get
         facts = await _facts(bus, "phi3")
-        assert facts["adapter_served_agreement"] == res.metrics["served_candidate"]
+        # the same {mean, lo, hi} in both statuses
+        assert facts["adapter_served_agreement"] == res.report["candidate"]["agreement"]
         assert (await _facts(bus, "trainer"))["adapter_served_agreement"] == \
             res.report["candidate"]["agreement"]
 
