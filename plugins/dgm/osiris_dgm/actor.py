@@ -127,7 +127,9 @@ class PlannerActor(Actor[DgmConfig]):
         self.planners, problems = await asyncio.to_thread(collect_planners)
         for p in problems:
             self.log.error("planner plugin skipped: %s", p)
-        self.context = PlannerContext(bus=self.ctx.bus, timeout_s=self.config.planner_timeout_s)
+        self.context = PlannerContext(bus=self.ctx.bus, timeout_s=self.config.planner_timeout_s,
+                                      candidates=self.config.llm_candidates,
+                                      temperature=self.config.llm_temperature)
 
     @service(DGM_PLAN)
     async def plan(self, req: PlanRequest) -> PlanReply:

@@ -60,7 +60,9 @@ def _fmt(x: float | None) -> str:
 @click.option("--once", is_flag=True, help="One iteration (the seeds' kernel step).")
 @click.option("--iterations", type=click.IntRange(1, 1000), default=None,
               help="Run N iterations now.")
-@click.option("--planner", default=None, help="nop, null, mutate, llm or a plugin's planner.")
+@click.option("--planner", default=None,
+              help="nop, null, mutate, llm (typed edits), llm_diff (free-form diff) or a "
+                   "plugin's planner.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int | None,

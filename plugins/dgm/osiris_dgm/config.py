@@ -9,7 +9,12 @@ from osiris_core import PluginConfig
 
 class DgmConfig(PluginConfig, frozen=True, kw_only=True):
     planner: str = "mutate"
-    """Planner used when a request names none: nop, null, mutate, llm or a plugin's."""
+    """Planner used when a request names none: nop, null, mutate, llm, llm_diff or a plugin's."""
+    llm_candidates: int = 3
+    """Edits the `llm` planner samples at most per proposal (seeds seed, seed+1, …): the first
+    whose source is not archived yet is proposed; if every one is, `mutate` is used instead."""
+    llm_temperature: float = 0.8
+    """Sampling temperature of the `llm` planner's edits (> 0: candidates differ by seed)."""
     serve_planners: bool = True
     """Serve `osiris.dgm.plan` with the installed planners (false when an external planner
     service, e.g. the seeds' AZR planner, answers on that subject instead)."""

@@ -37,6 +37,7 @@ from .archive import Archive, ReplyCache
 from .config import DgmConfig
 from .contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from .diff import PatchError, apply_patch
+from .edits import describe_change
 from .lint import lint_scores
 from .reward import Scored, Windows, bootstrap_lower, check_pins, data_sha256, make_windows, score_decisions
 from .sandbox import Limits, SandboxResult, isolation, run_sandboxed
@@ -123,6 +124,12 @@ class Kernel:
             self.data_hash = digest
         return self.windows
 
+    def _bus(self) -> Bus:
+        if self.bus is None:
+            raise RuntimeError("offline (no bus): phi3, the planners and the orchestrator "
+                               "cannot be asked")
+        return self.bus
+
     # --- phi3 replies -------------------------------------------------------------------
     async def _model_key(self) -> str:
         if self.bus is None:
@@ -130,7 +137,7 @@ class Kernel:
                 raise RuntimeError("no phi3 model key recorded: run an iteration first")
             return self.model_key
         try:
-            reply: ControlReply = await self.bus.request(control("phi3"), {"op": "status"},
+            reply: ControlReply = await self._bus().request(control("phi3"), {"op": "status"},
                                                          reply_type=ControlReply, timeout=10)
             f = reply.status.facts
             self.model_key = f"{f.get('model')}|{f.get('adapter')}|{self.orch.max_length}"
@@ -145,7 +152,7 @@ class Kernel:
         for n, (key, prompt) in enumerate(sorted(prompts.items()), 1):
             self.progress = f"phi3 replies for new prompts: {n}/{len(prompts)}"
             try:
-                proposal: TradeProposal = await self.bus.request(
+                proposal: TradeProposal = await self._bus().request(
                     PHI3_GENERATE, GenerateRequest(prompt=prompt,
                                                    max_length=self.orch.max_length,
                                                    temperature=0.0),
@@ -278,7 +285,28 @@ class Kernel:
         return {"parent": parent.id, "parent_reward": parent.reward_full,
                 "parent_sub_rewards": parent.sub_rewards, "parent_trades": parent.trades,
                 "live": live.get("live"), "live_outcomes": len(outs),
-                "live_mean_return_pct": mean, "live_violations": live.get("violations", {})}
+                "live_mean_return_pct": mean, "live_violations": live.get("violations", {}),
+                "recent_edits": self.recent_edits(),
+                "archive_sha256": sorted({v.source_sha256 for v in self.archive.variants.values()
+                                          if v.source_sha256})}
+
+    def recent_edits(self, n: int = 5) -> list[dict[str, Any]]:
+        """The last `n` changes that reached a source, in the edit language, with their fate
+        (a planner shows them to its model; `archive_sha256` lets it skip known sources)."""
+        out: list[dict[str, Any]] = []
+        for v in sorted(self.archive.variants.values(),
+                        key=lambda v: -int(v.id) if v.id.isdigit() else 0):
+            if v.parent is None or not v.source_sha256 or v.decision in ("noop", "pending"):
+                continue
+            try:
+                edit = describe_change(self.archive.source(v.parent), self.archive.source(v.id))
+            except OSError:
+                continue
+            out.append({"edit": edit, "decision": v.decision, "reward": v.reward_full,
+                        "reason": v.reason[:120]})
+            if len(out) >= n:
+                break
+        return out
 
     async def iterate(self, planner: str) -> Variant:
         async with self.lock:
@@ -307,7 +335,7 @@ class Kernel:
         self.progress = f"iteration {self.iteration}: planner {planner} on variant {parent.id}"
         try:
             traces = await self.traces(parent)
-            plan: PlanReply = await self.bus.request(
+            plan: PlanReply = await self._bus().request(
                 DGM_PLAN, PlanRequest(planner=planner, policy_source=parent_src, traces=traces,
                                       seed=rng.randrange(2**31), path=POLICY),
                 reply_type=PlanReply, timeout=self.cfg.planner_timeout_s)
@@ -398,7 +426,7 @@ class Kernel:
 
     # --- live: shadow, promotion, monitoring, rollback ----------------------------------
     async def orchestrator(self, op: str, args: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        reply = await self.bus.request(control("orchestrator"), {"op": op, "args": args},
+        reply = await self._bus().request(control("orchestrator"), {"op": op, "args": args},
                                        reply_type=dict, timeout=timeout)
         out: dict[str, Any] = reply.get("result") or reply.get("status", {}).get("facts") or reply
         return out

@@ -2,20 +2,25 @@
 
 Built in: `nop` (the seeds' AZR stub: always the empty diff), `null` (changes a comment only:
 a variant that cannot change a decision, to measure false promotions), `mutate` (a seeded,
-deterministic change of one `PARAMS` value) and `llm` (hermes is asked for the diff). Other
+deterministic change of one `PARAMS` value), `llm` (phi3 chooses an edit in the parent's typed
+edit language under its grammar, compiled to the diff) and `llm_diff` (hermes is asked for a
+free-form diff, which a small model rarely gets right). Other
 plugins add theirs with the `register_planners` hook; any process can also answer
 `osiris.dgm.plan` itself.
 """
 
 from __future__ import annotations
 
-import ast
 import json
+import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from osiris_orchestrator.policy import sha256
+from osiris_phi3.contracts import MAX_SEED, PHI3_GUIDED, GuidedReply, GuidedRequest
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateReply, GenerateRequest
@@ -23,47 +28,36 @@ from osiris_core.subjects import HERMES_GENERATE
 
 from .contracts import PlanReply, PlanRequest
 from .diff import make_diff
+from .edits import (
+    CHECK_FIELDS,
+    FACTORS,
+    NEVER_OFF,
+    RANGES,
+    EditError,
+    EditSpace,
+    params_lines,
+    with_value,
+)
 
-__all__ = ["PlannerContext", "Planner", "builtin_planners", "collect_planners", "mutate_source"]
+__all__ = ["PlannerContext", "Planner", "builtin_planners", "collect_planners", "edit_prompt",
+           "mutate_source"]
+
+log = logging.getLogger("osiris.dgm")
 
 
 @dataclass
 class PlannerContext:
-    """What a planner may use: the bus (to ask a model) and a timeout."""
+    """What a planner may use: the bus (to ask a model), a timeout, and for `llm` how many
+    candidates it samples at which temperature."""
 
     bus: Bus | None
     timeout_s: float = 180.0
+    candidates: int = 3
+    temperature: float = 0.8
+    max_tokens: int = 96
 
 
 Planner = Callable[[PlanRequest, PlannerContext], Awaitable[PlanReply]]
-
-# (low, high, integer?) of each shipped parameter; 0 switches a check off
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "lookback": (3, 10, True), "min_confidence": (0.3, 0.95, False),
-    "min_reward_risk": (0.5, 4.0, False), "max_volatility_pct": (0.1, 3.0, False),
-    "stop_vol_mult": (0.25, 4.0, False), "target_rr": (0.5, 5.0, False),
-    "trend_filter_pct": (0.05, 3.0, False), "size": (0.1, 1.0, False),
-}
-NEVER_OFF = frozenset({"size"})
-FACTORS = (0.5, 0.8, 1.25, 1.5, 2.0)
-
-
-def params_lines(source: str) -> dict[str, tuple[int, float]]:
-    """PARAMS key → (line number, value), for a PARAMS dict literal written one key a line."""
-    tree = ast.parse(source)
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PARAMS"
-                                                 for t in node.targets)
-                and isinstance(node.value, ast.Dict)):
-            out: dict[str, tuple[int, float]] = {}
-            for k, v in zip(node.value.keys, node.value.values, strict=True):
-                if (isinstance(k, ast.Constant) and isinstance(k.value, str)
-                        and isinstance(v, ast.Constant) and isinstance(v.value, (int, float))
-                        and not isinstance(v.value, bool) and v.lineno == v.end_lineno):
-                    out[k.value] = (v.lineno, float(v.value))
-            return out
-    return {}
-
 
 def _new_value(rng: random.Random, key: str, value: float) -> float:
     low, high, integer = RANGES.get(key, (0.0, abs(value) * 4 or 1.0, False))
@@ -91,8 +85,7 @@ def mutate_source(source: str, seed: int) -> tuple[str, str]:
             continue
         line = lines[lineno - 1]
         literal = repr(int(new)) if RANGES.get(key, (0, 0, False))[2] else repr(new)
-        changed = re.sub(r"(:\s*)(-?[0-9][0-9_.eE+-]*)", lambda m, lit=literal: m.group(1) + lit, line,
-                         count=1)
+        changed = with_value(line, literal)
         if changed != line:
             lines[lineno - 1] = changed
             return "".join(lines), f"{key}: {value:g} → {new:g}"
@@ -137,12 +130,13 @@ def extract_diff(text: str) -> str:
     return text[at:] if at >= 0 else text
 
 
-async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
-    """hermes writes the diff; the kernel rejects a malformed one with the reason."""
+async def llm_diff(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
+    """hermes writes a free-form diff; the kernel rejects a malformed one with the reason."""
     if ctx.bus is None:
-        raise RuntimeError("the llm planner needs the bus (hermes)")
+        raise RuntimeError("the llm_diff planner needs the bus (hermes)")
+    traces = {k: v for k, v in req.traces.items() if k != "archive_sha256"}
     prompt = (LLM_INSTRUCTIONS.format(path=req.path) + "\n\nRecent performance:\n"
-              + json.dumps(req.traces, sort_keys=True, default=str)[:2000]
+              + json.dumps(traces, sort_keys=True, default=str)[:2000]
               + f"\n\nCurrent {req.path}:\n{req.policy_source}\n\nDiff:\n")
     reply: GenerateReply = await ctx.bus.request(
         HERMES_GENERATE, GenerateRequest(prompt=prompt, max_length=400, temperature=0.0),
@@ -152,8 +146,87 @@ async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
                      note=f"hermes replied {len(text)} characters")
 
 
+EDIT_SYSTEM = "Tune a trading policy for a higher backtest reward: 1 or 2 edits, then 'why: '."
+EDIT_HELP = "Edits: scale{KEY, FACTOR}; set{KEY, VALUE}; off{KEY}{check}. Two: 'A; B'."
+CHECK_HELP = ("; add_check{FIELD < NUMBER} or > (trade only if true), FIELD one of "
+              + ", ".join(CHECK_FIELDS))
+RECENT_EDITS = 4
+
+
+def _r(x: Any, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "none"
+
+
+def edit_prompt(space: EditSpace, traces: dict[str, Any]) -> tuple[str, str]:
+    """(system, user prompt) for the `llm` planner, small enough for a small model (about
+    300 tokens): the PARAMS table with ranges, the parent's rewards, and the last edits with
+    their outcomes, worst first (FunSearch shows earlier programs in ascending score)."""
+    lines = ["PARAMS now [range] (0 switches a check off):", space.table(),
+             EDIT_HELP.replace("{check}", CHECK_HELP if "check" in space.slots else ""),
+             f"Reward now {_r(traces.get('parent_reward'))}, by window: "
+             + " ".join(_r(x, 1) for x in traces.get("parent_sub_rewards") or [])]
+    recent = list(traces.get("recent_edits") or [])[:RECENT_EDITS]
+    if recent:
+        recent.sort(key=lambda e: (e.get("reward") is not None, e.get("reward") or 0.0))
+        lines.append("Earlier edits, worst first:")
+        for e in recent:
+            how = (f"reward {_r(e.get('reward'))}, {e.get('decision')}"
+                   if e.get("reward") is not None
+                   else f"{e.get('decision')}: {str(e.get('reason', '')).split(':')[0][:40]}")
+            lines.append(f"{str(e.get('edit', ''))[:90]} -> {how}")
+    lines.append("Edit:")
+    return EDIT_SYSTEM, "\n".join(lines)
+
+
+async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
+    """phi3 writes an edit in the parent's edit language (its grammar enforced), sampled at
+    the request's seed, seed+1, … up to `ctx.candidates` times; the first edit whose compiled
+    source is not archived yet becomes the diff. When every valid one is a duplicate, a
+    seeded `mutate` change is proposed instead (said in the note and the log)."""
+    if ctx.bus is None:
+        raise RuntimeError("the llm planner needs the bus (phi3)")
+    space = EditSpace.from_source(req.policy_source)
+    grammar = space.grammar()
+    system, prompt = edit_prompt(space, req.traces)
+    archived = set(req.traces.get("archive_sha256") or [])
+    seen: set[str] = set()
+    invalid: list[str] = []
+    duplicates = 0
+    k = max(1, ctx.candidates)
+    for i in range(k):
+        seed = (req.seed + i) % (MAX_SEED + 1)
+        reply: GuidedReply = await ctx.bus.request(
+            PHI3_GUIDED, GuidedRequest(prompt=prompt, system=system, guidance="lark_grammar",
+                                       grammar=grammar, max_length=ctx.max_tokens,
+                                       temperature=ctx.temperature, seed=seed),
+            reply_type=GuidedReply, timeout=ctx.timeout_s)
+        try:
+            edit = space.parse(reply.generated_text)
+        except EditError as e:
+            invalid.append(f"seed {seed} ({reply.finish_reason}): {e}")
+            continue
+        new, diff = space.diff(req.policy_source, edit, req.path)
+        digest = sha256(new)
+        if digest in archived or digest in seen:
+            duplicates += 1
+            seen.add(digest)
+            continue
+        return PlanReply(diff=diff, planner=req.planner,
+                         note=(f"{edit.text} (why: {edit.why}) [seed {seed}, candidate {i + 1}/"
+                               f"{k}, {duplicates} duplicate, {len(invalid)} invalid, prompt "
+                               f"{reply.usage.get('prompt_tokens')} tokens]"))
+    if not duplicates:
+        raise RuntimeError(f"none of {k} replies was an edit: {'; '.join(invalid)[:400]}")
+    new, note = mutate_source(req.policy_source, req.seed)
+    log.warning("dgm llm planner: all %d valid candidates of %d are already archived: fell "
+                "back to mutate (%s)", duplicates, k, note)
+    return PlanReply(diff=make_diff(req.policy_source, new, req.path), planner=req.planner,
+                     note=f"mutate fallback: {note} (all {duplicates} valid llm candidates of "
+                          f"{k} were already archived)")
+
+
 def builtin_planners() -> dict[str, Planner]:
-    return {"nop": nop, "null": null, "mutate": mutate, "llm": llm}
+    return {"nop": nop, "null": null, "mutate": mutate, "llm": llm, "llm_diff": llm_diff}
 
 
 def collect_planners() -> tuple[dict[str, Planner], list[str]]:

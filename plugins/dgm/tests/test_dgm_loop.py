@@ -85,8 +85,8 @@ async def test_nop_once_then_mutate_iterations_make_the_best_variant_live(
         assert not (data / "policy" / "slots.json").exists()
         assert not (data / "dgm" / "variants" / "1" / "policy.py").exists()
 
-        # llm: the tiny hermes writes no diff; it is rejected with the reason, recorded
-        out = await cli("dgm", "--once", "--planner", "llm", "--json", "-c", str(cfg.path))
+        # llm_diff: the tiny hermes writes no diff; it is rejected with the reason, recorded
+        out = await cli("dgm", "--once", "--planner", "llm_diff", "--json", "-c", str(cfg.path))
         assert out.returncode == 0, out.stderr
         llm = json.loads(out.stdout)["iterations"][0]
         assert llm["decision"] == "rejected" and llm["reason"].startswith("patch rejected:"), llm
