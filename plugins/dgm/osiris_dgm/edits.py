@@ -13,7 +13,7 @@ A sentence is one or two operations, then a reason::
 - `off{KEY}` sets it to 0, which switches its check off (never `size`);
 - `add_check{FIELD CMP NUMBER}` makes the gate reject a proposal unless the comparison holds
   (inserted before the gate's `record("gate", …)`; offered only when the gate has that call
-  with `reasons=` a list it built).
+  with `reasons=` a list it built, and not when the parent has that very check already).
 
 Every operation is a whole literal of the grammar, so the model can only write what the
 parent allows; two operations name different slots in a fixed order, so no edit undoes the
@@ -56,6 +56,7 @@ CHECK_REASON = "policy: needs "
 """The reason an added check gives: also how `describe_change` finds it again."""
 WHY = r"/[a-z0-9 ,.%+-]{1,80}/"
 WHY_PREFIX = "\nwhy: "
+_CHECK = re.compile(re.escape(CHECK_REASON) + r'([a-z_.]+ [<>] -?[0-9.]+)"')
 
 
 class EditError(ValueError):
@@ -176,10 +177,11 @@ class EditSpace:
             if ops:
                 space.slots[key] = list({op.text: op for op in ops}.values())
         if space.place is not None:
+            present = set(_CHECK.findall(source))  # the same check twice would change nothing
             space.slots["check"] = [
                 Op("add_check", name, f"add_check{{{name} {cmp} {n!r}}}", cmp=cmp, number=n)
                 for name, (_, numbers) in CHECK_FIELDS.items() for cmp in ("<", ">")
-                for n in numbers]
+                for n in numbers if f"{name} {cmp} {n!r}" not in present]
         return space
 
     @property
@@ -269,9 +271,6 @@ class EditSpace:
 
 def _lit(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-_CHECK = re.compile(re.escape(CHECK_REASON) + r'([a-z_.]+ [<>] -?[0-9.]+)"')
 
 
 def describe_change(parent: str, child: str) -> str:

@@ -120,6 +120,11 @@ def test_the_grammar_offers_only_the_parents_keys_and_values_in_their_ranges(nam
                                                            else set()) \
         - ({"off"} if name != "all-on" else set())  # the shipped one: only size is on
     assert not any(op.startswith("off{size") for op in ops)
+    if name != "no-place":  # a check the parent has already is not offered again
+        child = space.compile(parent, space.parse("add_check{proposal.confidence > 0.6}\nwhy: x"))
+        again = EditSpace.from_source(child).by_text
+        assert "add_check{proposal.confidence > 0.6}" not in again
+        assert "add_check{proposal.confidence > 0.5}" in again
 
     for bad in ("off{size}\nwhy: x", "set{lookback, 11}\nwhy: x", "set{nope, 1.0}\nwhy: x",
                 "set{lookback, 5}; set{lookback, 6}\nwhy: x", "set{lookback, 5}",
