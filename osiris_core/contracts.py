@@ -321,6 +321,8 @@ class DgmVariant(msgspec.Struct, kw_only=True):
     decision: str = "pending"
     """noop | rejected | archived | accepted | shadow | live | kept | rolled_back | seed"""
     reason: str = ""
+    why: str = ""
+    """The planner's own reason for the change (the `llm` planner's `why`); empty if none."""
     iteration: int = 0
     source_sha256: str = ""
     data_sha256: str = ""

@@ -34,6 +34,8 @@ class PlanReply(msgspec.Struct, kw_only=True):
     diff: str
     planner: str
     note: str = ""
+    why: str = ""
+    """The planner's reason for the change in a few words (kept with the variant)."""
 
 
 class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

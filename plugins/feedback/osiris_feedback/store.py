@@ -55,7 +55,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "dgm_archive": pa.schema([
         ("id", S), ("parent", S), ("planner", S), ("diff", S), ("decision", S), ("reason", S),
-        ("event", S), ("iteration", N), ("source_sha256", S), ("data_sha256", S), ("lint", S),
+        ("why", S), ("event", S), ("iteration", N), ("source_sha256", S), ("data_sha256", S),
+        ("lint", S),
         ("reward_cheap", F), ("reward_full", F), ("sub_rewards", S), ("ci_low", F),
         ("ci_high", F), ("trades", N), ("violations", N), ("live", S), ("created", S),
         ("decided", S), ("timestamp", S), ("revision", N), ("stored_at", S),
@@ -123,7 +124,7 @@ def advice_row(adv: Advice) -> dict[str, Any]:
 def dgm_row(evt: DgmEvent) -> dict[str, Any]:
     v = evt.variant
     return {"id": v.id, "parent": v.parent, "planner": v.planner, "diff": v.diff,
-            "decision": v.decision, "reason": v.reason, "event": evt.kind,
+            "decision": v.decision, "reason": v.reason, "why": v.why, "event": evt.kind,
             "iteration": v.iteration, "source_sha256": v.source_sha256,
             "data_sha256": v.data_sha256, "lint": _json(v.lint), "reward_cheap": v.reward_cheap,
             "reward_full": v.reward_full, "sub_rewards": _json(v.sub_rewards),
@@ -216,7 +217,12 @@ class Store:
         existing = set(self.db.list_tables().tables) if path.exists() else set()
         for name, schema in SCHEMAS.items():
             if name in existing:
-                self.tables[name] = self.db.open_table(name)
+                self.tables[name] = tbl = self.db.open_table(name)
+                # a column added to SCHEMAS since the table was made (e.g. dgm_archive.why):
+                # added empty, so an older data_dir keeps working
+                missing = [f for f in schema if f.name not in tbl.schema.names]
+                if missing and create:  # the writer migrates; a reader takes what is there
+                    tbl.add_columns(missing)
             elif create:
                 self.tables[name] = self.db.create_table(name, schema=schema, exist_ok=True)
 

@@ -162,3 +162,22 @@ def test_the_table_name_constants_are_the_stores_tables() -> None:
     from osiris_core import tables
 
     assert set(tables.ALL) == set(SCHEMAS)
+
+
+def test_a_store_made_before_a_column_existed_gains_it_and_keeps_its_rows(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+    from osiris_feedback.store import SCHEMAS, dgm_row
+
+    from osiris_core.contracts import DgmEvent, DgmVariant
+
+    old = pa.schema([f for f in SCHEMAS["dgm_archive"] if f.name != "why"])
+    lancedb.connect(str(tmp_path)).create_table("dgm_archive", schema=old).add(
+        [{"id": "0", "parent": None, "planner": "seed", "revision": 1}])
+    store = Store(tmp_path)  # the writer: dgm_archive.why is added, empty
+    evt = DgmEvent(kind="proposed", timestamp="t", variant=DgmVariant(
+        id="1", parent="0", planner="llm", why="fewer weak trades", revision=1))
+    assert store.upsert_latest("dgm_archive", [dgm_row(evt)]) == 1
+    got = {r["id"]: r for r in store.tables["dgm_archive"].to_arrow().to_pylist()}
+    assert got["0"]["planner"] == "seed" and got["0"]["why"] is None
+    assert got["1"]["why"] == "fewer weak trades"
