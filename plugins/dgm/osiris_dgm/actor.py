@@ -15,6 +15,7 @@ from osiris_core import Actor, BadRequest, NotFound, Unavailable, service
 from osiris_core.errors import ServiceError
 from osiris_core.subjects import DGM_EVENTS
 
+from .archive import ReplyCache
 from .config import DgmConfig
 from .contracts import (
     DGM_PLAN,
@@ -29,10 +30,12 @@ from .contracts import (
     RunRequest,
     Variant,
 )
-from .kernel import Kernel, Rejected, now_iso
+from .kernel import AUTO, Kernel, Rejected, now_iso
 from .planners import Planner, PlannerContext, collect_planners
 
 MAX_ITERATIONS = 1000
+PLANNER_REPLIES = "planner_replies.jsonl"
+"""Model-backed planners' replies, under data_dir/dgm (beside the backtest's replies.jsonl)."""
 
 
 def market_csv(cfg: DgmConfig, data_dir: Path) -> Path:
@@ -127,13 +130,17 @@ class PlannerActor(Actor[DgmConfig]):
         self.planners, problems = await asyncio.to_thread(collect_planners)
         for p in problems:
             self.log.error("planner plugin skipped: %s", p)
+        cache = ReplyCache(Path(self.ctx.data_dir) / "dgm" / PLANNER_REPLIES)
         self.context = PlannerContext(bus=self.ctx.bus, timeout_s=self.config.planner_timeout_s,
                                       candidates=self.config.llm_candidates,
-                                      temperature=self.config.llm_temperature)
+                                      temperature=self.config.llm_temperature, cache=cache)
 
     @service(DGM_PLAN)
     async def plan(self, req: PlanRequest) -> PlanReply:
         planner = self.planners.get(req.planner)
+        if planner is None and req.planner == AUTO:
+            raise NotFound("the auto planner is the dgm kernel's bandit over planners: run it "
+                           "with osiris.dgm.run (osiris dgm --planner auto)", field="planner")
         if planner is None:
             raise NotFound(f"unknown planner {req.planner!r} (installed: "
                            f"{', '.join(sorted(self.planners))})", field="planner")
@@ -156,4 +163,5 @@ class PlannerActor(Actor[DgmConfig]):
         return reply
 
     def facts(self) -> dict[str, Any]:
-        return {"planners": sorted(self.planners)}
+        return {"planners": sorted(self.planners), "cache_hits": self.context.hits,
+                "cache_misses": self.context.misses}

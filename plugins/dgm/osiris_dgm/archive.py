@@ -1,5 +1,5 @@
 """The kernel's archive on disk: one folder per variant (its policy source and record) under
-`data_dir/dgm/variants`, the phi3 reply cache, and DGM-style parent sampling."""
+`data_dir/dgm/variants`, the model reply caches, and DGM-style parent sampling."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ class Archive:
 
 
 class ReplyCache:
-    """phi3's replies by prompt hash (append-only JSON lines): the backtest never asks twice."""
+    """Model replies by key (append-only JSON lines): the backtest's phi3 replies by prompt
+    hash, the planners' by request, model and adapter; nothing is asked twice."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

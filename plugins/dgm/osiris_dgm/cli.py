@@ -61,15 +61,18 @@ def _fmt(x: float | None) -> str:
 @click.option("--iterations", type=click.IntRange(1, 1000), default=None,
               help="Run N iterations now.")
 @click.option("--planner", default=None,
-              help="nop, null, mutate, llm (typed edits), llm_diff (free-form diff) or a "
-                   "plugin's planner.")
+              help="nop, null, mutate, llm (typed edits), llm_diff (free-form diff), auto (a "
+                   "bandit over [plugins.dgm] auto_arms, rewarded by each child's gain over "
+                   "its parent) or a plugin's planner.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int | None,
         planner: str | None, as_json: bool) -> None:
     """Improve the orchestrator's policy: plan a patch, verify it in a sandbox against a
     held-out market window, archive it, and put a proven winner live (shadow first; rolled
-    back automatically if it loses live). Without options: the kernel's status."""
+    back automatically if it loses live). Without options: the kernel's status (its `auto`
+    field: each planner the auto bandit chose, how often and its mean gain). Each iteration
+    prints its planner (`auto:llm`: auto chose llm) and the planner's why."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = config_path
         return
@@ -94,8 +97,10 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
         click.echo(json.dumps(msgspec.to_builtins(out), indent=2))
         return
     for v in out.iterations:
-        click.echo(f"variant {v.id:>4} ← {str(v.parent):>4}  {v.planner:<7} {v.decision:<9} "
+        click.echo(f"variant {v.id:>4} ← {str(v.parent):>4}  {v.planner:<10} {v.decision:<9} "
                    f"reward {_fmt(v.reward_full)}  {v.reason}")
+        if v.why:
+            click.echo(f"{'':>14}why: {v.why}")
     click.echo(f"best: variant {out.best} (reward {_fmt(out.best_reward)}; seed policy "
                f"{_fmt(out.seed_reward)}); live: variant {out.live}"
                + (f"; shadow: variant {out.shadow}" if out.shadow else ""))
@@ -108,7 +113,8 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.pass_context
 def archive(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
-    """Every variant with its parent, planner, decision and reward, as a lineage tree."""
+    """Every variant with its parent, planner, decision, reward and the planner's why, as a
+    lineage tree."""
     async def go(bus: Bus) -> list[dict[str, Any]]:
         return await read_rows(bus, StoreQuery(table=tables.DGM_ARCHIVE, limit=PAGE_ROWS,
                                                order_by="iteration", descending=False))
@@ -128,7 +134,8 @@ def archive(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
         for r in kids.get(parent, []):
             click.echo(f"{'  ' * depth}{'└ ' if depth else ''}{r['id']} [{r['decision']}] "
                        f"{r['planner']} reward {_fmt(r['reward_full'])}"
-                       + (f" — {r['reason']}" if r["reason"] else ""))
+                       + (f" — {r['reason']}" if r["reason"] else "")
+                       + (f" (why: {r['why']})" if r.get("why") else ""))
             show(r["id"], depth + 1)
 
     show(None, 0)

@@ -9,7 +9,16 @@ from osiris_core import PluginConfig
 
 class DgmConfig(PluginConfig, frozen=True, kw_only=True):
     planner: str = "mutate"
-    """Planner used when a request names none: nop, null, mutate, llm, llm_diff or a plugin's."""
+    """Planner used when a request names none: nop, null, mutate, llm, llm_diff, auto or a
+    plugin's."""
+    auto_arms: list[str] = msgspec.field(default_factory=lambda: ["mutate", "llm"])
+    """The planners the `auto` planner chooses between (its bandit's arms)."""
+    auto_exploration: float = 0.5
+    """UCB exploration coefficient of the `auto` bandit (0: pure exploitation)."""
+    auto_epsilon: float = 0.1
+    """Probability that `auto` tries a planner other than the UCB winner."""
+    auto_decay: float = 0.98
+    """Discount of the bandit's counts and sums per iteration (1: never forget)."""
     llm_candidates: int = 3
     """Edits the `llm` planner samples at most per proposal (seeds seed, seed+1, …): the first
     whose source is not archived yet is proposed; if every one is, `mutate` is used instead."""

@@ -34,6 +34,7 @@ from osiris_core.protocol import ControlReply
 from osiris_core.subjects import PHI3_GENERATE, control
 
 from .archive import Archive, ReplyCache
+from .bandit import Bandit
 from .config import DgmConfig
 from .contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from .diff import PatchError, apply_patch
@@ -42,10 +43,14 @@ from .lint import lint_scores
 from .reward import Scored, Windows, bootstrap_lower, check_pins, data_sha256, make_windows, score_decisions
 from .sandbox import Limits, SandboxResult, isolation, run_sandboxed
 
-__all__ = ["Kernel", "Rejected"]
+__all__ = ["AUTO", "Kernel", "Rejected"]
 
 log = logging.getLogger("osiris.dgm")
 POLICY = "policy.py"
+AUTO = "auto"
+"""The planner name that lets the kernel's bandit choose among `auto_arms`."""
+PAID = frozenset({"archived", "accepted", "shadow", "live", "kept"})
+"""Decisions of a fully scored child: only these can earn the bandit a gain."""
 
 
 class Rejected(Exception):
@@ -81,6 +86,11 @@ class Kernel:
         self.phase: dict[str, Any] = state.get("phase", {"name": "idle"})
         self.progress = ""
         self.model_key = str(state.get("model_key", ""))
+        if AUTO in config.auto_arms:
+            raise ValueError("[plugins.dgm] auto_arms may not name auto itself")
+        self.bandit = Bandit.from_state(state.get("bandit"), list(config.auto_arms),
+                                        config.auto_exploration, config.auto_epsilon,
+                                        config.auto_decay)
 
     # --- state --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -92,6 +102,7 @@ class Kernel:
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps({"iteration": self.iteration, "phase": self.phase,
                                    "model_key": self.model_key,
+                                   "bandit": self.bandit.state(),
                                    "orchestrator": msgspec.to_builtins(self.orch),
                                    "dgm": msgspec.to_builtins(self.cfg)}))
         tmp.replace(self.dir / "state.json")
@@ -318,6 +329,8 @@ class Kernel:
 
     async def _iterate(self, planner: str) -> Variant:
         v = await self._step(planner)
+        if planner == AUTO:
+            self._reward_arm(v)
         self.progress = (f"idle (iteration {v.iteration}: variant {v.id} from {v.parent}, "
                          f"{v.decision})")
         return v
@@ -330,7 +343,11 @@ class Kernel:
         rng = random.Random(self.cfg.seed * 1_000_003 + self.iteration)
         parent = self.archive.choose_parent(rng)
         parent_src = self.archive.source(parent.id)
-        v = Variant(id=self.archive.next_id(), parent=parent.id, planner=planner,
+        label = planner
+        if planner == AUTO:  # its own rng: the parent and seed stay those of any planner
+            planner = self.bandit.choose(random.Random(f"auto/{self.cfg.seed}/{self.iteration}"))
+            label = f"{AUTO}:{planner}"
+        v = Variant(id=self.archive.next_id(), parent=parent.id, planner=label,
                     iteration=self.iteration, created=now_iso())
         self.progress = f"iteration {self.iteration}: planner {planner} on variant {parent.id}"
         try:
@@ -345,6 +362,7 @@ class Kernel:
             await self.emit("rejected", v, v.reason)
             return v
         v.diff = plan.diff[: self.cfg.max_diff_bytes]
+        v.why = plan.why[:200]
         if not plan.diff.strip():
             v.decision, v.reason, v.decided = "noop", plan.note or "empty diff", now_iso()
             v.source_sha256 = parent.source_sha256
@@ -378,6 +396,19 @@ class Kernel:
         async with self.phase_lock:
             await self._consider_live(v)
         return v
+
+    def _reward_arm(self, v: Variant) -> None:
+        """The `auto` bandit learns the child's gain over its parent (a failure gains 0)."""
+        arm = v.planner.removeprefix(f"{AUTO}:")
+        parent = self.archive.variants.get(v.parent or "")
+        gain = None
+        if (v.decision in PAID and parent is not None and v.reward_full is not None
+                and parent.reward_full is not None):
+            gain = v.reward_full - parent.reward_full
+        r = self.bandit.update(arm, gain)
+        self._save_state()
+        log.info("dgm auto: %s on variant %s gained %.4f (bandit %s)", arm, v.id, r,
+                 self.bandit.summary())
 
     async def _verify(self, v: Variant, parent: Variant, source: str) -> None:
         await self.fresh(parent)
@@ -602,4 +633,4 @@ class Kernel:
         return {"iteration": self.iteration, "variants": len(self.archive.variants),
                 "phase": self.phase, "progress": self.progress, "sandbox": isolation(),
                 "best": best and best.id, "best_reward": best and best.reward_full,
-                "market_csv": str(self.csv)}
+                "market_csv": str(self.csv), "auto": self.bandit.summary()}

@@ -6,7 +6,9 @@ deterministic change of one `PARAMS` value), `llm` (phi3 chooses an edit in the 
 edit language under its grammar, compiled to the diff) and `llm_diff` (hermes is asked for a
 free-form diff, which a small model rarely gets right). Other
 plugins add theirs with the `register_planners` hook; any process can also answer
-`osiris.dgm.plan` itself.
+`osiris.dgm.plan` itself. (`auto` is not here: the kernel's bandit chooses one of these per
+iteration.) Model-backed planners ask through `PlannerContext.ask`, whose reply cache makes a
+run replay bit for bit.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from osiris_orchestrator.policy import sha256
 from osiris_phi3.contracts import MAX_SEED, PHI3_GUIDED, GuidedReply, GuidedRequest
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateReply, GenerateRequest
-from osiris_core.subjects import HERMES_GENERATE
+from osiris_core.protocol import ControlReply, ModelFacts
+from osiris_core.subjects import HERMES_GENERATE, Subject, control
 
+from .archive import ReplyCache
 from .contracts import PlanReply, PlanRequest
 from .diff import make_diff
 from .edits import (
@@ -45,16 +50,54 @@ __all__ = ["PlannerContext", "Planner", "builtin_planners", "collect_planners", 
 log = logging.getLogger("osiris.dgm")
 
 
+R = TypeVar("R")
+
+
 @dataclass
 class PlannerContext:
-    """What a planner may use: the bus (to ask a model), a timeout, and for `llm` how many
-    candidates it samples at which temperature."""
+    """What a planner may use: the bus (to ask a model), a timeout, for `llm` how many
+    candidates it samples at which temperature, and the reply cache `ask` goes through."""
 
     bus: Bus | None
     timeout_s: float = 180.0
     candidates: int = 3
     temperature: float = 0.8
     max_tokens: int = 96
+    cache: ReplyCache | None = None
+    """Model replies by (subject, request, model, adapter), kept under data_dir/dgm."""
+    hits: int = 0
+    misses: int = 0
+
+    async def _model(self, actor: str) -> str:
+        """The model and adapter `actor` serves now (part of the cache key)."""
+        assert self.bus is not None
+        reply: ControlReply = await self.bus.request(control(actor), {"op": "status"},
+                                                     reply_type=ControlReply, timeout=10)
+        m = ModelFacts.read(reply.status.facts)
+        return f"{m.model_path}|{m.adapter}"
+
+    async def ask(self, subject: Subject, request: msgspec.Struct, reply_type: type[R]) -> R:
+        """Ask a model actor over `subject`, through the reply cache: the key is the whole
+        request (prompt, grammar, seed, temperature, adapter asked for …) with the model and
+        adapter the actor serves, so a repeated request replays the same reply, bit for bit,
+        and a new model or adapter asks again."""
+        if self.bus is None:
+            raise RuntimeError(f"{subject.name} needs the bus")
+        key = ""
+        if self.cache is not None:
+            ident = await self._model(subject.owner)
+            key = sha256(json.dumps([subject.name, ident,
+                                     msgspec.json.encode(request).decode()]))
+            hit = self.cache.replies.get(key)
+            if hit is not None:
+                self.hits += 1
+                return msgspec.convert(hit, reply_type)
+        reply = await self.bus.request(subject, request, reply_type=reply_type,
+                                       timeout=self.timeout_s)
+        self.misses += 1
+        if self.cache is not None:
+            self.cache.put(key, msgspec.to_builtins(reply))
+        return reply
 
 
 Planner = Callable[[PlanRequest, PlannerContext], Awaitable[PlanReply]]
@@ -138,9 +181,9 @@ async def llm_diff(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
     prompt = (LLM_INSTRUCTIONS.format(path=req.path) + "\n\nRecent performance:\n"
               + json.dumps(traces, sort_keys=True, default=str)[:2000]
               + f"\n\nCurrent {req.path}:\n{req.policy_source}\n\nDiff:\n")
-    reply: GenerateReply = await ctx.bus.request(
-        HERMES_GENERATE, GenerateRequest(prompt=prompt, max_length=400, temperature=0.0),
-        reply_type=GenerateReply, timeout=ctx.timeout_s)
+    reply = await ctx.ask(HERMES_GENERATE,
+                          GenerateRequest(prompt=prompt, max_length=400, temperature=0.0),
+                          GenerateReply)
     text = reply.generated_text
     return PlanReply(diff=extract_diff(text), planner=req.planner,
                      note=f"hermes replied {len(text)} characters")
@@ -195,11 +238,11 @@ async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
     k = max(1, ctx.candidates)
     for i in range(k):
         seed = (req.seed + i) % (MAX_SEED + 1)
-        reply: GuidedReply = await ctx.bus.request(
+        reply = await ctx.ask(
             PHI3_GUIDED, GuidedRequest(prompt=prompt, system=system, guidance="lark_grammar",
                                        grammar=grammar, max_length=ctx.max_tokens,
                                        temperature=ctx.temperature, seed=seed),
-            reply_type=GuidedReply, timeout=ctx.timeout_s)
+            GuidedReply)
         try:
             edit = space.parse(reply.generated_text)
         except EditError as e:
@@ -211,7 +254,7 @@ async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
             duplicates += 1
             seen.add(digest)
             continue
-        return PlanReply(diff=diff, planner=req.planner,
+        return PlanReply(diff=diff, planner=req.planner, why=edit.why,
                          note=(f"{edit.text} (why: {edit.why}) [seed {seed}, candidate {i + 1}/"
                                f"{k}, {duplicates} duplicate, {len(invalid)} invalid, prompt "
                                f"{reply.usage.get('prompt_tokens')} tokens]"))
