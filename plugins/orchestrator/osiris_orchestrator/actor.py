@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from osiris_core import Actor, BadRequest, EventMeta, RequestContext, service
 from osiris_core.contracts import MarketTick, ProposeReply, ProposeRequest
 from osiris_core.subjects import PROPOSALS_PROPOSE, REQUEST_ID_HEADER
 
+from .bounded import BoundedPolicy, PolicyRunner, runner_for
 from .config import OrchestratorConfig
 from .livepolicy import LiveTracker, PolicySlots
-from .policy import PolicyViolation
+from .policy import Policy, PolicyViolation
 from .ticks import TickBuffer, redis_messages
 from .workflow import RunResult, Workflow
 
@@ -34,6 +38,11 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
             self.log.error("policy: %s", self.slots.load_error)
         self.tracker = LiveTracker(self.config.trade_horizon_bars)
         self.violations: dict[str, int] = {}
+        self.runners: dict[tuple[str, str], PolicyRunner] = {}
+        self.kv: KeyValue | None = None
+        self.kv_revision = 0
+        if self.config.policy_bucket:
+            await self._join_bucket()  # before the first run: a late replica serves the live slot
         # the channel comes from config: a managed subscription (paused with the actor,
         # bounded, drained on stop, a failing tick never restarts the orchestrator)
         await self.subscribe(self.config.market_channel, self._on_tick, event_type=bytes)
@@ -53,13 +62,107 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                                          self.redis_state):
             self._fed(self.buffer.feed(data, f"redis {self.config.market_channel}"))
 
+    async def on_stop(self) -> None:
+        for r in self.runners.values():
+            await r.close()
+        self.runners.clear()
+
+    # --- the policy bucket: every replica serves the same slots --------------------------
+    async def _join_bucket(self) -> None:
+        js = self.ctx.bus.js
+        try:
+            self.kv = await js.key_value(self.config.policy_bucket)
+        except BucketNotFoundError:
+            self.kv = await js.create_key_value(bucket=self.config.policy_bucket, history=1,
+                                                description="osiris orchestrator policy slots")
+        try:
+            entry = await self.kv.get("slots")
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and entry.value:
+            self._apply_entry(entry.revision or 0, entry.value)
+        elif self.slots.live.variant != "0" or self.slots.shadow is not None:
+            await self._share()  # the first replica on a bucket brings what it served before
+        self.spawn(self._follow(), "policy-bucket")
+
+    async def _follow(self) -> None:
+        assert self.kv is not None
+        watcher = await self.kv.watch("slots")
+        try:
+            async for entry in watcher:
+                if entry is not None and entry.value and entry.operation is None:
+                    self._apply_entry(entry.revision or 0, entry.value)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply_entry(self, revision: int, value: bytes) -> None:
+        if revision <= self.kv_revision:
+            return
+        self.kv_revision = revision
+        try:
+            if self.slots.apply(msgspec.json.decode(value)):
+                self.log.warning("policy from the bucket (revision %d): live %s, shadow %s",
+                                 revision, self.slots.live.variant,
+                                 self.slots.shadow and self.slots.shadow.variant)
+        except (PolicyViolation, ValueError, OSError, KeyError, TypeError,
+                msgspec.DecodeError) as e:
+            self.log.error("policy bucket revision %d not applied: %s", revision, e)
+
+    async def _share(self) -> None:
+        """Put this replica's slots in the bucket (after a control op or a cut)."""
+        if self.kv is None:
+            return
+        try:
+            self.kv_revision = max(self.kv_revision, await self.kv.put(
+                "slots", msgspec.json.encode(self.slots.state())))
+        except Exception as e:  # noqa: BLE001 - this replica serves it anyway; say so
+            self.log.error("policy bucket: could not share the slots: %r", e)
+
+    # --- runs --------------------------------------------------------------------------
+    def _runner_of(self, policy: Policy) -> PolicyRunner:
+        key = (policy.variant, policy.sha256)
+        r = self.runners.get(key)
+        if r is None or r.policy is not policy:
+            r = self.runners[key] = runner_for(policy, self.config.variant_timeout_s,
+                                               self.config.variant_memory_mb)
+        return r
+
+    async def _close_stale(self) -> None:
+        keep = {(p.variant, p.sha256) for p in (self.slots.live, self.slots.shadow)
+                if p is not None}
+        for key in [k for k in self.runners if k not in keep]:
+            await self.runners.pop(key).close()
+
     async def _runner(self) -> None:
         while True:
             batch = await self.buffer.batches.get()
-            live, shadow = self.slots.live, self.slots.shadow  # a swap waits for the next run
+            # a swap waits for the next run
+            live = self._runner_of(self.slots.live)
+            shadow = self._runner_of(self.slots.shadow) if self.slots.shadow else None
             result = await self.workflow.run(self.config.query, batch, live, shadow)
             self._note(result)
             self._track(batch[-1], result)
+            await self._after_cut(result)
+            await self._close_stale()
+
+    async def _after_cut(self, result: RunResult) -> None:
+        """A call past its bound rolls its slot back at once, on every replica."""
+        changed = False
+        if result.cut and self.slots.live.variant == result.policy:
+            try:
+                old, new = self.slots.rollback()
+            except ValueError:
+                old, new = self.slots.rollback("0")
+            self.log.error("policy rolled back from %s to %s: %s", old, new, result.cut)
+            changed = True
+        sh = result.shadow or {}
+        if sh.get("cut") and self.slots.shadow and self.slots.shadow.variant == sh.get("variant"):
+            self.slots.clear_shadow()
+            self.log.error("shadow policy %s cleared: %s", sh.get("variant"), sh["cut"])
+            changed = True
+        if changed:
+            await self._share()
 
     def _track(self, last: MarketTick, result: RunResult) -> None:
         violation = result.violation
@@ -81,6 +184,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         r = result.run
         self.runs[r.status] = self.runs.get(r.status, 0) + 1
         self.last_run = {"run_id": r.run_id, "status": r.status, "error": r.error,
+                         "policy": result.policy,
                          "transaction_id": r.transaction_id,
                          "duration_ms": round(sum(s.duration_ms for s in r.steps), 1)}
 
@@ -129,6 +233,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                                  args.get("reason", "by hand"))
             else:
                 return await super().on_control(op, args)
+            await self._share()
         except PolicyViolation as e:
             raise BadRequest(str(e), field="source") from None
         except ValueError as e:
@@ -144,4 +249,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                 "policy": {"live": self.slots.live.variant,
                            "shadow": self.slots.shadow and self.slots.shadow.variant,
                            "previous": self.slots.previous and self.slots.previous.variant,
-                           "violations": sum(self.violations.values())}}
+                           "violations": sum(self.violations.values()),
+                           "workers": {f"{k[0]}": {"starts": r.starts, "cuts": r.cuts}
+                                       for k, r in self.runners.items()
+                                       if isinstance(r, BoundedPolicy)}}}

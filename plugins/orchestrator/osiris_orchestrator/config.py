@@ -55,5 +55,17 @@ class OrchestratorConfig(PluginConfig, frozen=True, kw_only=True):
     trade_horizon_bars: int = 10
     """Bars a virtual position of an approved decision is held at most (live outcomes; the
     dgm backtest uses the same)."""
+    variant_timeout_s: float = 2.0
+    """Time bound of one call (summarise, prompt or decide) of a policy variant other than the
+    shipped variant 0, which runs in a worker subprocess of its own: a call past it is cut,
+    counted as a violation and the slot rolled back (live → previous, shadow → cleared).
+    0 runs every variant in-process, unbounded."""
+    variant_memory_mb: int = 256
+    """Memory a variant's worker may allocate beyond its size at start (RLIMIT_AS); a call
+    that runs out is cut like one past `variant_timeout_s`. 0: no memory bound."""
+    policy_bucket: str = "OSIRIS_POLICY"
+    """NATS KV bucket holding the policy slots (sources included) that every replica serves:
+    a control op applied on one replica reaches all, and a replica started later takes the
+    live slot from it. Empty: slots stay per replica (its data_dir only)."""
 
     __env__: ClassVar[dict[str, str]] = {"redis_url": "OSIRIS_ORCHESTRATOR_REDIS_URL"}

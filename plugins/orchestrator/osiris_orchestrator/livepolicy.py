@@ -133,6 +133,45 @@ class PolicySlots:
         self._save()
         return old.variant, target.variant
 
+    def state(self) -> dict[str, Any]:
+        """The slots with their sources (variant 0's source is None: the shipped one), as
+        kept in the policy bucket every replica follows."""
+        def one(p: Policy | None) -> dict[str, Any] | None:
+            if p is None:
+                return None
+            return {"variant": p.variant, "sha256": p.sha256,
+                    "source": None if p.variant == "0" else p.source}
+        return {"live": one(self.live), "shadow": one(self.shadow),
+                "previous": one(self.previous), "changed": self.changed}
+
+    def apply(self, state: dict[str, Any]) -> bool:
+        """Serve the slots of `state` (another replica's `state()`); loads what is new,
+        keeps what is loaded already. Raises PolicyViolation / ValueError on a bad state
+        (the slots are then unchanged). Returns whether anything changed."""
+        loaded = {(p.variant, p.sha256): p for p in (self.live, self.shadow, self.previous)
+                  if p is not None}
+
+        def load(s: dict[str, Any] | None) -> Policy | None:
+            if not s:
+                return None
+            variant = check_variant(str(s["variant"]))
+            have = loaded.get((variant, str(s.get("sha256"))))
+            if have is not None:
+                return have
+            src = s.get("source")
+            return load_policy(variant, default_source() if src is None else str(src))
+
+        live = load(state.get("live"))
+        if live is None:
+            raise ValueError("policy state without a live slot")
+        new = (live, load(state.get("shadow")), load(state.get("previous")))
+        if new == (self.live, self.shadow, self.previous):
+            return False
+        self.live, self.shadow, self.previous = new
+        self.changed = float(state.get("changed") or time.time())
+        self._save()
+        return True
+
     def facts(self) -> dict[str, Any]:
         return {"live": self.live.variant, "shadow": self.shadow and self.shadow.variant,
                 "previous": self.previous and self.previous.variant,

@@ -44,6 +44,7 @@ from osiris_core.subjects import (
     TTS_SPEAK,
 )
 
+from .bounded import InProcessPolicy, PolicyCut, PolicyRunner
 from .config import OrchestratorConfig
 from .limits import risk_gate
 from .policy import Policy, PolicyViolation, default_source, load_policy
@@ -79,6 +80,8 @@ class RunResult(msgspec.Struct, kw_only=True):
     adjusted: TradeProposal | None = None
     """The proposal as the policy post-processed it: what the gate judged and a position
     would be opened on (`phi3_proposal` stays phi3's own reply)."""
+    cut: str | None = None
+    """The live policy's call was cut (past its time or memory bound): the violation."""
 
 
 class StepFailed(Exception):
@@ -145,16 +148,19 @@ class Workflow:
             reply_type=GenerateReply, timeout=self.config.hermes_timeout_s)
         return reply.generated_text.strip()
 
-    async def run(self, query: str, ticks: list[MarketTick], policy: Policy | None = None,
-                  shadow: Policy | None = None) -> RunResult:
+    async def run(self, query: str, ticks: list[MarketTick],
+                  policy: Policy | PolicyRunner | None = None,
+                  shadow: Policy | PolicyRunner | None = None) -> RunResult:
         """Run the whole workflow; failures end it with a recorded error.
 
         `policy` decides (summary, prompt, post-processing, gate; variant 0 when None) and the
         operator's `risk` limits apply after it. A `shadow` policy decides on the same ticks
         (and the same phi3 reply when its prompt is the same); its decision is returned in
-        `shadow`, never published.
+        `shadow`, never published. A `BoundedPolicy` runs in its worker: a call past its
+        bound is cut (`cut`, and the shadow's `cut` key), never a hang.
         """
-        policy = policy or default_policy()
+        policy = _runner(policy or default_policy())
+        shadow = _runner(shadow) if shadow is not None else None
         run_id = uuid.uuid4().hex
         tid = str(uuid.uuid4())
         started = now_iso()
@@ -183,26 +189,26 @@ class Workflow:
         try:
             async def query_market() -> dict[str, Any]:
                 try:
-                    return policy.summarise(ticks)
+                    return await policy.summarise(ticks)
                 except PolicyViolation as e:
-                    out.violation = str(e)
+                    _violated(out, e)
                     raise
 
             out.market = await step("query_market", query_market)
             market = out.market
             try:
-                prompt = policy.prompt(query, market)
+                prompt = await policy.prompt(query, market)
             except PolicyViolation as e:
-                out.violation = str(e)
+                _violated(out, e)
                 raise
             raw = await step("generate_proposal", lambda: self._phi3(prompt))
             out.phi3_proposal = proposal = raw
 
             async def risk_management() -> Advice:
                 try:
-                    decision = policy.decide(proposal, market)
+                    decision = await policy.decide(proposal, market)
                 except PolicyViolation as e:
-                    out.violation = str(e)
+                    _violated(out, e)
                     raise
                 hard_ok, hard = risk_gate(decision.proposal, self.config.risk)
                 approved = decision.approved and hard_ok
@@ -251,7 +257,8 @@ class Workflow:
         except StepFailed as e:
             status, error = "error", str(e)
         except PolicyViolation as e:
-            status, error, out.violation = "error", f"policy {policy.variant}: {e}", str(e)
+            _violated(out, e)
+            status, error = "error", f"policy {policy.variant}: {e}"
             log.warning("run %s: %s", run_id, error)
         out.run = RunRecord(run_id=run_id, query=query, status=status, started=started,
                             finished=now_iso(), steps=steps, transaction_id=tid, error=error)
@@ -263,15 +270,15 @@ class Workflow:
                 out.run, error=(error + "; " if error else "") + f"log_run: {e!r}")
         return out
 
-    async def _shadow(self, shadow: Policy, query: str, ticks: list[MarketTick], live_prompt: str,
+    async def _shadow(self, shadow: PolicyRunner, query: str, ticks: list[MarketTick], live_prompt: str,
                       proposal: TradeProposal | None) -> dict[str, Any]:
         """The shadow policy's decision on the same ticks; errors are its own, never the run's."""
         try:
-            market = shadow.summarise(ticks)
-            prompt = shadow.prompt(query, market)
+            market = await shadow.summarise(ticks)
+            prompt = await shadow.prompt(query, market)
             if prompt != live_prompt or proposal is None:
                 proposal = await self._phi3(prompt)
-            d = shadow.decide(proposal, market)
+            d = await shadow.decide(proposal, market)
             hard_ok, hard = risk_gate(d.proposal, self.config.risk)
             approved = d.approved and hard_ok
             return {"variant": shadow.variant, "approved": approved, "size": d.size,
@@ -279,7 +286,8 @@ class Workflow:
                     "proposal": msgspec.structs.asdict(d.proposal)}
         except PolicyViolation as e:
             log.warning("shadow policy %s: %s", shadow.variant, e)
-            return {"variant": shadow.variant, "approved": False, "violation": str(e)}
+            return {"variant": shadow.variant, "approved": False, "violation": str(e),
+                    **({"cut": str(e)} if isinstance(e, PolicyCut) else {})}
         except Exception as e:  # noqa: BLE001 - the shadow never fails a live run
             msg = e.message if isinstance(e, ServiceError) else f"{type(e).__name__}: {e}"
             return {"variant": shadow.variant, "approved": False, "error": msg}
@@ -302,6 +310,16 @@ class Workflow:
             hermes_assessment=assessment), msg_id=f"{tid}:assessed")
         return ProposeReply(transaction_id=tid, phi3_proposal=proposal,
                             hermes_assessment=assessment)
+
+
+def _runner(p: Policy | PolicyRunner) -> PolicyRunner:
+    return InProcessPolicy(p) if isinstance(p, Policy) else p
+
+
+def _violated(out: RunResult, e: PolicyViolation) -> None:
+    out.violation = str(e)
+    if isinstance(e, PolicyCut):
+        out.cut = str(e)
 
 
 def _ms(t0: float) -> float:

@@ -1,0 +1,162 @@
+"""Issue 23 item 5, the orchestrator's side of the dgm kernel's open holes, on a real
+nats-server with the real orchestrator actor (and the real phi3 on the tiny model):
+
+- a variant that hangs or allocates without bound only on live data is cut (its worker
+  subprocess killed), counted as a violation and rolled back; the runner keeps serving;
+- the policy slots reach every replica through the policy bucket, a replica started later
+  takes the live slot at start, and a rollback reaches all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from osiris_orchestrator.actor import OrchestratorActor
+from osiris_orchestrator.policy import default_source
+
+from osiris_core import Config
+from osiris_core.bus import Bus
+from osiris_core.contracts import MarketTick
+from osiris_core.runtime import Runtime
+from osiris_core.subjects import control
+
+pytestmark = pytest.mark.timeout(240)
+
+PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
+              "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
+SRC = default_source()
+HEAD = "def summarise(bars):\n"
+assert HEAD in SRC
+
+
+def variant(body: str) -> str:
+    """Variant 0 with `body` run first in summarise(): live batches have 3 bars, the
+    sandbox's backtests would not have reached this branch with fewer."""
+    return SRC.replace(HEAD, HEAD + body, 1)
+
+
+HANGS = variant("    while len(bars) >= 3:\n        pass\n")
+HOGS = variant("    if len(bars) >= 3:\n        hog = [0] * (10 ** 12)\n")
+TAME = variant("    tame = 1\n")
+
+
+def tick(i: int) -> MarketTick:
+    return MarketTick(timestamp=f"2024-01-01T00:{i % 60:02d}:00Z", open=100.0 + i,
+                      high=101.0 + i, low=99.0 + i, close=100.5 + i, volume=1000.0)
+
+
+def orchestrator(rt: Runtime) -> OrchestratorActor:
+    actor = rt.cell("orchestrator").actor
+    assert isinstance(actor, OrchestratorActor)
+    return actor
+
+
+async def op(bus: Bus, name: str, **args: Any) -> dict[str, Any]:
+    reply = await bus.request(control("orchestrator"), {"op": name, "args": args},
+                              reply_type=dict, timeout=30)
+    assert "result" in reply, reply
+    result: dict[str, Any] = reply["result"]
+    return result
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def served(run: dict[str, Any]) -> bool:
+    """A run the policy decided, or one a model ended (the tiny phi3's reply, no hermes
+    here), never one the policy ended."""
+    return run["status"] in ("ok", "rejected") or str(run["error"]).startswith(
+        ("generate_proposal", "evaluate_proposal"))
+
+
+async def feed(bus: Bus, start: int, n: int) -> int:
+    for i in range(start, start + n):
+        await bus.publish("market.ticks", tick(i))
+    return start + n
+
+
+async def test_a_live_variant_that_hangs_or_hogs_memory_is_cut_and_rolled_back(
+        tiny_models: Path, osiris_config: Callable[..., Config], osiris_runtime: Any,
+        fresh_nats_url: str) -> None:
+    cfg = osiris_config(
+        plugins=["phi3", "orchestrator"], nats=fresh_nats_url,
+        tables={"phi3": {"model": str(tiny_models / "phi3-onnx"), "provider": "cpu"},
+                "orchestrator": {"risk": PERMISSIVE, "ticks_per_proposal": 3,
+                                 "variant_timeout_s": 1.0,
+                                 "variant_memory_mb": 256}})
+    async with osiris_runtime(cfg) as rt:
+        orch, i = orchestrator(rt), 0
+        for name, source in (("hangs", HANGS), ("hogs", HOGS)):
+            await op(rt.bus, "policy_shadow", variant=name, source=source)
+            live = await op(rt.bus, "policy_promote", variant=name)
+            assert live["live"] == name and live["previous"] == "0"
+            runs = sum(orch.runs.values())
+            i = await feed(rt.bus, i, 3)  # its first live batch: the call is cut
+            await until(lambda: orch.slots.live.variant == "0", f"{name} rolled back")
+            assert orch.violations.get(name) == 1, orch.violations
+            assert orch.slots.previous is not None and orch.slots.previous.variant == name
+            # the runner goes on serving: the next batch is a whole run of variant 0
+            await until(lambda runs=runs: sum(orch.runs.values()) >= runs + 1, "the cut run")
+            i = await feed(rt.bus, i, 3)
+            await until(lambda runs=runs: sum(orch.runs.values()) >= runs + 2, "a run after")
+            assert orch.last_run is not None and orch.last_run["policy"] == "0"
+            assert served(orch.last_run), orch.last_run
+        facts = orch.facts()["policy"]
+        assert facts["live"] == "0" and facts["violations"] == 2
+
+        # a shadow cut clears the shadow; the live policy and its runs are untouched
+        await op(rt.bus, "policy_shadow", variant="shadow-hangs", source=HANGS)
+        runs = sum(orch.runs.values())
+        i = await feed(rt.bus, i, 3)
+        await until(lambda: orch.slots.shadow is None, "the shadow cleared")
+        await until(lambda: sum(orch.runs.values()) >= runs + 1, "the run beside the shadow")
+        assert orch.slots.live.variant == "0"
+        assert orch.last_run is not None and served(orch.last_run), orch.last_run
+
+
+def replica(osiris_config: Callable[..., Config], url: str, tmp: Path, name: str) -> Config:
+    return osiris_config(
+        plugins=["orchestrator"], nats=url, name=f"{name}.toml", data_dir=str(tmp / name),
+        tables={"orchestrator": {"ticks_per_proposal": 1, "phi3_timeout_s": 1.0}})
+
+
+async def test_the_policy_reaches_every_replica_and_one_started_later(
+        osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str,
+        tmp_path: Path) -> None:
+    """No phi3 here: a run ends at generate_proposal, after the policy summarised the
+    batch and wrote its prompt, which is what shows which variant a replica runs."""
+    a_cfg = replica(osiris_config, fresh_nats_url, tmp_path, "a")
+    b_cfg = replica(osiris_config, fresh_nats_url, tmp_path, "b")
+    c_cfg = replica(osiris_config, fresh_nats_url, tmp_path, "c")
+    async with osiris_runtime(a_cfg) as ra, osiris_runtime(b_cfg) as rb:
+        a, b = orchestrator(ra), orchestrator(rb)
+        await op(ra.bus, "policy_shadow", variant="7", source=TAME)
+        await op(ra.bus, "policy_promote", variant="7")  # answered by one of the two
+        await until(lambda: a.slots.live.variant == b.slots.live.variant == "7",
+                    "both replicas serve 7", 15)
+        assert a.slots.live.sha256 == b.slots.live.sha256
+        i = 0
+        while not all(r.last_run and r.last_run["policy"] == "7" for r in (a, b)):
+            assert i < 200, (a.last_run, b.last_run)
+            i = await feed(ra.bus, i, 1)  # the market subject is shared between replicas
+            await asyncio.sleep(0.02)
+
+        async with osiris_runtime(c_cfg) as rc:
+            c = orchestrator(rc)
+            # at start, before any run: the live slot from the bucket, not its empty data_dir
+            assert c.slots.live.variant == "7" and c.slots.previous is not None
+            assert c.slots.live.sha256 == a.slots.live.sha256
+            await op(rc.bus, "policy_rollback", reason="test")
+            await until(lambda: all(r.slots.live.variant == "0" for r in (a, b, c)),
+                        "the rollback on all three", 15)
+            assert all(r.slots.previous and r.slots.previous.variant == "7" for r in (a, b, c))
+    assert (tmp_path / "b" / "policy" / "7.py").read_text() == TAME  # b persisted it too
