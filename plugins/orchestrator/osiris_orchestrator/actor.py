@@ -42,7 +42,12 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         self.kv: KeyValue | None = None
         self.kv_revision = 0
         if self.config.policy_bucket:
-            await self._join_bucket()  # before the first run: a late replica serves the live slot
+            try:  # before the first run: a late replica serves the live slot
+                await self._join_bucket()
+            except Exception as e:  # noqa: BLE001 - no bucket (e.g. no grant): serve alone, loudly
+                self.kv = None
+                self.log.error("policy bucket %s unavailable (%r): this replica's slots are its "
+                               "own (data_dir)", self.config.policy_bucket, e)
         # the channel comes from config: a managed subscription (paused with the actor,
         # bounded, drained on stop, a failing tick never restarts the orchestrator)
         await self.subscribe(self.config.market_channel, self._on_tick, event_type=bytes)

@@ -25,7 +25,7 @@ import msgspec
 
 from osiris_core.contracts import MarketTick, TradeProposal
 
-from .policy import Decision, Policy, PolicyResourceError, PolicyViolation, default_source
+from .policy import Decision, Policy, PolicyViolation, default_source
 
 __all__ = ["BoundedPolicy", "InProcessPolicy", "PolicyCut", "PolicyRunner"]
 
@@ -237,9 +237,12 @@ def main() -> None:
     for msg in frames:
         try:
             _reply(out, {"ok": _serve(policy, str(msg.get("op")), list(msg.get("args", [])))})
-        except (PolicyResourceError, MemoryError) as e:
-            _reply(out, {"cut": f"{msg.get('op')}() out of memory ({memory} MB, "
-                                f"variant_memory_mb): {e}"})
-            return
-        except PolicyViolation as e:
+        except (PolicyViolation, MemoryError) as e:
+            # Policy reports a MemoryError inside the variant as a violation "raised
+            # MemoryError" (its context); a variant cannot raise one itself (not a builtin it
+            # gets): either way the bound was hit, and this worker may be in a bad state
+            if isinstance(e, MemoryError) or isinstance(e.__context__, MemoryError):
+                _reply(out, {"cut": f"{msg.get('op')}() out of memory ({memory} MB, "
+                                    f"variant_memory_mb)"})
+                return
             _reply(out, {"violation": str(e)})

@@ -24,8 +24,8 @@ import msgspec
 
 from osiris_core.contracts import MarketTick, TradeProposal
 
-__all__ = ["Decision", "Policy", "PolicyResourceError", "PolicyViolation", "check_source",
-           "default_source", "load_policy"]
+__all__ = ["Decision", "Policy", "PolicyViolation", "check_source", "default_source",
+           "load_policy"]
 
 ALLOWED_IMPORTS = frozenset({"math"})
 REQUIRED = ("PARAMS", "summarise", "prompt", "postprocess", "gate")
@@ -56,10 +56,6 @@ FIELDS = ("ticker", "action", "side", "new_stop_pct", "new_target_pct", "confide
 
 class PolicyViolation(Exception):
     """A policy that cannot be used, or returned something it must not; the message says what."""
-
-
-class PolicyResourceError(PolicyViolation):
-    """A policy call ran out of memory (in the orchestrator's bounded worker: its call is cut)."""
 
 
 @dataclass
@@ -192,8 +188,6 @@ class Policy:
             raise
         except RecursionError:
             raise PolicyViolation(f"{fn}() recursed too deep") from None
-        except MemoryError:
-            raise PolicyResourceError(f"{fn}() ran out of memory") from None
         except Exception as e:  # noqa: BLE001 - a policy's own bug is a violation
             raise PolicyViolation(f"{fn}() raised {type(e).__name__}: {e}") from None
 
