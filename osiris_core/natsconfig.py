@@ -189,12 +189,26 @@ def _streams(perms: Permissions, streams: Iterable[str], *, admin: bool = False)
                               f"{JS}.CONSUMER.NAMES.{s}"}
 
 
+def _kv(perms: Permissions, bucket: str) -> None:
+    """A KV bucket its replicas share: create or bind it, get, put and watch its keys (an
+    ordered push consumer delivered to the role's inbox, with flow control)."""
+    stream = f"KV_{bucket}"
+    perms.publish |= {
+        f"{JS}.STREAM.INFO.{stream}", f"{JS}.STREAM.CREATE.{stream}",
+        f"{JS}.STREAM.MSG.GET.{stream}", f"{JS}.DIRECT.GET.{stream}", f"{JS}.DIRECT.GET.{stream}.>",
+        f"{JS}.CONSUMER.CREATE.{stream}", f"{JS}.CONSUMER.CREATE.{stream}.>",
+        f"{JS}.CONSUMER.INFO.{stream}.*", f"{JS}.CONSUMER.DELETE.{stream}.*",
+        f"$KV.{bucket}.>", f"$JS.FC.{stream}.>",
+    }
+
+
 @dataclass(frozen=True)
 class _Channels:
     """Core subjects chosen in config rather than declared by a handler."""
 
     sim: frozenset[str]            # sim publishes ticks here
     orchestrator: frozenset[str]   # the orchestrator listens here
+    policy_bucket: str             # the orchestrator replicas' policy slots (KV); "" none
     bridge_in: frozenset[str]      # Redis → NATS: the bridge publishes
     bridge_out: frozenset[str]     # NATS → Redis: the bridge subscribes
 
@@ -206,6 +220,7 @@ def _channels(configs: Mapping[str, Any]) -> _Channels:
         sim=frozenset({getattr(configs.get("sim"), "channel", MARKET_TICKS.name)}),
         orchestrator=frozenset({getattr(configs.get("orchestrator"), "market_channel",
                                         MARKET_TICKS.name)}),
+        policy_bucket=str(getattr(configs.get("orchestrator"), "policy_bucket", "OSIRIS_POLICY")),
         bridge_in=frozenset(c for c, d in ways.items() if d in ("both", "from_redis")),
         bridge_out=frozenset(c for c, d in ways.items() if d in ("both", "to_redis")),
     )
@@ -259,6 +274,8 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
             p.publish |= ch.sim
         if "orchestrator" in role.plugins:
             p.subscribe |= ch.orchestrator
+            if ch.policy_bucket:
+                _kv(p, ch.policy_bucket)
         if "bridge" in role.plugins:
             p.subscribe |= ch.bridge_out
             p.publish |= ch.bridge_in
