@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from osiris_orchestrator.actor import OrchestratorActor
-from osiris_orchestrator.policy import default_source
+from osiris_orchestrator.bounded import BoundedPolicy, PolicyCut
+from osiris_orchestrator.policy import default_source, load_policy
 
 from osiris_core import Config
 from osiris_core.bus import Bus
@@ -40,7 +41,8 @@ def variant(body: str) -> str:
 
 
 HANGS = variant("    while len(bars) >= 3:\n        pass\n")
-HOGS = variant("    if len(bars) >= 3:\n        hog = [0] * (10 ** 12)\n")
+HOGS = variant("    if len(bars) >= 3:\n        hog = [0] * (64 * 10 ** 6)\n")
+"""512 MB of list: allowed without a bound, beyond the 256 MB a worker may allocate."""
 TAME = variant("    tame = 1\n")
 
 
@@ -121,6 +123,22 @@ async def test_a_live_variant_that_hangs_or_hogs_memory_is_cut_and_rolled_back(
         await until(lambda: sum(orch.runs.values()) >= runs + 1, "the run beside the shadow")
         assert orch.slots.live.variant == "0"
         assert orch.last_run is not None and served(orch.last_run), orch.last_run
+
+
+async def test_the_memory_bound_is_the_worker_address_space() -> None:
+    """The same 512 MB allocation: cut under 256 MB, served under 1024 MB; the worker that was
+    cut is replaced by a fresh one at the next call."""
+    bars = [tick(i) for i in range(3)]
+    tight = BoundedPolicy(load_policy("hogs", HOGS), 30.0, 256)
+    roomy = BoundedPolicy(load_policy("hogs", HOGS), 30.0, 1024)
+    try:
+        with pytest.raises(PolicyCut, match="out of memory"):
+            await tight.summarise(bars)
+        assert (await tight.summarise(bars[:2]))["ticks"] == 2 and tight.starts == 2
+        assert (await roomy.summarise(bars))["ticks"] == 3
+    finally:
+        await tight.close()
+        await roomy.close()
 
 
 def replica(osiris_config: Callable[..., Config], url: str, tmp: Path, name: str) -> Config:
