@@ -15,9 +15,9 @@ from osiris_core import Actor, BadRequest, EventMeta, RequestContext, service
 from osiris_core.contracts import MarketTick, ProposeReply, ProposeRequest
 from osiris_core.subjects import PROPOSALS_PROPOSE, REQUEST_ID_HEADER
 
-from .bounded import BoundedPolicy, PolicyRunner, runner_for
+from .bounded import BoundedPolicy, PolicyRunner, probe_load, runner_for
 from .config import OrchestratorConfig
-from .livepolicy import LiveTracker, PolicySlots
+from .livepolicy import LiveTracker, PolicySlots, check_variant
 from .policy import Policy, PolicyViolation
 from .ticks import TickBuffer, redis_messages
 from .workflow import RunResult, Workflow
@@ -222,6 +222,11 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                 source = args.get("source")
                 if source is not None and not isinstance(source, str):
                     raise BadRequest("source must be a string", field="source")
+                if source is not None and self.config.variant_timeout_s > 0:
+                    # its module's top level runs bounded first: loading it in-process (and on
+                    # every replica, through the bucket) can then not hang
+                    await probe_load(check_variant(variant), source,
+                                     self.config.variant_timeout_s, self.config.variant_memory_mb)
                 self.slots.set_shadow(variant, source)
                 self.log.info("policy %s loaded in shadow beside %s", variant,
                               self.slots.live.variant)

@@ -25,9 +25,10 @@ import msgspec
 
 from osiris_core.contracts import MarketTick, TradeProposal
 
-from .policy import Decision, Policy, PolicyViolation, default_source
+from .policy import Decision, Policy, PolicyViolation, default_source, sha256
 
-__all__ = ["BoundedPolicy", "InProcessPolicy", "PolicyCut", "PolicyRunner"]
+__all__ = ["BoundedPolicy", "InProcessPolicy", "PolicyCut", "PolicyRunner", "probe_load",
+           "runner_for"]
 
 log = logging.getLogger("osiris.orchestrator")
 _HEADER = struct.Struct(">I")
@@ -68,7 +69,7 @@ class BoundedPolicy:
 
     bounded = True
 
-    def __init__(self, policy: Policy, timeout_s: float, memory_mb: int) -> None:
+    def __init__(self, policy: Policy | _Source, timeout_s: float, memory_mb: int) -> None:
         self.policy = policy
         self.variant = policy.variant
         self.sha256 = policy.sha256
@@ -80,6 +81,8 @@ class BoundedPolicy:
         self._lock = asyncio.Lock()
 
     async def _start(self) -> asyncio.subprocess.Process:
+        """A fresh worker: its interpreter may take START_TIMEOUT_S to start, loading the
+        variant (its module's top level) `timeout_s` like any call."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "osiris_orchestrator.policyworker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -87,21 +90,29 @@ class BoundedPolicy:
         self.proc = proc
         self.starts += 1
         try:
-            await asyncio.wait_for(self._send({"variant": self.variant, "source": self.policy.source,
-                                                "memory_mb": self.memory_mb}), START_TIMEOUT_S)
+            await asyncio.wait_for(self._send(None), START_TIMEOUT_S)  # its "ready"
         except TimeoutError:
             await self._kill()
             raise PolicyCut(f"policy {self.variant}: its worker did not start in "
                             f"{START_TIMEOUT_S:g}s") from None
+        try:
+            await asyncio.wait_for(self._send({"variant": self.variant, "source": self.policy.source,
+                                                "memory_mb": self.memory_mb}), self.timeout_s)
+        except TimeoutError:
+            await self._kill()
+            raise PolicyCut(f"policy {self.variant}: loading it took over {self.timeout_s:g}s "
+                            "(variant_timeout_s)") from None
         return proc
 
-    async def _send(self, msg: dict[str, Any]) -> Any:
+    async def _send(self, msg: dict[str, Any] | None) -> Any:
+        """One frame out (none for None), one frame back."""
         proc = self.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        body = msgspec.msgpack.encode(msg)
         try:
-            proc.stdin.write(_HEADER.pack(len(body)) + body)
-            await proc.stdin.drain()
+            if msg is not None:
+                body = msgspec.msgpack.encode(msg)
+                proc.stdin.write(_HEADER.pack(len(body)) + body)
+                await proc.stdin.drain()
             size = _HEADER.unpack(await proc.stdout.readexactly(_HEADER.size))[0]
             reply = msgspec.msgpack.decode(await proc.stdout.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as e:
@@ -156,6 +167,24 @@ class BoundedPolicy:
     async def close(self) -> None:
         async with self._lock:
             await self._kill()
+
+
+async def probe_load(variant: str, source: str, timeout_s: float, memory_mb: int) -> None:
+    """Load a source in a worker of its own, then stop it: a module whose top level hangs or
+    runs out of memory raises PolicyCut before the orchestrator loads it in-process (where
+    nothing could stop it). A statically bad source raises PolicyCut with its reasons too."""
+    probe = BoundedPolicy(_Source(variant, source), timeout_s, memory_mb)
+    try:
+        await probe._start()
+    finally:
+        await probe._kill()
+
+
+class _Source:
+    """What a worker needs of a policy: its name and source (not loaded here)."""
+
+    def __init__(self, variant: str, source: str) -> None:
+        self.variant, self.source, self.sha256 = variant, source, sha256(source)
 
 
 PolicyRunner = InProcessPolicy | BoundedPolicy
@@ -217,6 +246,7 @@ def _serve(policy: Policy, op: str, args: list[Any]) -> Any:
 def main() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print never corrupts the frames
+    _reply(out, {"ok": "ready"})  # imports done: the load's bound starts with the hello
     frames = _frames()
     hello = next(frames, None)
     if hello is None:

@@ -19,7 +19,7 @@ from osiris_orchestrator.actor import OrchestratorActor
 from osiris_orchestrator.bounded import BoundedPolicy, PolicyCut
 from osiris_orchestrator.policy import default_source, load_policy
 
-from osiris_core import Config
+from osiris_core import BadRequest, Config
 from osiris_core.bus import Bus
 from osiris_core.contracts import MarketTick
 from osiris_core.runtime import Runtime
@@ -139,6 +139,25 @@ async def test_the_memory_bound_is_the_worker_address_space() -> None:
     finally:
         await tight.close()
         await roomy.close()
+
+
+async def test_a_variant_whose_module_hangs_at_load_is_refused_and_never_loaded_in_process(
+        osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str) -> None:
+    """Its top level runs in a probe worker first: in-process (and on every replica through
+    the bucket) it would hang the actor's event loop for good."""
+    cfg = osiris_config(plugins=["orchestrator"], nats=fresh_nats_url,
+                        tables={"orchestrator": {"variant_timeout_s": 1.0}})
+    async with osiris_runtime(cfg) as rt:
+        for name, top, why in (("spins", "while True:\n    pass\n", "took over 1s"),
+                               ("grabs", "GRAB = [0] * (64 * 10 ** 6)\n", "MemoryError")):
+            with pytest.raises(BadRequest, match=why):
+                await rt.bus.request(
+                    control("orchestrator"),
+                    {"op": "policy_shadow", "args": {"variant": name, "source": SRC + top}},
+                    reply_type=dict, timeout=30)
+            assert orchestrator(rt).slots.shadow is None
+        # still serving control ops, and a sound variant still loads
+        assert (await op(rt.bus, "policy_shadow", variant="tame", source=TAME))["shadow"] == "tame"
 
 
 def replica(osiris_config: Callable[..., Config], url: str, tmp: Path, name: str) -> Config:
