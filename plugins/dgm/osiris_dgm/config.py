@@ -62,5 +62,12 @@ class DgmConfig(PluginConfig, frozen=True, kw_only=True):
     seed: int = 0
     planner_timeout_s: float = 180.0
     phi3_timeout_s: float = 120.0
+    canary_every: int = 10
+    """Replay the integrity canaries (known-bad variants that must be rejected: a NaN stop, a
+    size above 1, patches of the reward file, the harness or the pins) before the first
+    iteration and every this many after; one that passes stops the loop (0: never)."""
+    canaries_file: str = ""
+    """A JSON object {name: unified diff against the seed policy} of more canaries (they can
+    only add to the pinned set, never replace it)."""
     schedule_every_s: float = 0.0
     """Run one iteration every this many seconds in the background (0: only on request)."""

@@ -35,6 +35,7 @@ from osiris_core.subjects import PHI3_GENERATE, control
 
 from .archive import Archive, ReplyCache
 from .bandit import Bandit
+from .canaries import canary_diffs
 from .config import DgmConfig
 from .contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from .diff import PatchError, apply_patch
@@ -43,7 +44,7 @@ from .lint import lint_scores
 from .reward import Scored, Windows, bootstrap_lower, check_pins, data_sha256, make_windows, score_decisions
 from .sandbox import Limits, SandboxResult, isolation, run_sandboxed
 
-__all__ = ["AUTO", "Kernel", "Rejected"]
+__all__ = ["AUTO", "CanaryFailed", "Kernel", "Rejected"]
 
 log = logging.getLogger("osiris.dgm")
 POLICY = "policy.py"
@@ -55,6 +56,10 @@ PAID = frozenset({"archived", "accepted", "shadow", "live", "kept"})
 
 class Rejected(Exception):
     """A variant that may not go on, with the reason (recorded in the archive)."""
+
+
+class CanaryFailed(RuntimeError):
+    """A known-bad variant was not rejected: the evaluation can no longer be trusted."""
 
 
 def now_iso() -> str:
@@ -86,6 +91,10 @@ class Kernel:
         self.phase: dict[str, Any] = state.get("phase", {"name": "idle"})
         self.progress = ""
         self.model_key = str(state.get("model_key", ""))
+        self.canary_failed = str(state.get("canary_failed", ""))
+        """Why the last canary check failed ('' when it passed): iterations stop until it does."""
+        self.canaries: dict[str, str] = {}
+        """Each canary's rejection reason at the last check."""
         if AUTO in config.auto_arms:
             raise ValueError("[plugins.dgm] auto_arms may not name auto itself")
         self.bandit = Bandit.from_state(state.get("bandit"), list(config.auto_arms),
@@ -102,6 +111,7 @@ class Kernel:
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps({"iteration": self.iteration, "phase": self.phase,
                                    "model_key": self.model_key,
+                                   "canary_failed": self.canary_failed,
                                    "bandit": self.bandit.state(),
                                    "orchestrator": msgspec.to_builtins(self.orch),
                                    "dgm": msgspec.to_builtins(self.cfg)}))
@@ -328,6 +338,10 @@ class Kernel:
             return await self.ensure_seed()
 
     async def _iterate(self, planner: str) -> Variant:
+        every = self.cfg.canary_every
+        if self.canary_failed or (every > 0 and self.iteration % every == 0):
+            await self.ensure_seed()
+            await self.check_canaries()
         v = await self._step(planner)
         if planner == AUTO:
             self._reward_arm(v)
@@ -370,13 +384,7 @@ class Kernel:
             await self.emit("noop", v, "the planner proposed no change")
             return v
         try:
-            if len(plan.diff.encode()) > self.cfg.max_diff_bytes:
-                raise Rejected(f"diff is {len(plan.diff.encode())} bytes (max "
-                               f"{self.cfg.max_diff_bytes})")
-            try:
-                source = apply_patch({POLICY: parent_src}, plan.diff, self.cfg.allow)[POLICY]
-            except PatchError as e:
-                raise Rejected(f"patch rejected: {e}") from None
+            source = self._apply(parent_src, plan.diff)
             v.source_sha256 = sha256(source)
             self.archive.add(v, source)
             await self.emit("proposed", v, plan.note)
@@ -396,6 +404,60 @@ class Kernel:
         async with self.phase_lock:
             await self._consider_live(v)
         return v
+
+    def _apply(self, parent_src: str, diff: str) -> str:
+        """The parent's source with the diff applied (size and allow-list enforced)."""
+        if len(diff.encode()) > self.cfg.max_diff_bytes:
+            raise Rejected(f"diff is {len(diff.encode())} bytes (max {self.cfg.max_diff_bytes})")
+        try:
+            return apply_patch({POLICY: parent_src}, diff, self.cfg.allow)[POLICY]
+        except PatchError as e:
+            raise Rejected(f"patch rejected: {e}") from None
+
+    # --- integrity canaries -------------------------------------------------------------
+    def _canary_set(self, seed_src: str) -> dict[str, str]:
+        out = canary_diffs(seed_src)
+        if self.cfg.canaries_file:
+            extra = json.loads(Path(self.cfg.canaries_file).read_text())
+            if not isinstance(extra, dict):
+                raise RuntimeError(f"{self.cfg.canaries_file}: not a JSON object of diffs")
+            out.update({f"extra:{k}": str(d) for k, d in extra.items()})
+        return out
+
+    async def check_canaries(self) -> dict[str, str]:
+        """Replay every canary through the evaluation path a planner's diff takes (apply,
+        static check, sandboxed scoring of the cheap then the full window); each must be
+        rejected. Raises CanaryFailed (and keeps the kernel stopped) when one is not."""
+        seed_src = self.archive.source("0")
+        reasons: dict[str, str] = {}
+        passed: list[str] = []
+        for n, (name, diff) in enumerate(sorted(self._canary_set(seed_src).items()), 1):
+            self.progress = f"integrity canaries: {n} ({name})"
+            try:
+                source = self._apply(seed_src, diff)
+                problems = check_source(source)
+                if problems:
+                    raise Rejected("static check: " + "; ".join(problems))
+                await self.score(f"canary-{name}", source, False)
+                await self.score(f"canary-{name}", source, True)
+            except Rejected as e:
+                reasons[name] = str(e)
+                continue
+            passed.append(name)
+        self.canaries = reasons
+        if passed:
+            self.canary_failed = (f"integrity canary {', '.join(passed)} was not rejected: a "
+                                  "check the evaluation depends on is weaker than pinned; "
+                                  "iterations stop until every canary is rejected again")
+            self._save_state()
+            log.error("dgm: %s", self.canary_failed)
+            raise CanaryFailed(self.canary_failed)
+        if self.canary_failed:
+            log.warning("dgm: every integrity canary is rejected again: iterations resume")
+        self.canary_failed = ""
+        self._save_state()
+        log.info("dgm: %d integrity canaries rejected", len(reasons))
+        return reasons
 
     def _reward_arm(self, v: Variant) -> None:
         """The `auto` bandit learns the child's gain over its parent (a failure gains 0)."""
@@ -633,4 +695,5 @@ class Kernel:
         return {"iteration": self.iteration, "variants": len(self.archive.variants),
                 "phase": self.phase, "progress": self.progress, "sandbox": isolation(),
                 "best": best and best.id, "best_reward": best and best.reward_full,
-                "market_csv": str(self.csv), "auto": self.bandit.summary()}
+                "market_csv": str(self.csv), "auto": self.bandit.summary(),
+                "canaries": self.canaries, "canary_failed": self.canary_failed}

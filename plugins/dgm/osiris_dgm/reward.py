@@ -31,6 +31,7 @@ __all__ = ["PINNED_FILES", "Scored", "Windows", "bootstrap_lower", "check_pins",
 PINNED_FILES = {
     "osiris_dgm/reward.py": ("osiris_dgm", "reward.py"),
     "osiris_dgm/harness.py": ("osiris_dgm", "harness.py"),
+    "osiris_dgm/canaries.py": ("osiris_dgm", "canaries.py"),
     "osiris_orchestrator/ledger.py": ("osiris_orchestrator", "ledger.py"),
     "osiris_orchestrator/policy.py": ("osiris_orchestrator", "policy.py"),
     "osiris_orchestrator/limits.py": ("osiris_orchestrator", "limits.py"),
