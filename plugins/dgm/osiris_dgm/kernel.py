@@ -91,6 +91,10 @@ class Kernel:
         self.phase: dict[str, Any] = state.get("phase", {"name": "idle"})
         self.progress = ""
         self.model_key = str(state.get("model_key", ""))
+        self.started_at = self.iteration
+        """The last iteration begun before this kernel started."""
+        self.resumed = False
+        """Set once the first look at the orchestrator after start has reconciled the phase."""
         self.canary_failed = str(state.get("canary_failed", ""))
         """Why the last canary check failed ('' when it passed): iterations stop until it does."""
         self.canaries: dict[str, str] = {}
@@ -598,7 +602,40 @@ class Kernel:
         async with self.phase_lock:
             await self._monitor()
 
+    async def _resume(self) -> None:
+        """Once after start: finish what a stopped kernel left half done. A variant it was
+        scoring is closed as an error; a shadow phase the orchestrator still runs continues
+        (the `_monitor` below counts its decisions since the persisted `since`); a shadow the
+        orchestrator runs that no phase tracks (a kernel stopped between asking for it and
+        saving the phase) starts its phase again when it is an archived, accepted variant
+        (with the archived source), and is cleared otherwise."""
+        for v in list(self.archive.variants.values()):
+            if v.decision == "pending" and v.iteration <= self.started_at:
+                v.decision, v.reason, v.decided = ("error", "interrupted: the kernel stopped "
+                                                   "while it was evaluated", now_iso())
+                await self._record("rejected", v, v.reason)
+        status = await self.orchestrator("policy", {"since": 1 << 62})
+        shadow = status.get("shadow")
+        name = self.phase.get("name")
+        if name == "shadow" and shadow == self.phase.get("candidate"):
+            log.info("dgm: resuming the shadow phase of variant %s (decisions since %s)",
+                     shadow, self.phase.get("since"))
+        if shadow is None or name in ("shadow", "monitoring"):
+            return
+        cand = self.archive.variants.get(str(shadow))
+        if cand is not None and cand.decision in ("accepted", "shadow") \
+                and not self.phase.get("hold"):
+            log.warning("dgm: the orchestrator runs variant %s in shadow though no phase "
+                        "tracked it: its shadow phase starts again", cand.id)
+            await self.start_shadow(cand)  # the archived source, so it is the one judged
+            return
+        await self.orchestrator("policy_clear_shadow", {})
+        log.warning("dgm: cleared a shadow no phase tracked (variant %s)", shadow)
+
     async def _monitor(self) -> None:
+        if not self.resumed:
+            await self._resume()
+            self.resumed = True
         name = self.phase.get("name")
         status = await self.orchestrator("policy", {"since": self.phase.get("since", 0)})
         if name not in ("shadow", "monitoring"):
@@ -619,9 +656,14 @@ class Kernel:
                 v.decision, v.reason = "live", f"promoted over {status.get('previous')}"
                 await self._record("applied", v, v.reason)
                 return
-            if status.get("shadow") != vid:
+            if status.get("shadow") != vid:  # cleared outside the kernel (or lost): the
+                # candidate is accepted again, and may go to shadow again, never left "shadow"
                 self.phase = {"name": "idle", "live": self.live_id()}
                 self._save_state()
+                v.decision = "accepted"
+                v.reason = (f"its shadow was cleared outside the kernel (the orchestrator "
+                            f"runs {status.get('shadow')} in shadow)")
+                await self._record("archived", v, v.reason)
                 return
             mine = [o for o in outs if o.get("shadow") == vid and not o.get("shadow_error")]
             bad = [o for o in mine if o.get("shadow_violation")]

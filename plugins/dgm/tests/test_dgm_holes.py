@@ -4,15 +4,20 @@ restart in the middle of a shadow phase."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import random
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from osiris_dgm.config import DgmConfig
-from osiris_dgm.contracts import Variant
+from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from osiris_dgm.diff import make_diff
 from osiris_dgm.kernel import CanaryFailed, Kernel
 from osiris_orchestrator.config import OrchestratorConfig
@@ -20,6 +25,7 @@ from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config
+from osiris_core.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 
@@ -86,3 +92,168 @@ async def test_integrity_canaries_are_rejected_and_one_that_passes_stops_the_loo
         v = await fixed.iterate("nop")
         assert v.decision == "noop" and fixed.canary_failed == ""
 
+
+
+# --- a kernel restart in the middle of a shadow phase -------------------------------------
+def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:
+    rng = random.Random(seed)
+    price = 100.0
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = ["timestamp,open,high,low,close,volume,symbol"]
+    for i in range(bars):
+        o = price
+        price = price * math.exp(drift + rng.gauss(0.0, 0.002))
+        hi, lo = max(o, price) * 1.001, min(o, price) * 0.999
+        rows.append(f"{(t0 + timedelta(hours=i)).isoformat()},{o:.4f},{hi:.4f},"
+                    f"{lo:.4f},{price:.4f},1000,SIM")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+ALWAYS_LONG = make_diff(SRC, SRC.replace(
+    '    p = dict(proposal)\n',
+    '    p = dict(proposal)\n    p["side"] = "LONG"\n    p["new_stop_pct"] = 1.0\n'
+    '    p["new_target_pct"] = 2.0\n', 1))
+
+
+async def serve_planner(bus: Bus, diffs: dict[str, str]) -> Any:
+    async def cb(msg: Any) -> None:
+        req = msgspec.json.decode(msg.data, type=PlanRequest)
+        await msg.respond(msgspec.json.encode(PlanReply(diff=diffs.get(req.planner, ""),
+                                                        planner=req.planner, note="test")))
+
+    sub = await bus.nc.subscribe(DGM_PLAN.name, cb=cb)
+    await bus.nc.flush()
+    return sub
+
+
+async def orch_policy(bus: Bus) -> dict[str, Any]:
+    reply = await bus.request("osiris.orchestrator.control", {"op": "policy", "args": {}})
+    out: dict[str, Any] = reply["result"]
+    return out
+
+
+async def test_a_kernel_restarted_mid_shadow_finishes_the_phase(
+        tiny_models: Path, osiris_config: Callable[..., Config], osiris_runtime: Any,
+        fresh_nats_url: str, tmp_path: Path) -> None:
+    offline = trend_csv(tmp_path / "up.csv", 400, +0.004, seed=1)
+    live = trend_csv(tmp_path / "live.csv", 2000, +0.004, seed=2)
+    cfg = osiris_config(
+        plugins=["phi3", "orchestrator", "feedback", "dgm", "sim"], nats=fresh_nats_url,
+        tables={**models(tiny_models),
+                "orchestrator": {"risk": PERMISSIVE, "ticks_per_proposal": 5,
+                                 "trade_horizon_bars": 5, "assess_max_length": 8},
+                "sim": {"csv": str(live), "speed": "36000x", "loop": True},
+                "dgm": {"market_csv": str(offline), "serve_planners": False, "lint": False,
+                        "shadow_decisions": 6, "monitor_max_pairs": 0,
+                        "monitor_interval_s": 0.3}})
+    data = Path(cfg.settings.data_dir)
+    async with osiris_runtime(cfg, only=["phi3", "orchestrator", "feedback", "sim"]) as rt:
+        planner = await serve_planner(rt.bus, {"always-long": ALWAYS_LONG})
+        async with osiris_runtime(cfg, only=["dgm"]) as kernel_rt:
+            res = await kernel_rt.bus.request("osiris.dgm.run", {"planner": "always-long"},
+                                              timeout=300)
+            v = res["iterations"][0]
+            assert v["decision"] == "shadow", v
+        # the kernel is gone mid-shadow; the orchestrator keeps deciding with both policies
+        state = json.loads((data / "dgm" / "state.json").read_text())
+        print("stopped in phase", state["phase"])
+        assert state["phase"]["name"] == "shadow"
+        assert (await orch_policy(rt.bus))["shadow"] == v["id"]
+        await asyncio.sleep(2)
+        async with osiris_runtime(cfg, only=["dgm"]) as kernel_rt:
+            deadline = time.monotonic() + 120
+            while True:
+                pol = await orch_policy(rt.bus)
+                record = json.loads((data / "dgm" / "variants" / v["id"] / "record.json")
+                                    .read_text())
+                if pol["live"] == v["id"] and pol["shadow"] is None and \
+                        record["decision"] == "kept":
+                    break
+                assert time.monotonic() < deadline, (pol, record["decision"])
+                await asyncio.sleep(0.3)
+            facts = (await kernel_rt.bus.request(control("dgm"), {"op": "status"},
+                                                 reply_type=ControlReply)).status.facts
+            assert facts["phase"]["name"] == "idle" and facts["phase"]["live"] == v["id"]
+        await planner.unsubscribe()
+
+
+SLOW = make_diff(SRC, SRC.replace("Answer with one JSON trade proposal.",
+                                  "Answer with one JSON trade proposal, please.", 1))
+"""New prompts everywhere: phi3 is asked again, so its evaluation takes seconds."""
+
+
+async def test_a_restarted_kernel_leaves_no_shadow_or_variant_dangling(
+        tiny_models: Path, osiris_config: Callable[..., Config], osiris_runtime: Any,
+        fresh_nats_url: str, tmp_path: Path) -> None:
+    offline = trend_csv(tmp_path / "up.csv", 400, +0.004, seed=1)
+    live = trend_csv(tmp_path / "live.csv", 2000, +0.004, seed=2)
+    dgm = {"market_csv": str(offline), "serve_planners": False, "lint": False,
+           "shadow_decisions": 6, "monitor_max_pairs": 0, "monitor_interval_s": 0.3}
+    cfg = osiris_config(
+        plugins=["phi3", "orchestrator", "feedback", "dgm", "sim"], nats=fresh_nats_url,
+        tables={**models(tiny_models),
+                "orchestrator": {"risk": PERMISSIVE, "ticks_per_proposal": 5,
+                                 "trade_horizon_bars": 5, "assess_max_length": 8},
+                "sim": {"csv": str(live), "speed": "36000x", "loop": True},
+                "dgm": dgm})
+    data = Path(cfg.settings.data_dir)
+
+    def record(vid: str) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads((data / "dgm" / "variants" / vid / "record.json")
+                                         .read_text())
+        return out
+
+    async with osiris_runtime(cfg, only=["phi3", "orchestrator", "feedback", "sim"]) as rt:
+        planner = await serve_planner(rt.bus, {"always-long": ALWAYS_LONG, "slow": SLOW})
+        async with osiris_runtime(cfg, only=["dgm"]) as kernel_rt:
+            res = await kernel_rt.bus.request("osiris.dgm.run", {"planner": "always-long"},
+                                              timeout=300)
+            v = res["iterations"][0]
+            assert v["decision"] == "shadow", v
+        # stopped right after clearing the shadow (say, to reject it), before saving that:
+        # the orchestrator has no shadow, the kernel's state still says "shadow"
+        await rt.bus.request("osiris.orchestrator.control",
+                             {"op": "policy_clear_shadow", "args": {}})
+        assert json.loads((data / "dgm" / "state.json").read_text())["phase"]["name"] == "shadow"
+        async with osiris_runtime(cfg, only=["dgm"]) as kernel_rt:
+            # the candidate is not left "shadow": it goes to shadow again and the phase ends
+            deadline = time.monotonic() + 120
+            while True:
+                pol = await orch_policy(rt.bus)
+                if pol["live"] == v["id"] and pol["shadow"] is None and \
+                        record(v["id"])["decision"] == "kept":
+                    break
+                assert time.monotonic() < deadline, (pol, record(v["id"])["decision"])
+                await asyncio.sleep(0.3)
+
+        # stopped (hard) in the middle of an iteration, once its variant is proposed
+        proposed = asyncio.Event()
+
+        async def on_event(kind: str, variant: Variant, message: str) -> None:
+            if kind == "proposed":
+                proposed.set()
+
+        kernel = Kernel(msgspec.convert(dgm, DgmConfig), OrchestratorConfig(), data, rt.bus,
+                        on_event, offline)
+        run = asyncio.create_task(kernel.iterate("slow"))
+        await asyncio.wait_for(proposed.wait(), 120)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        slow = max(int(k) for k in
+                   (p.name for p in (data / "dgm" / "variants").iterdir()))
+        assert record(str(slow))["decision"] == "pending"
+        # stopped between asking the orchestrator for a shadow and saving the phase
+        await rt.bus.request("osiris.orchestrator.control", {"op": "policy_shadow", "args": {
+            "variant": "77", "source": SRC}})
+        async with osiris_runtime(cfg, only=["dgm"]):
+            deadline = time.monotonic() + 60
+            while (await orch_policy(rt.bus))["shadow"] is not None or \
+                    record(str(slow))["decision"] == "pending":
+                assert time.monotonic() < deadline, (await orch_policy(rt.bus),
+                                                     record(str(slow)))
+                await asyncio.sleep(0.3)
+            assert "interrupted" in record(str(slow))["reason"]
+            assert (await orch_policy(rt.bus))["live"] == v["id"]
+        await planner.unsubscribe()
