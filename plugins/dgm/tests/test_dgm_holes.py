@@ -70,6 +70,16 @@ async def test_integrity_canaries_are_rejected_and_one_that_passes_stops_the_loo
         assert "escapes the policy folder" in got["harness-patch"]
         assert "escapes the policy folder" in got["pins-patch"]
 
+        # one sandbox interpreter per variant: the cheap window and the full one share it
+        before = facts["sandbox_runs"]
+        res = await rt.bus.request("osiris.dgm.run", {"iterations": 1, "planner": "null"},
+                                   timeout=300)
+        v = res["iterations"][0]
+        assert v["decision"] == "archived" and v["reward_cheap"] is not None, v
+        status = await rt.bus.request(control("dgm"), {"op": "status"},
+                                      reply_type=ControlReply, timeout=10)
+        assert status.status.facts["sandbox_runs"] == before + 1
+
         # a weakened check: a test-only canary the evaluation (rightly) accepts stands for a
         # check that no longer rejects what it must; the loop stops with the reason
         weak = tmp_path / "canaries.json"
