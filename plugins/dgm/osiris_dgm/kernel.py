@@ -169,12 +169,26 @@ class Kernel:
             reply: ControlReply = await self._bus().request(control("phi3"), {"op": "status"},
                                                          reply_type=ControlReply, timeout=10)
             f = reply.status.facts
-            self.model_key = f"{f.get('model')}|{f.get('adapter')}|{self.orch.max_length}"
+            shots = await self._few_shot_digest()
+            self.model_key = (f"{f.get('model')}|{f.get('adapter')}|{self.orch.max_length}"
+                              + (f"|fs:{shots[:12]}" if shots else ""))
         except ServiceError as e:
             if not self.model_key:
                 raise RuntimeError(f"phi3 is not reachable ({e.message}): the backtest needs "
                                    "its replies") from None
         return self.model_key
+
+    async def _few_shot_digest(self) -> str:
+        """sha256 of the feedback corrections phi3 prepends to a prompt now ('' for none):
+        part of the reply cache's key, since new feedback can change phi3's reply to the
+        same prompt. A phi3 without the `few_shot` control op counts as none."""
+        try:
+            reply = await self._bus().request(control("phi3"), {"op": "few_shot"},
+                                              reply_type=dict, timeout=10)
+        except BadRequest:
+            return ""
+        result = reply.get("result") or {}
+        return str(result.get("few_shot_sha256") or "")
 
     async def _fill(self, prompts: dict[str, str]) -> None:
         """Ask phi3 (greedy) for each uncached prompt and cache the reply."""

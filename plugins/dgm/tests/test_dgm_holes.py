@@ -27,7 +27,7 @@ from osiris_sim.csvdata import make_data
 from osiris_core import Config
 from osiris_core.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.subjects import FEEDBACK_SUBMIT, PHI3_GENERATE, control
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
@@ -267,3 +267,48 @@ async def test_a_restarted_kernel_leaves_no_shadow_or_variant_dangling(
             assert "interrupted" in record(str(slow))["reason"]
             assert (await orch_policy(rt.bus))["live"] == v["id"]
         await planner.unsubscribe()
+
+
+# --- the reply cache key follows phi3's few-shot corrections ------------------------------
+async def test_new_feedback_corrections_change_the_reply_cache_key(
+        tiny_models: Path, osiris_config: Callable[..., Config], osiris_runtime: Any,
+        fresh_nats_url: str, tmp_path: Path) -> None:
+    csv = make_data(tmp_path / "market.csv", bars=400, seed=3)
+    cfg = osiris_config(
+        plugins=["phi3", "orchestrator", "feedback", "dgm"], nats=fresh_nats_url,
+        tables={**models(tiny_models), "orchestrator": {"risk": PERMISSIVE},
+                "dgm": {"market_csv": str(csv), "lint": False, "shadow_decisions": 0,
+                        "monitor_max_pairs": 0, "canary_every": 0}})
+    data = Path(cfg.settings.data_dir)
+    async with osiris_runtime(cfg) as rt:
+        asked: list[str] = []
+
+        async def on_generate(msg: Any) -> None:
+            asked.append(msg.subject)
+
+        await rt.bus.request("osiris.dgm.run", {"planner": "null"}, timeout=300)
+        seed = json.loads((data / "dgm" / "variants" / "0" / "record.json").read_text())
+        assert "|fs:" not in seed["model_key"]
+        sub = await rt.bus.nc.subscribe(PHI3_GENERATE.name, cb=on_generate)
+        await rt.bus.request("osiris.dgm.run", {"planner": "null"}, timeout=300)
+        assert asked == []  # cached: the same corrections (none), the same replies
+
+        # a correction: phi3 now prepends it, so its replies to the same prompts may differ
+        proposal = {"ticker": "SIM", "action": "open", "side": "LONG", "new_stop_pct": 2.0,
+                    "new_target_pct": 4.0, "confidence": 0.9, "rationale": "a correction"}
+        await rt.bus.request(FEEDBACK_SUBMIT, {"transaction_id": "t1",
+                                               "feedback_type": "correction",
+                                               "feedback_content": {"comment": "wider stop"},
+                                               "corrected_proposal": proposal})
+        deadline = time.monotonic() + 30
+        while not (await rt.bus.request(control("phi3"), {"op": "few_shot"}))["result"]["few_shot"]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        res = await rt.bus.request("osiris.dgm.run", {"planner": "null"}, timeout=300)
+        after = json.loads((data / "dgm" / "variants" / "0" / "record.json").read_text())
+        print("model keys:", seed["model_key"], "→", after["model_key"], "phi3 asked",
+              len(asked))
+        assert "|fs:" in after["model_key"] and after["revision"] > seed["revision"]
+        assert res["iterations"][0]["model_key"] == after["model_key"]
+        assert asked  # phi3 was asked again, with its corrections
+        await sub.unsubscribe()

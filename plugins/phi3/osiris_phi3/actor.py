@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -311,6 +312,11 @@ class Phi3(Actor[Phi3Config]):
             self.log.error("phi3: published adapter %s not loaded: %s", evt.version, e.message)
 
     async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "few_shot":  # what a generate request would prepend now (the dgm keys its
+            # reply cache by it: the same prompt can get another reply after new feedback)
+            shots = [msgspec.json.encode(p).decode() for p in await self._few_shot()]
+            digest = hashlib.sha256("\n".join(shots).encode()).hexdigest() if shots else ""
+            return {"few_shot": shots, "few_shot_sha256": digest}
         if op == "load_adapter":
             path = _arg(args, "path")
             name = str(args.get("name") or args.get("version") or Path(path).stem)
@@ -339,8 +345,8 @@ class Phi3(Actor[Phi3Config]):
                     self.previous = None
                 self._save_state()
         else:
-            raise BadRequest(f"unknown control op {op!r} for phi3 (load_adapter, rollback, "
-                             "set_adapter, unload_adapter, pause, resume, status)", field="op")
+            raise BadRequest(f"unknown control op {op!r} for phi3 (few_shot, load_adapter, "
+                             "rollback, set_adapter, unload_adapter, pause, resume, status)", field="op")
         return {"adapter": self.active, "previous_adapter": self.previous}
 
     async def _load_adapter(self, name: str, path: str) -> None:
