@@ -28,7 +28,8 @@ class DgmConfig(PluginConfig, frozen=True, kw_only=True):
     """Serve `osiris.dgm.plan` with the installed planners (false when an external planner
     service, e.g. the seeds' AZR planner, answers on that subject instead)."""
     market_csv: str = ""
-    """The market the reward replays; empty: the sim plugin's csv, else data_dir/market.csv."""
+    """The market the reward replays; empty: data_dir/market/sim.csv, the sim's seeded
+    synthetic series (written by `osiris demo`, or by the kernel when it is missing)."""
     holdout_fraction: float = 0.5
     """The last part of the CSV is the held-out window the reward is computed on."""
     cheap_fraction: float = 0.25

@@ -25,7 +25,8 @@ from typing import Any
 import msgspec
 from osiris_orchestrator.config import OrchestratorConfig
 from osiris_orchestrator.policy import check_source, default_source, sha256
-from osiris_sim.csvdata import load_bars
+from osiris_sim import DEMO_BARS, DEMO_SEED
+from osiris_sim.csvdata import load_bars, make_data
 
 from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateRequest, TradeProposal
@@ -133,6 +134,15 @@ class Kernel:
     def _market(self) -> Windows:
         """The held-out windows, with the data hash checked against the pinned one."""
         check_pins()
+        if not self.csv.is_file() and not self.cfg.market_csv:
+            # none configured and no demo market yet: the sim's seeded synthetic series (the
+            # very file `osiris demo` writes), so `osiris dgm` works under a plain `osiris run`
+            self.csv.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.csv.with_name(self.csv.name + ".tmp")
+            make_data(tmp, bars=DEMO_BARS, seed=DEMO_SEED)
+            tmp.replace(self.csv)
+            log.info("dgm: no market CSV configured: wrote the sim's seeded synthetic series "
+                     "(%d bars, seed %d) to %s", DEMO_BARS, DEMO_SEED, self.csv)
         if not self.csv.is_file():
             raise RuntimeError(f"market CSV {self.csv} not found (set [plugins.dgm] market_csv)")
         digest = data_sha256(self.csv)
@@ -465,8 +475,9 @@ class Kernel:
         seed_src = self.archive.source("0")
         reasons: dict[str, str] = {}
         passed: list[str] = []
-        for n, (name, diff) in enumerate(sorted(self._canary_set(seed_src).items()), 1):
-            self.progress = f"integrity canaries: {n} ({name})"
+        canaries = sorted(self._canary_set(seed_src).items())
+        for n, (name, diff) in enumerate(canaries, 1):
+            self.progress = f"integrity canaries: {n}/{len(canaries)} ({name})"
             try:
                 source = self._apply(seed_src, diff)
                 problems = check_source(source)

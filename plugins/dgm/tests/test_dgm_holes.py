@@ -5,6 +5,7 @@ restart in the middle of a shadow phase."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import random
@@ -16,12 +17,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from osiris_dgm.cli import Progress
 from osiris_dgm.config import DgmConfig
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from osiris_dgm.diff import make_diff
 from osiris_dgm.kernel import CanaryFailed, Kernel
 from osiris_orchestrator.config import OrchestratorConfig
 from osiris_orchestrator.policy import default_source
+from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config
@@ -312,3 +315,39 @@ async def test_new_feedback_corrections_change_the_reply_cache_key(
         assert res["iterations"][0]["model_key"] == after["model_key"]
         assert asked  # phi3 was asked again, with its corrections
         await sub.unsubscribe()
+
+
+# --- works where users run it: a market without hand work, one progress line ---------------
+async def test_without_a_market_csv_the_kernel_takes_the_sims_seeded_series(
+        tiny_models: Path, osiris_config: Callable[..., Config], osiris_runtime: Any,
+        fresh_nats_url: str) -> None:
+    cfg = osiris_config(  # the shipped plugins' defaults: no market_csv, no demo run before
+        plugins=["phi3", "orchestrator", "feedback", "dgm"], nats=fresh_nats_url,
+        tables={**models(tiny_models), "orchestrator": {"risk": PERMISSIVE},
+                "dgm": {"holdout_fraction": 0.1, "lint": False}})
+    market = Path(cfg.settings.data_dir) / "market" / "sim.csv"
+    assert not market.exists()
+    async with osiris_runtime(cfg) as rt:
+        res = await rt.bus.request("osiris.dgm.run", {"planner": "nop"}, timeout=300)
+        assert res["iterations"][0]["decision"] == "noop" and res["seed_reward"] is not None
+    expected = make_data(market.with_name("expected.csv"), bars=DEMO_BARS, seed=DEMO_SEED)
+    assert market.read_bytes() == expected.read_bytes()  # the very series `osiris demo` writes
+
+
+def test_progress_is_one_updating_line() -> None:
+    updates = [f"phi3 replies for new prompts: {n}/39" for n in range(1, 40)]
+    updates += ["variant 1: stage 2, cheap window", "variant 1: stage 2, full window"]
+    tty = io.StringIO()
+    p = Progress(tty, tty=True)
+    for line in updates:
+        p.show(line)
+    p.done()
+    assert tty.getvalue().count("\n") == 1 and tty.getvalue().count("\r") == len(updates)
+    assert tty.getvalue().rstrip().endswith("dgm: variant 1: stage 2, full window")
+    log = io.StringIO()
+    p = Progress(log, tty=False)
+    for line in updates:
+        p.show(line)
+    assert log.getvalue().splitlines() == ["dgm: phi3 replies for new prompts: 1/39",
+                                           "dgm: variant 1: stage 2, cheap window",
+                                           "dgm: variant 1: stage 2, full window"]
