@@ -183,6 +183,12 @@ async def test_a_second_auto_run_with_the_same_seed_replays_the_archive_without_
             for p in (data / "dgm" / "variants", data / "policy"):
                 shutil.rmtree(p)
             (data / "dgm" / "state.json").unlink()
+            # the orchestrator's slots also live in NATS (every replica follows them)
+            js_nc = await nats.connect(fresh_nats_url)
+            try:
+                await js_nc.jetstream().delete_key_value(OrchestratorConfig().policy_bucket)
+            finally:
+                await js_nc.close()
     first, second = runs
     for v in first.iterations:
         print(v.id, v.planner, v.decision, v.reward_full, v.why, v.reason[:80])
