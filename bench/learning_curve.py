@@ -6,6 +6,9 @@ best constant answer, the served base and few-shot served. Writes a table (stdou
 
     .venv/bin/python bench/learning_curve.py --sizes 10,30,100,300 --seeds 0,1,2 --held 200
 
+`--points FILE` appends each point as it completes, so a curve can be run in parts (a policy
+or a size at a time) and `--replot FILE …` draws the table and PNG of all of them.
+
 Each point trains an adapter with the trainer's own code (`osiris_trainer.train.run`: the
 recipe `[plugins.trainer]` has for the small model, export to `.onnx_adapter` included) and
 scores it with phi3's own serving code (`osiris_phi3.serving.decide`: the prompt, guidance,
@@ -17,6 +20,7 @@ training order and initialisation.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -50,9 +54,13 @@ def sample(rows: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]
     return out
 
 
-def _fmt(s: Any) -> str:
-    i = s.overall()
-    return f"{i.mean:.0%} [{i.lo:.0%}–{i.hi:.0%}]"
+def _fmt(i: dict[str, float]) -> str:
+    return f"{i['mean']:.0%} [{i['lo']:.0%}–{i['hi']:.0%}]"
+
+
+def load_points(files: Sequence[Path]) -> list[dict[str, Any]]:
+    """Points saved by `--points` (one JSON object a line), in file order."""
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
 
 
 def main() -> None:
@@ -65,7 +73,18 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=3, help="few-shot corrections for that row")
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table here")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "learning_curve.png")
+    ap.add_argument("--points", type=Path, default=None,
+                    help="append each point here as it completes (JSON lines)")
+    ap.add_argument("--replot", type=Path, nargs="+", default=None,
+                    help="no training: the table and PNG of points saved by --points")
     a = ap.parse_args()
+    if a.replot:
+        results = load_points(a.replot)
+        table = markdown(results, f"# learning curve — from {', '.join(map(str, a.replot))}")
+        print(table)
+        plot(results, a.png)
+        print(f"plot: {a.png}")
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import warnings
 
@@ -123,7 +142,8 @@ def main() -> None:
         base = Scored.of(decide_all(engine, path, prompts, adapter=None,
                                     progress=progress(f"{policy} base")), wants)
         score_s = time.perf_counter() - t0
-        print(f"\n## {policy}: served base {_fmt(base)} (scored in {score_s:.0f}s)", flush=True)
+        print(f"\n## {policy}: served base {_fmt(base.overall().to_dict())} "
+              f"(scored in {score_s:.0f}s)", flush=True)
         for seed in seeds:
             pool = sample(rows, max(sizes), seed)
             shots_ex = with_few_shot(examples(pool + held_rows).held, a.shots,
@@ -149,13 +169,20 @@ def main() -> None:
                 engine.unload_adapter(name)
                 ad = Scored.of(got, wants)
                 d_c = paired_diff_ci(ad.scores(), c.scores())
-                row = {"policy": policy, "n": n, "seed": seed, "constant": c, "base": base,
-                       "few_shot": few, "adapter": ad, "vs_constant": d_c, "train_s": train_s,
+                row = {"policy": policy, "n": n, "seed": seed, "held": len(held),
+                       **{k: v.overall().to_dict() for k, v in (
+                           ("constant", c), ("base", base), ("few_shot", few), ("adapter", ad))},
+                       "vs_constant": d_c.to_dict(), "train_s": round(train_s, 1),
                        "valid": sum(ad.valid) / len(ad.valid)}
                 results.append(row)
-                print(f"{policy:<9} n={n:<4} seed={seed}  constant {_fmt(c)}  base {_fmt(base)}  "
-                      f"few-shot {_fmt(few)}  adapter {_fmt(ad)}  adapter−constant "
-                      f"{100 * d_c.mean:+.0f} [{100 * d_c.lo:+.0f}, {100 * d_c.hi:+.0f}] points  "
+                if a.points:
+                    with a.points.open("a") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                d = row["vs_constant"]
+                print(f"{policy:<9} n={n:<4} seed={seed}  constant {_fmt(row['constant'])}  "
+                      f"base {_fmt(row['base'])}  few-shot {_fmt(row['few_shot'])}  "
+                      f"adapter {_fmt(row['adapter'])}  adapter−constant "
+                      f"{100 * d['mean']:+.0f} [{100 * d['lo']:+.0f}, {100 * d['hi']:+.0f}] points  "
                       f"valid {row['valid']:.0%}  trained in {train_s:.0f}s", flush=True)
     table = markdown(results, header)
     print("\n" + table)
@@ -175,7 +202,7 @@ def markdown(results: Sequence[dict[str, Any]], header: str) -> str:
         d = r["vs_constant"]
         lines.append(f"| {r['policy']} | {r['n']} | {r['seed']} | {_fmt(r['constant'])} | "
                      f"{_fmt(r['base'])} | {_fmt(r['few_shot'])} | {_fmt(r['adapter'])} | "
-                     f"{100 * d.mean:+.0f} [{100 * d.lo:+.0f}, {100 * d.hi:+.0f}] | "
+                     f"{100 * d['mean']:+.0f} [{100 * d['lo']:+.0f}, {100 * d['hi']:+.0f}] | "
                      f"{r['valid']:.0%} | {r['train_s']:.0f} |")
     return "\n".join(lines)
 
@@ -195,15 +222,16 @@ def plot(results: Sequence[dict[str, Any]], png: Path) -> None:
         ns = sorted({r["n"] for r in rs})
 
         def mean(key: str, n: int, rs: list[dict[str, Any]] = rs) -> float:
-            vals = [r[key].overall().mean for r in rs if r["n"] == n]
+            vals = [r[key]["mean"] for r in rs if r["n"] == n]
             return 100 * sum(vals) / len(vals)
 
         for key, label, style in (("constant", "best constant", ":"),
                                   ("base", "served base", "--"),
                                   ("few_shot", "few-shot served", "-.")):
-            ax.plot(ns, [mean(key, n) for n in ns], style, label=label)
+            # a marker too: a policy measured at one size still shows its baselines
+            ax.plot(ns, [mean(key, n) for n in ns], style, marker="_", ms=16, label=label)
         ax.plot(ns, [mean("adapter", n) for n in ns], "o-", lw=2, label="adapter served")
-        ax.scatter([r["n"] for r in rs], [100 * r["adapter"].overall().mean for r in rs],
+        ax.scatter([r["n"] for r in rs], [100 * r["adapter"]["mean"] for r in rs],
                    s=12, alpha=0.5)
         ax.set_xscale("log")
         ax.set_xticks(ns, [str(n) for n in ns])
