@@ -97,9 +97,12 @@ def params_lines(source: str) -> dict[str, tuple[int, float]]:
             for k, v in zip(node.value.keys, node.value.values, strict=True):
                 if (isinstance(k, ast.Constant) and isinstance(k.value, str)
                         and isinstance(v, ast.Constant) and isinstance(v.value, (int, float))
-                        and not isinstance(v.value, bool) and v.lineno == v.end_lineno):
+                        and not isinstance(v.value, bool) and v.lineno == v.end_lineno
+                        and k.lineno == v.lineno):
                     out[k.value] = (v.lineno, float(v.value))
-            return out
+            # a line holding two keys cannot be rewritten for one of them: neither is offered
+            lines = [ln for ln, _ in out.values()]
+            return {k: lv for k, lv in out.items() if lines.count(lv[0]) == 1}
     return {}
 
 
@@ -108,7 +111,7 @@ def with_value(line: str, literal: str) -> str:
     def put(m: re.Match[str]) -> str:
         return m.group(1) + literal
 
-    return re.sub(r"(:\s*)(-?[0-9][0-9_.eE+-]*)", put, line, count=1)
+    return re.sub(r"(:\s*)(-?(?:[0-9][0-9_.eE+-]*|\.[0-9][0-9_eE+-]*))", put, line, count=1)
 
 
 def check_place(source: str) -> tuple[int, int, str] | None:

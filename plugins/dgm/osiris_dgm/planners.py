@@ -243,12 +243,13 @@ async def llm(req: PlanRequest, ctx: PlannerContext) -> PlanReply:
                                        grammar=grammar, max_length=ctx.max_tokens,
                                        temperature=ctx.temperature, seed=seed),
             GuidedReply)
-        try:
+        try:  # the grammar admits only edits that compile; a source written otherwise
+            # than the language expects (e.g. `.5`) is one bad candidate, not a failed plan
             edit = space.parse(reply.generated_text)
+            new, diff = space.diff(req.policy_source, edit, req.path)
         except EditError as e:
             invalid.append(f"seed {seed} ({reply.finish_reason}): {e}")
             continue
-        new, diff = space.diff(req.policy_source, edit, req.path)
         digest = sha256(new)
         if digest in archived or digest in seen:
             duplicates += 1

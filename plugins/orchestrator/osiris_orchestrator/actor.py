@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         await self.subscribe(self.config.market_channel, self._on_tick, event_type=bytes)
         if self.config.redis_url:
             self.spawn(self._from_redis(), "redis-ticks")
-        self.spawn(self._runner(), "runner")
+        self.runner_task = self.spawn(self._runner(), "runner")
 
     async def _on_tick(self, data: bytes, meta: EventMeta) -> None:
         self._fed(self.buffer.feed(data, meta.subject))
@@ -68,6 +69,12 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
             self._fed(self.buffer.feed(data, f"redis {self.config.market_channel}"))
 
     async def on_stop(self) -> None:
+        # the runner first: left running, it could start a worker after the close below
+        task = getattr(self, "runner_task", None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for r in self.runners.values():
             await r.close()
         self.runners.clear()
@@ -91,15 +98,29 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         self.spawn(self._follow(), "policy-bucket")
 
     async def _follow(self) -> None:
+        """Apply every new revision of the slots; a watch that cannot be made or breaks
+        (a JetStream timeout, a missing grant) is retried with backoff: this replica keeps
+        serving what it has meanwhile, it never fails for it."""
         assert self.kv is not None
-        watcher = await self.kv.watch("slots")
-        try:
-            async for entry in watcher:
-                if entry is not None and entry.value and entry.operation is None:
-                    self._apply_entry(entry.revision or 0, entry.value)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        delay = 1.0
+        while True:
+            watcher = None
+            try:
+                watcher = await self.kv.watch("slots")
+                delay = 1.0
+                async for entry in watcher:
+                    if entry is not None and entry.value and entry.operation is None:
+                        self._apply_entry(entry.revision or 0, entry.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - said, and retried
+                self.log.error("policy bucket: watch failed (%r); again in %.0fs", e, delay)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _apply_entry(self, revision: int, value: bytes) -> None:
         if revision <= self.kv_revision:
@@ -110,9 +131,8 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
                 self.log.warning("policy from the bucket (revision %d): live %s, shadow %s",
                                  revision, self.slots.live.variant,
                                  self.slots.shadow and self.slots.shadow.variant)
-        except (PolicyViolation, ValueError, OSError, KeyError, TypeError,
-                msgspec.DecodeError) as e:
-            self.log.error("policy bucket revision %d not applied: %s", revision, e)
+        except Exception as e:  # noqa: BLE001 - a bad revision is said, never fatal
+            self.log.error("policy bucket revision %d not applied: %r", revision, e)
 
     async def _share(self) -> None:
         """Put this replica's slots in the bucket (after a control op or a cut)."""
@@ -128,7 +148,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
     def _runner_of(self, policy: Policy) -> PolicyRunner:
         key = (policy.variant, policy.sha256)
         r = self.runners.get(key)
-        if r is None or r.policy is not policy:
+        if r is None:  # the same sha256 is the same code: one worker serves both slots
             r = self.runners[key] = runner_for(policy, self.config.variant_timeout_s,
                                                self.config.variant_memory_mb)
         return r

@@ -137,9 +137,9 @@ class BoundedPolicy:
 
     async def _call(self, op: str, *args: Any) -> Any:
         async with self._lock:
-            if self.proc is None or self.proc.returncode is not None:
-                await self._start()
             try:
+                if self.proc is None or self.proc.returncode is not None:
+                    await self._start()
                 return await asyncio.wait_for(self._send({"op": op, "args": list(args)}),
                                               self.timeout_s)
             except TimeoutError:
@@ -149,6 +149,17 @@ class BoundedPolicy:
                     from None
             except PolicyCut:
                 self.cuts += 1
+                raise
+            except PolicyViolation:
+                raise
+            except Exception as e:  # a failed spawn (EAGAIN, EMFILE), a frame that does not
+                # decode: the variant's call failed, never the actor that made it
+                self.cuts += 1
+                await self._kill()
+                raise PolicyCut(f"{op}(): its worker failed ({type(e).__name__}: {e})") from None
+            except BaseException:  # cancelled mid-call: a spinning worker never reads its
+                # pipe again and would outlive us, burning a core
+                await self._kill()
                 raise
 
     async def summarise(self, ticks: list[MarketTick]) -> dict[str, Any]:
@@ -165,8 +176,8 @@ class BoundedPolicy:
                         approved=d["approved"], reasons=d["reasons"], records=d["records"])
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._kill()
+        """Kill the worker now, without waiting for a call in progress (which then fails)."""
+        await self._kill()
 
 
 async def probe_load(variant: str, source: str, timeout_s: float, memory_mb: int) -> None:
