@@ -697,6 +697,14 @@ class Kernel:
                 v.decision, v.reason = "live", f"promoted over {status.get('previous')}"
                 await self._record("applied", v, v.reason)
                 return
+            cut = [o for o in outs if o.get("shadow") == vid and o.get("shadow_violation")]
+            if cut and status.get("shadow") != vid:  # the orchestrator cut it and cleared
+                # the shadow itself: rejected, or it would be shadowed and cut again forever
+                v.decision, v.reason = "rejected", f"violation in shadow: {cut[0]['shadow_violation']}"
+                self.phase = {"name": "idle", "live": self.live_id()}
+                self._save_state()
+                await self._record("rejected", v, v.reason)
+                return
             if status.get("shadow") != vid:  # cleared outside the kernel (or lost): the
                 # candidate is accepted again, and may go to shadow again, never left "shadow"
                 self.phase = {"name": "idle", "live": self.live_id()}
@@ -756,8 +764,16 @@ class Kernel:
             variant = str(self.phase.get("replaced"))
         if variant is not None:
             args["variant"] = variant
-        before = str((await self.orchestrator("policy", {"since": 1 << 62})).get("live"))
-        status = await self.orchestrator("policy_rollback", args)
+        now = await self.orchestrator("policy", {"since": 1 << 62})
+        before = str(now.get("live"))
+        if self.phase.get("name") == "monitoring" and self.phase.get("candidate"):
+            # the orchestrator may have rolled back already (a cut call): the variant
+            # being replaced is still the one this phase monitors
+            before = str(self.phase["candidate"])
+        if variant is not None and str(now.get("live")) == variant:
+            status = now  # already served: a second rollback would make previous = live
+        else:
+            status = await self.orchestrator("policy_rollback", args)
         live = str(status.get("live"))
         shadow = self.phase.get("candidate") if self.phase.get("name") == "shadow" else None
         if shadow and shadow in self.archive.variants:  # a waiting candidate leaves the shadow
