@@ -16,16 +16,13 @@ from osiris_dgm.edits import NEVER_OFF, RANGES, EditError, EditSpace, describe_c
 from osiris_dgm.lint import lint_scores
 from osiris_dgm.planners import edit_prompt
 from osiris_dgm.sandbox import Limits
+from osiris_dgm.testing import all_checks_on
 from osiris_orchestrator.policy import check_source, default_source, load_policy
 
 from osiris_core.contracts import TradeProposal
 
 SRC = default_source()
-ALL_ON = SRC
-for _key, _value in (("lookback", "5"), ("min_confidence", "0.5"), ("min_reward_risk", "1.0"),
-                     ("max_volatility_pct", "1.5"), ("stop_vol_mult", "1.0"),
-                     ("target_rr", "2.0"), ("trend_filter_pct", "0.5")):
-    ALL_ON = re.sub(rf'("{_key}": )[-0-9.]+', rf"\g<1>{_value}", ALL_ON)
+ALL_ON = all_checks_on(SRC)
 """A parent with every check on: scale and off are offered for every key."""
 NO_PLACE = SRC.replace("    record(\"gate\", approved=not bad, reasons=bad)\n",
                        "    record(\"gate\", approved=not bad, reasons=list(bad))\n")

@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import math
-import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from osiris_dgm.config import DgmConfig
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from osiris_dgm.diff import make_diff
 from osiris_dgm.kernel import CanaryFailed, Kernel
+from osiris_dgm.testing import trend_csv
 from osiris_orchestrator.config import OrchestratorConfig
 from osiris_orchestrator.policy import default_source
 from osiris_sim import DEMO_BARS, DEMO_SEED
@@ -108,19 +106,6 @@ async def test_integrity_canaries_are_rejected_and_one_that_passes_stops_the_loo
 
 
 # --- a kernel restart in the middle of a shadow phase -------------------------------------
-def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:
-    rng = random.Random(seed)
-    price = 100.0
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    rows = ["timestamp,open,high,low,close,volume,symbol"]
-    for i in range(bars):
-        o = price
-        price = price * math.exp(drift + rng.gauss(0.0, 0.002))
-        hi, lo = max(o, price) * 1.001, min(o, price) * 0.999
-        rows.append(f"{(t0 + timedelta(hours=i)).isoformat()},{o:.4f},{hi:.4f},"
-                    f"{lo:.4f},{price:.4f},1000,SIM")
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 ALWAYS_LONG = make_diff(SRC, SRC.replace(

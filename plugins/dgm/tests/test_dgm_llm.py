@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from osiris_dgm.edits import EditError, EditSpace
 from osiris_dgm.lint import lint_scores
 from osiris_dgm.planners import edit_prompt
 from osiris_dgm.sandbox import Limits
+from osiris_dgm.testing import all_checks_on
 from osiris_orchestrator.policy import check_source, default_source, load_policy, sha256
 from osiris_phi3.contracts import PHI3_GUIDED, GuidedReply, GuidedRequest
 from osiris_sim.csvdata import make_data
@@ -30,11 +30,7 @@ from osiris_core import Config
 from osiris_core.contracts import TradeProposal
 
 SRC = default_source()
-ALL_ON = SRC
-for _key, _value in (("lookback", "5"), ("min_confidence", "0.5"), ("min_reward_risk", "1.0"),
-                     ("max_volatility_pct", "1.5"), ("stop_vol_mult", "1.0"),
-                     ("target_rr", "2.0"), ("trend_filter_pct", "0.5")):
-    ALL_ON = re.sub(rf'("{_key}": )[-0-9.]+', rf"\g<1>{_value}", ALL_ON)
+ALL_ON = all_checks_on(SRC)
 """A parent with every check on (as in test_dgm_edits): scale and off on every key."""
 PROPOSAL = TradeProposal(ticker="SIM", action="open", side="LONG", new_stop_pct=1.2,
                          new_target_pct=2.5, confidence=0.7, rationale="test")

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import msgspec
 import pytest
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest
 from osiris_dgm.diff import make_diff
+from osiris_dgm.testing import trend_csv
 from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
@@ -251,19 +250,6 @@ async def test_red_team_patches_are_all_rejected_and_recorded(
 
 
 # --- a variant that wins offline and loses live is rolled back --------------------------
-def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:
-    rng = random.Random(seed)
-    price = 100.0
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    rows = ["timestamp,open,high,low,close,volume,symbol"]
-    for i in range(bars):
-        o = price
-        price = price * math.exp(drift + rng.gauss(0.0, 0.002))
-        hi, lo = max(o, price) * 1.001, min(o, price) * 0.999
-        rows.append(f"{(t0 + timedelta(hours=i)).isoformat()},{o:.4f},{hi:.4f},"
-                    f"{lo:.4f},{price:.4f},1000,SIM")
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 ALWAYS_LONG = _edit('    p = dict(proposal)\n',
