@@ -4,13 +4,20 @@ check on."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from osiris_orchestrator.policy import default_source
+
+from osiris_core.bus import Bus
+from osiris_core.contracts import StoreRows
+from osiris_core.subjects import STORE_QUERY
 
 
 def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:
@@ -38,3 +45,15 @@ def all_checks_on(source: str | None = None) -> str:
                        ("target_rr", "2.0"), ("trend_filter_pct", "0.5")):
         out = re.sub(rf'("{key}": )[-0-9.]+', rf"\g<1>{value}", out)
     return out
+
+
+async def archive_rows(bus: Bus, want: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The stored dgm archive once it holds `want` rows (or what it holds after `timeout`):
+    the feedback actor stores the dgm's events asynchronously."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = (await bus.request(STORE_QUERY, {"table": "dgm_archive", "limit": 1000},
+                                  reply_type=StoreRows)).rows
+        if len(rows) >= want or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)

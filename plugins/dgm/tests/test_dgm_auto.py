@@ -12,7 +12,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,14 @@ from osiris_dgm.bandit import Bandit
 from osiris_dgm.config import DgmConfig
 from osiris_dgm.contracts import DGM_RUN, RunReply, RunRequest, Variant
 from osiris_dgm.kernel import Kernel
+from osiris_dgm.testing import archive_rows
 from osiris_orchestrator.config import OrchestratorConfig
 from osiris_phi3.contracts import PHI3_GUIDED
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config
-from osiris_core.bus import Bus
-from osiris_core.contracts import StoreRows
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import PHI3_GENERATE, STORE_QUERY, control
+from osiris_core.subjects import PHI3_GENERATE, control
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
@@ -132,14 +130,6 @@ async def no_events(kind: str, v: Variant, message: str) -> None:
     return None
 
 
-async def archive_rows(bus: Bus, want: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = (await bus.request(STORE_QUERY, {"table": "dgm_archive", "limit": 1000},
-                                  reply_type=StoreRows)).rows
-        if len(rows) >= want or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.2)
 
 
 async def test_a_second_auto_run_with_the_same_seed_replays_the_archive_without_asking_phi3(
@@ -166,7 +156,7 @@ async def test_a_second_auto_run_with_the_same_seed_replays_the_archive_without_
                     control("dgm"), {"op": "status"}, reply_type=ControlReply, timeout=10)
                 auto = status.status.facts["auto"]
                 if attempt == 0:
-                    rows = await archive_rows(rt.bus, n + 1)
+                    rows = await archive_rows(rt.bus, n + 1, timeout=60.0)
                     out = await asyncio.to_thread(osiris_cli, "dgm", "archive", "-c",
                                                   str(cfg.path))
                     assert out.returncode == 0, out.stderr

@@ -18,14 +18,13 @@ import msgspec
 import pytest
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest
 from osiris_dgm.diff import make_diff
-from osiris_dgm.testing import trend_csv
+from osiris_dgm.testing import archive_rows, trend_csv
 from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config, NotFound
 from osiris_core.bus import Bus
-from osiris_core.contracts import DgmEvent, StoreRows
-from osiris_core.subjects import STORE_QUERY
+from osiris_core.contracts import DgmEvent
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
@@ -48,14 +47,6 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(osiris_cli, *args)
 
 
-async def archive_rows(bus: Bus, want: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = (await bus.request(STORE_QUERY, {"table": "dgm_archive", "limit": 1000},
-                                  reply_type=StoreRows)).rows
-        if len(rows) >= want or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.2)
 
 
 async def live_policy(bus: Bus) -> dict[str, Any]:
