@@ -33,6 +33,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import PayloadTooLarge, ServiceError
@@ -197,6 +198,20 @@ class Profile:
                        [t.merged() for t in self.threads], self.interval, self.loop_thread)
 
 
+def frame_identifier(frame: FrameType) -> str:
+    """pyinstrument's identifier of a frame (`function\\0file\\0first line`, the class and
+    current line as attributes), read without the frame's locals: pyinstrument's own
+    `get_frame_info` materialises `f_locals` to find `self`, and doing that to a frame of a
+    thread that is running (torch in an executor) crashed CPython 3.11 with a segfault."""
+    code = frame.f_code
+    ident = f"{code.co_name}\x00{code.co_filename}\x00{code.co_firstlineno}"
+    owner, _, _ = code.co_qualname.rpartition(".")
+    if owner and not owner.endswith("<locals>"):
+        ident += f"\x01c{owner}"
+    line = frame.f_lineno
+    return ident if line is None else f"{ident}\x01l{line}"
+
+
 class ThreadSampler(threading.Thread):
     """Samples the Python stack of every thread but `skip` (and itself) every `interval`."""
 
@@ -208,8 +223,6 @@ class ThreadSampler(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        from pyinstrument.low_level.stat_profile import get_frame_info
-
         me = threading.get_ident()
         last = time.perf_counter()
         deadline = last + self.interval
@@ -226,7 +239,7 @@ class ThreadSampler(threading.Thread):
                     stack: list[str] = []
                     f: Any = frame
                     while f is not None:
-                        stack.append(get_frame_info(f))
+                        stack.append(frame_identifier(f))
                         f = f.f_back
                     stack.reverse()
                     tp = self.threads.get(ident)
