@@ -12,7 +12,7 @@ A private nats-server (`EmbeddedNats`, free port, temp dir; never 4222) carries 
 Each responder runs in its own subprocess (this file, `--serve KIND ...`):
   raw      nc.subscribe(queue=...) + `msg.respond(msg.data)`
   msgspec  the same, decoding into a msgspec Struct and re-encoding it (what an actor does)
-  osiris   an Actor with an `@service` echo handler, run by `osiris_core.runtime.Runtime`
+  osiris   an Actor with an `@service` echo handler, run by `osiris_core.runtime.node.Runtime`
   traced   (--tracing) the same actor with OTEL_EXPORTER_OTLP_ENDPOINT set: a span per
            request, exported over OTLP/HTTP to a real receiver in the client process; the
            client sends a `traceparent` with each request, as a traced caller does
@@ -49,8 +49,8 @@ from nats.aio.msg import Msg
 
 from osiris_core import Actor, PluginConfig, hookimpl, service
 from osiris_core.config import load_config
-from osiris_core.natsserver import EmbeddedNats, find_nats_server
-from osiris_core.otlp_receiver import OtlpReceiver
+from osiris_core.nats.server import EmbeddedNats, find_nats_server
+from osiris_core.testing.otlp import OtlpReceiver
 
 KINDS = ("raw", "msgspec", "osiris")
 LABELS = {"raw": "raw nats-py", "msgspec": "raw+msgspec", "osiris": "osiris actor",
@@ -111,7 +111,7 @@ async def serve(kind: str, url: str, config_path: str, profile: bool) -> cProfil
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     close: Callable[[], Awaitable[None]]
     if kind in ("osiris", "traced"):
-        from osiris_core.runtime import Runtime  # the raw responders never load it
+        from osiris_core.runtime.node import Runtime  # the raw responders never load it
 
         rt = Runtime(load_config(config_path), extra_plugins={"benchecho": sys.modules[__name__]})
         await rt.start()

@@ -39,8 +39,8 @@ from osiris_sim.csvdata import make_data
 
 from osiris_core.config import load_config
 from osiris_core.contracts import DgmEvent
-from osiris_core.natsserver import EmbeddedNats
-from osiris_core.runtime import Runtime
+from osiris_core.nats.server import EmbeddedNats
+from osiris_core.runtime.node import Runtime
 from osiris_core.testing import write_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import nats
 
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.nats.server import EmbeddedNats
 from osiris_core.testing import OsirisProcess, write_config
 
 TARGET_P50_MS, TARGET_P99_MS = 1.0, 5.0

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from osiris_core.bus import Bus, connect
 from osiris_core.config import load_config
 from osiris_core.contracts import GenerateReply, GpuStatus, TradeProposal
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.nats.bus import Bus, connect
+from osiris_core.nats.server import EmbeddedNats
 from osiris_core.protocol import ControlReply
-from osiris_core.runtime import Runtime
+from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE, control
 from osiris_core.testing import write_config
 

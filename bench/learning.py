@@ -35,11 +35,11 @@ async def main(models_dir: Path, dpo_steps: int | None) -> None:
     from osiris_trainer.learning import run_loop
     from osiris_trainer.served import served_table
 
-    from osiris_core.bus import Bus, connect
     from osiris_core.cli import setup_logging
     from osiris_core.config import load_config
-    from osiris_core.natsserver import EmbeddedNats
-    from osiris_core.runtime import Runtime
+    from osiris_core.nats.bus import Bus, connect
+    from osiris_core.nats.server import EmbeddedNats
+    from osiris_core.runtime.node import Runtime
     from osiris_core.testing import write_config
 
     setup_logging("INFO")  # the trainer's progress lines

@@ -103,7 +103,7 @@ def main() -> None:
     from osiris_trainer.train import run
 
     from osiris_core.contracts import TradeProposal
-    from osiris_core.quiet import quiet
+    from osiris_core.observability.quiet import quiet
 
     root = build_small(a.models, progress=lambda m: print(f"models: {m}", flush=True))
     folder = root / "small-onnx"

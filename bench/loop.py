@@ -31,11 +31,11 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.bus import Bus, connect
 from osiris_core.config import load_config
 from osiris_core.contracts import FeedbackAck, GenerateReply, GenerateRequest, TradeProposal
-from osiris_core.natsserver import EmbeddedNats
-from osiris_core.runtime import Runtime
+from osiris_core.nats.bus import Bus, connect
+from osiris_core.nats.server import EmbeddedNats
+from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import FEEDBACK_SUBMIT, HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.testing import OsirisProcess, write_config
 

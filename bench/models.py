@@ -99,11 +99,11 @@ def genai(folder: Path, reps: int, schema: str | None) -> tuple[float, int]:
 
 
 async def actor_rows(tiny: Path, reps: int) -> list[tuple[str, str, float, int]]:
-    from osiris_core.bus import Bus, connect
     from osiris_core.config import load_config
     from osiris_core.contracts import GenerateChunk, GenerateReply
-    from osiris_core.natsserver import EmbeddedNats
-    from osiris_core.runtime import Runtime
+    from osiris_core.nats.bus import Bus, connect
+    from osiris_core.nats.server import EmbeddedNats
+    from osiris_core.runtime.node import Runtime
     from osiris_core.subjects import HERMES_GENERATE
     from osiris_core.testing import write_config
 

@@ -65,7 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402 - after the offline switch
 
-from osiris_core.natsserver import EmbeddedNats, find_nats_server, free_port  # noqa: E402
+from osiris_core.nats.server import EmbeddedNats, find_nats_server, free_port  # noqa: E402
 from osiris_core.testing import OsirisProcess, write_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

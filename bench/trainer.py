@@ -28,7 +28,7 @@ from osiris_trainer.config import TrainerConfig
 from osiris_trainer.dataset import Example, split
 from osiris_trainer.job import JobSpec
 
-from osiris_core.quiet import quiet
+from osiris_core.observability.quiet import quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 CHOSEN = ('{"ticker":"ZZZ","action":"hold","side":"LONG","new_stop_pct":2.0,'

@@ -5,11 +5,9 @@ The names in `__all__` are the public API; everything else is internal.
 
 from __future__ import annotations
 
-from .actor import Actor, ActorContext, EventMeta, RequestContext, State, on_event, service
-from .bus import Bus
-from .config import Config, OsirisSettings, PluginConfig, load_config
-from .dispatch import reply_budget
-from .errors import (
+from osiris_core.actor import Actor, ActorContext, EventMeta, RequestContext, State, on_event, service
+from osiris_core.config import Config, OsirisSettings, PluginConfig, load_config
+from osiris_core.errors import (
     ActorFatal,
     BadRequest,
     ConfigError,
@@ -22,9 +20,14 @@ from .errors import (
     ServiceError,
     Unavailable,
 )
-from .hookspecs import hookimpl
-from .runtime import Runtime
-from .subjects import Subject
+from osiris_core.hookspecs import hookimpl
+from osiris_core.moved import install as _install_moved
+from osiris_core.nats.bus import Bus
+from osiris_core.runtime.dispatch import reply_budget
+from osiris_core.runtime.node import Runtime
+from osiris_core.subjects import Subject
+
+_install_moved()  # the old flat module paths keep importing, with a DeprecationWarning
 
 __all__ = [
     "Actor",

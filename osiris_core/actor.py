@@ -34,17 +34,17 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from .config import PluginConfig
-from .errors import BadRequest
-from .lifecycle import TRANSITIONS, State
-from .subjects import Subject
+from osiris_core.config import PluginConfig
+from osiris_core.errors import BadRequest
+from osiris_core.runtime.lifecycle import TRANSITIONS, State
+from osiris_core.subjects import Subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.js import JetStreamContext
 
-    from .bus import Bus
-    from .metrics import ProcessMetrics
+    from osiris_core.nats.bus import Bus
+    from osiris_core.observability.metrics import ProcessMetrics
 
 __all__ = [
     "TRANSITIONS",
@@ -172,7 +172,7 @@ class ActorContext(Generic[C]):
         self.data_dir = data_dir
         self.node = node
         self.metrics = metrics
-        """The process's metrics (`osiris_core.metrics`): an actor may add its own series to
+        """The process's metrics (`osiris_core.observability.metrics`): an actor may add its own series to
         `metrics.registry`; the gateway serves it on `/metrics`. None outside a runtime."""
         self.log = logging.getLogger(f"osiris.{name}")
         self._spawn = spawn

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
-from .errors import ConfigError
+from osiris_core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .bounds import (
+from osiris_core.bounds import (
     MAX_EXAGGERATION,
     MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
@@ -26,8 +26,8 @@ from .bounds import (
     TopP,
     UtteranceId,
 )
-from .gpu_contracts import GpuActor, GpuDevice, GpuEvent, GpuStatus
-from .protocol import Contract
+from osiris_core.gpu_contracts import GpuActor, GpuDevice, GpuEvent, GpuStatus
+from osiris_core.protocol import Contract
 
 __all__ = [
     "AdapterPublished",

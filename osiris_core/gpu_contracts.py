@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from .protocol import Contract
+from osiris_core.protocol import Contract
 
 __all__ = ["GpuActor", "GpuDevice", "GpuEvent", "GpuStatus"]
 

@@ -17,9 +17,9 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .actor import Actor
-    from .config import PluginConfig
-    from .subjects import Subject
+    from osiris_core.actor import Actor
+    from osiris_core.config import PluginConfig
+    from osiris_core.subjects import Subject
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -77,7 +77,7 @@ def register_demo(register: Callable[[Callable[..., dict[str, Any]]], None]) -> 
 
     Called once when `osiris demo` starts, before the runtime is built. Call
     `register(prepare)` with a function `prepare(data_dir) -> dict`, or
-    `prepare(data_dir, options) -> dict` to receive the user's `osiris_core.demo.DemoOptions`
+    `prepare(data_dir, options) -> dict` to receive the user's `osiris_core.ops.demo.DemoOptions`
     (`options.tiny`: `--tiny` asks for the tiny models instead of the small one), that the demo runs
     (synchronously, in order, with its own progress output): it creates what the plugin needs
     under `data_dir` when absent (re-runs are no-ops) and returns settings for this plugin's

@@ -17,10 +17,10 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .config import Config, PluginConfig
-from .errors import ConfigError
-from .subjects import Catalogue, Subject
+from osiris_core import hookspecs
+from osiris_core.config import Config, PluginConfig
+from osiris_core.errors import ConfigError
+from osiris_core.subjects import Catalogue, Subject
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .contracts import StoreQuery, StoreRows
-from .subjects import STORE_QUERY, Subject
+from osiris_core.contracts import StoreQuery, StoreRows
+from osiris_core.subjects import STORE_QUERY, Subject
 
 __all__ = ["PAGE_ROWS", "Requester", "iter_pages", "iter_rows", "read_rows"]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import contracts as c
-from . import protocol as p
+from osiris_core import contracts as c
+from osiris_core import protocol as p
 
 __all__ = [
     "ACTOR_WANTED",
@@ -69,7 +69,7 @@ class Subject:
     description: str = ""
     idempotent: bool = False
     """A service whose request may run twice without harm (generation, a read): callers
-    re-send it to another replica when the one serving it dies (see `osiris_core.watch`)."""
+    re-send it to another replica when the one serving it dies (see `osiris_core.nats.watch`)."""
 
     def __post_init__(self) -> None:
         if self.durable and self.kind != "event":

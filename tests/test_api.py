@@ -46,7 +46,7 @@ def test_state_table_is_closed() -> None:
 
 
 def test_the_lifecycle_table_lets_every_phase_stop_and_reaches_every_phase() -> None:
-    from osiris_core.lifecycle import TABLE, Lifecycle, Phase, Trigger
+    from osiris_core.runtime.lifecycle import TABLE, Lifecycle, Phase, Trigger
 
     reach, frontier = {Phase.STOPPED}, [Phase.STOPPED]
     while frontier:

@@ -9,8 +9,8 @@ import nats
 import pytest
 
 from osiris_core import BadRequest, Config, RequestTimeout, Unavailable
-from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateChunk
+from osiris_core.nats.bus import Bus
 
 
 @pytest.mark.parametrize("mode", ["request", "stream"])
@@ -68,7 +68,7 @@ async def test_stream_errors_are_raised(
 
 
 async def test_embedded_server_takes_messages_beyond_the_default_1_mib(bus: Bus) -> None:
-    from osiris_core.natsserver import MAX_PAYLOAD
+    from osiris_core.nats.server import MAX_PAYLOAD
 
     assert bus.nc.max_payload == MAX_PAYLOAD
     payload = b"x" * (3 * 1024 * 1024)  # a ~70 s WAV would not fit in nats-server's default

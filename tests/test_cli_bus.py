@@ -15,7 +15,7 @@ import pytest
 
 from osiris_core import Bus, Config, Unavailable, load_config
 from osiris_core.cli import connected_bus
-from osiris_core.natsserver import free_port
+from osiris_core.nats.server import free_port
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control, stream_name
 from osiris_core.testing import write_config

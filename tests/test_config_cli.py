@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from osiris_core import BadRequest, Config, ConfigError, load_config
-from osiris_core.bus import Bus, nats_reachable
-from osiris_core.natsserver import free_port
+from osiris_core.nats.bus import Bus, nats_reachable
+from osiris_core.nats.server import free_port
 from osiris_core.testing import OsirisProcess
 
 OSIRIS = [sys.executable, "-c", "from osiris_core.cli import main; main()"]

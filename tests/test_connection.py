@@ -21,9 +21,10 @@ import msgspec
 import nkeys
 import pytest
 
-from osiris_core.bus import Bus
 from osiris_core.config import OsirisSettings, load_config
-from osiris_core.connection import (
+from osiris_core.errors import ConfigError, OsirisError, Unavailable
+from osiris_core.nats.bus import Bus
+from osiris_core.nats.connection import (
     NatsRefused,
     connect_options,
     open_connection,
@@ -31,9 +32,8 @@ from osiris_core.connection import (
     secured,
     server_urls,
 )
-from osiris_core.errors import ConfigError, OsirisError, Unavailable
-from osiris_core.natsserver import EmbeddedNats, free_port
-from osiris_core.runtime import Runtime
+from osiris_core.nats.server import EmbeddedNats, free_port
+from osiris_core.runtime.node import Runtime
 
 REFUSE_WITHIN_S = 5.0  # nats-py alone would retry a refused password forever
 

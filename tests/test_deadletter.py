@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, Config, EventMeta, on_event, tables
-from osiris_core.bus import Bus, connect
 from osiris_core.contracts import StoreQuery, StoreRows
-from osiris_core.deadletters import list_letters
+from osiris_core.nats.bus import Bus, connect
+from osiris_core.ops.deadletters import list_letters
 from osiris_core.subjects import STORE_QUERY, Subject
 from osiris_core.testing import plugin_module
 

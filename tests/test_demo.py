@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from osiris_core.natsserver import free_port
+from osiris_core.nats.server import free_port
 
 OSIRIS = [sys.executable, "-c", "from osiris_core.cli import main; main()"]
 
@@ -96,7 +96,7 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(
 def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path) -> None:
     from osiris_core import OsirisSettings
     from osiris_core.config import Config
-    from osiris_core.demo import DemoOptions, prepare_plugins
+    from osiris_core.ops.demo import DemoOptions, prepare_plugins
 
     pytest.importorskip("osiris_testplugins")
     settings = OsirisSettings(data_dir=str(tmp_path / "data"))
@@ -109,7 +109,7 @@ def test_demo_preparation_proposes_config_and_the_user_file_wins(tmp_path: Path)
 
 
 def test_prepare_functions_get_the_demo_options_when_they_ask_for_them() -> None:
-    from osiris_core.demo import _takes_options
+    from osiris_core.ops.demo import _takes_options
 
     def old(data_dir: Path) -> dict[str, Any]:
         return {}

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 import yaml
 
-from osiris_core.cli_natsconfig import PASSWORD_ENV
+from osiris_core.cli.natsconfig import PASSWORD_ENV
 from osiris_core.config import OsirisSettings, load_config
 from osiris_core.plugins import discover, load_plugins
 
@@ -314,7 +314,7 @@ USERS_FILE = DEPLOY / "nats" / "osiris-users.conf"
 
 def compose_users() -> dict[str, list[str]]:
     """Each osiris compose service's NATS user → the roles its plugins play."""
-    from osiris_core.natsconfig import ROLES as NATS_ROLES
+    from osiris_core.ops.natsconfig import ROLES as NATS_ROLES
 
     users: dict[str, list[str]] = {}
     for name, svc in _yaml(COMPOSE)["services"].items():
@@ -569,8 +569,8 @@ DASHBOARD = DEPLOY / "grafana" / "osiris-actors.json"
 
 
 def _exposed_series() -> dict[str, str]:
-    """Every series name the per-actor metrics expose (osiris_core.metrics) → its family."""
-    from osiris_core.metrics import ProcessMetrics
+    """Every series name the per-actor metrics expose (osiris_core.observability.metrics) → its family."""
+    from osiris_core.observability.metrics import ProcessMetrics
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                 "gauge": ("",)}
@@ -587,7 +587,8 @@ def test_grafana_dashboard_queries_the_metrics_osiris_exposes_and_shows_them_all
     exprs += [v["query"]["query"] for v in variables.values() if v["type"] == "query"]
     used = {m for e in exprs for m in re.findall(r"\bosiris_[a-z0-9_]+", e)}
     exposed = _exposed_series()
-    assert used and used <= set(exposed), f"not exposed by osiris_core.metrics: {used - set(exposed)}"
+    assert used and used <= set(exposed), \
+        f"not exposed by osiris_core.observability.metrics: {used - set(exposed)}"
     assert {exposed[m] for m in used} == set(exposed.values()), "a metric without a panel"
     for p in dash["panels"]:
         assert p["datasource"]["uid"] == "${datasource}", p["title"]

@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from osiris_core.micro import drain_sub
+from osiris_core.nats.micro import drain_sub
 
 
 @pytest.mark.parametrize("linger", [0.5, 0.0])

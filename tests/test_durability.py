@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from osiris_core import Config
-from osiris_core.bus import Bus, connect
+from osiris_core.nats.bus import Bus, connect
 from osiris_core.testing import OsirisProcess
 
 N = 1000

@@ -15,10 +15,10 @@ import pytest
 from osiris_testplugins.slow import SLOW_COUNT, SLOW_WORK
 
 from osiris_core import Config, ServiceError, Unavailable
-from osiris_core.bus import Bus, gather_nodes
 from osiris_core.contracts import GenerateChunk
+from osiris_core.nats.bus import Bus, gather_nodes
+from osiris_core.nats.watch import LOST_AFTER_S
 from osiris_core.testing import OsirisProcess
-from osiris_core.watch import LOST_AFTER_S
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from osiris_core import Actor, Config, PayloadTooLarge, ServiceError, service
-from osiris_core.bus import Bus, connect
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.nats.bus import Bus, connect
+from osiris_core.nats.server import EmbeddedNats
 from osiris_core.subjects import control
 from osiris_core.testing import plugin_module
 

@@ -23,12 +23,12 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus, connect
 from osiris_core.errors import BadRequest, ConfigError
-from osiris_core.metrics import DEFAULT_LISTEN, parse_listen
-from osiris_core.natsserver import free_port
+from osiris_core.nats.bus import Bus, connect
+from osiris_core.nats.server import free_port
+from osiris_core.observability.metrics import DEFAULT_LISTEN, parse_listen
 from osiris_core.protocol import ControlReply
-from osiris_core.runtime import Runtime
+from osiris_core.runtime.node import Runtime
 from osiris_core.testing import OsirisProcess, write_config
 
 CALL = "test.metered.call"
@@ -167,7 +167,7 @@ async def test_with_tracing_on_the_exemplar_is_the_callers_trace(
 ) -> None:
     """The whole path: OTLP export on, a caller's `traceparent` on the request; the request's
     span continues that trace, and its latency observation keeps the trace id."""
-    from osiris_core.otlp_receiver import OtlpReceiver
+    from osiris_core.testing.otlp import OtlpReceiver
 
     port = free_port()
     cfg = write_config(tmp_path / "osiris.toml", fresh_nats_url, ["metered"], {"metered": FAST})
@@ -218,7 +218,7 @@ async def test_a_stuck_consumer_shows_its_lag(
 ) -> None:
     """A handler stuck on one event fetches nothing more, yet the events that pile up behind
     it show as the consumer's lag (asked of the server, not read off the last fetch)."""
-    from osiris_core import events
+    from osiris_core.runtime import events
 
     monkeypatch.setattr(events, "LAG_POLL_S", 0.2)
     async with osiris_runtime(osiris_config(["metered"], {"metered": FAST})) as rt:

@@ -19,13 +19,15 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from osiris_core.bus import Bus, gather_nodes
-from osiris_core.cli_natsconfig import nats_config
+from osiris_core.cli.natsconfig import nats_config
 from osiris_core.config import Config, OsirisSettings, load_config
-from osiris_core.connection import open_connection
 from osiris_core.contracts import FeedbackAck, FeedbackItem, GenerateChunk, StoreQuery, StoreRows
 from osiris_core.errors import ConfigError, Forbidden
-from osiris_core.natsconfig import (
+from osiris_core.nats.bus import Bus, gather_nodes
+from osiris_core.nats.connection import open_connection
+from osiris_core.nats.server import EmbeddedNats
+from osiris_core.nats.streams import ensure_streams
+from osiris_core.ops.natsconfig import (
     PHI3_GUIDED,
     ROLES,
     Permissions,
@@ -35,9 +37,7 @@ from osiris_core.natsconfig import (
     render,
     role_permissions,
 )
-from osiris_core.natsserver import EmbeddedNats
-from osiris_core.runtime import Runtime
-from osiris_core.streams import ensure_streams
+from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import (
     ADAPTERS_PUBLISHED,
     DGM_EVENTS,

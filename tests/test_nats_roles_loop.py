@@ -16,13 +16,13 @@ import httpx
 import pytest
 import yaml
 
-from osiris_core.bus import Bus
-from osiris_core.cli_natsconfig import PASSWORD_ENV
+from osiris_core.cli.natsconfig import PASSWORD_ENV
 from osiris_core.config import OsirisSettings, load_config
-from osiris_core.connection import open_connection
 from osiris_core.contracts import StoreQuery, StoreRows
-from osiris_core.natsconfig import inbox_prefix, load_for, render, role_permissions
-from osiris_core.natsserver import EmbeddedNats, free_port
+from osiris_core.nats.bus import Bus
+from osiris_core.nats.connection import open_connection
+from osiris_core.nats.server import EmbeddedNats, free_port
+from osiris_core.ops.natsconfig import inbox_prefix, load_for, render, role_permissions
 from osiris_core.subjects import STORE_QUERY
 from osiris_core.testing import OsirisProcess, write_config
 

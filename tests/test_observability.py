@@ -173,7 +173,7 @@ async def test_a_traced_failing_request_tags_its_sentry_event_with_the_callers_t
 ) -> None:
     """Tracing on and a caller's `traceparent` on the request: the Sentry event of the failed
     handler carries that trace id, and the JSON line of the same failure names trace and span."""
-    from osiris_core.otlp_receiver import OtlpReceiver
+    from osiris_core.testing.otlp import OtlpReceiver
 
     dsn, received = sentry_endpoint
     trace = secrets.token_hex(16)

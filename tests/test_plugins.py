@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from osiris_core import Config, OsirisSettings
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.plugins import load_plugins
 from osiris_core.testing import OsirisProcess
 

@@ -15,11 +15,11 @@ from click.testing import CliRunner, Result
 from osiris_testplugins.slow import SLOW_BURN
 
 from osiris_core import Bus, Config
-from osiris_core.bus import gather_nodes
 from osiris_core.cli import cli
-from osiris_core.cli_profile import profile
+from osiris_core.cli.profile import profile
 from osiris_core.errors import InvalidField, PayloadTooLarge, ServiceError
-from osiris_core.profiling import Profile, ThreadProfile, decode_data, encode_result
+from osiris_core.nats.bus import gather_nodes
+from osiris_core.observability.profiling import Profile, ThreadProfile, decode_data, encode_result
 from osiris_core.protocol import ControlReply, ProfileResult
 from osiris_core.subjects import control, runtime_profile
 from osiris_core.testing import OsirisProcess

@@ -1,4 +1,4 @@
-"""`osiris_core.quiet`: third-party chatter is kept out of the output, unless a load fails."""
+"""`osiris_core.observability.quiet`: third-party chatter is kept out of the output, unless a load fails."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from osiris_core.quiet import quiet
+from osiris_core.observability.quiet import quiet
 
 
 def test_prints_and_noisy_loggers_are_silenced_but_ours_are_not(

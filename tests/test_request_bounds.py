@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus
 from osiris_core.contracts import MAX_NEW_TOKENS, TradeProposal
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import (
     HERMES_GENERATE,
     PHI3_GENERATE,

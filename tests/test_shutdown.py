@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 
 from osiris_core import Config
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.testing import OsirisProcess
 

@@ -18,7 +18,7 @@ import pytest
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE
 from osiris_core.testing import OsirisProcess
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from osiris_core.slots import Slots
+from osiris_core.runtime.slots import Slots
 
 
 async def test_slots_bound_concurrency_and_serve_waiters_in_order() -> None:

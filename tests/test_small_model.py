@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateReply, TradeProposal
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, control
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from click.testing import CliRunner
 from nats.js.api import StreamConfig
 
-from osiris_core.cli_streams import streams
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.cli.streams import streams
+from osiris_core.nats.server import EmbeddedNats
+from osiris_core.nats.streams import StreamPlan
 from osiris_core.plugins import load_plugins
-from osiris_core.streams import StreamPlan
 
 
 def test_streams_shows_what_is_missing_and_apply_makes_it(tmp_path: Path) -> None:

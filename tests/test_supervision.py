@@ -20,7 +20,7 @@ from osiris_core import (
     Unavailable,
     on_event,
 )
-from osiris_core.bus import Bus, connect
+from osiris_core.nats.bus import Bus, connect
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import Subject
 from osiris_core.testing import plugin_module

@@ -1,4 +1,4 @@
-"""Tracing switches (osiris_core.tracing): off costs an import of nothing, on honours the
+"""Tracing switches (osiris_core.observability.tracing): off costs an import of nothing, on honours the
 OpenTelemetry environment. The end-to-end trace across processes is in
 gateway/tests/test_gateway_tracing.py."""
 
@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from osiris_core import tracing
-from osiris_core.otlp_receiver import OtlpReceiver
+from osiris_core.observability import tracing
+from osiris_core.testing.otlp import OtlpReceiver
 
 
 def _python(code: str, env: dict[str, str]) -> str:
@@ -22,7 +22,7 @@ def _python(code: str, env: dict[str, str]) -> str:
 
 def test_off_the_runtime_bus_dispatcher_and_gateway_import_no_opentelemetry() -> None:
     code = ("import sys\n"
-            "import osiris_core.runtime, osiris_core.bus, osiris_core.dispatch\n"
+            "import osiris_core.runtime.node, osiris_core.nats.bus, osiris_core.runtime.dispatch\n"
             "import osiris_gateway.app\n"
             "from osiris_core import tracing\n"
             "assert tracing.setup('x') is False and not tracing.ON\n"
@@ -55,7 +55,7 @@ def test_otel_service_name_wins_over_the_default_and_spans_reach_the_receiver() 
 
 BAGGAGE = '''
 from opentelemetry import baggage, context
-from osiris_core import tracing
+from osiris_core.observability import tracing
 assert tracing.setup("t")
 
 def message(tenant):

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from osiris_core import Config
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ActorWanted
 from osiris_core.subjects import ACTOR_WANTED
 

@@ -17,13 +17,13 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from osiris_core import tracing
-from osiris_core.bus import Bus
 from osiris_core.config import Config, OsirisSettings, load_config
-from osiris_core.connection import open_connection
-from osiris_core.metrics import ProcessMetrics, metrics_enabled
+from osiris_core.nats.bus import Bus
+from osiris_core.nats.connection import open_connection
+from osiris_core.observability import tracing
+from osiris_core.observability.metrics import ProcessMetrics, metrics_enabled
+from osiris_core.observability.sentry import init_sentry
 from osiris_core.plugins import LoadedPlugins, load_plugins
-from osiris_core.sentry import init_sentry
 
 from .config import GatewayConfig
 from .controllers.debug import DebugController, profiling_enabled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from osiris_core.config import DEFAULT_CONFIG_FILE
-from osiris_core.logs import notice, setup_logging
+from osiris_core.observability.logs import notice, setup_logging
 
 __all__ = ["gateway_command"]
 

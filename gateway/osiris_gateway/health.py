@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from osiris_core.bus import gather_nodes
+from osiris_core.nats.bus import gather_nodes
 from osiris_core.protocol import ModelFacts, NodeStatus
 
 from .schemas import HealthActor, HealthResponse

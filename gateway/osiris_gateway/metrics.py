@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from osiris_core.metrics import BUCKETS  # one set of latency buckets for every histogram
+from osiris_core.observability.metrics import BUCKETS  # one set of latency buckets for every histogram
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "metrics_middleware"]
 

@@ -58,7 +58,7 @@ def serve_granian(host: str, port: int, workers: int, config_path: str | None,
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    from osiris_core.logs import granian_log_config
+    from osiris_core.observability.logs import granian_log_config
 
     from .app import CONFIG_ENV
 

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
-from osiris_core.bus import Bus, encode
 from osiris_core.config import OsirisSettings
 from osiris_core.errors import ServiceError, Unavailable
-from osiris_core.metrics import ProcessMetrics
+from osiris_core.nats.bus import Bus, encode
+from osiris_core.observability.metrics import ProcessMetrics
 from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, Catalogue, cancel
 

@@ -1,5 +1,5 @@
 """The gateway's span of each HTTP request: it continues the caller's `traceparent` (or starts
-a trace), and every bus request a route makes is its child (`osiris_core.tracing`).
+a trace), and every bus request a route makes is its child (`osiris_core.observability.tracing`).
 
 Installed only when tracing is asked for (`OTEL_EXPORTER_OTLP_ENDPOINT`): otherwise the app
 has no such middleware at all.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from osiris_core import logctx, tracing
+from osiris_core.observability import logctx, tracing
 
 __all__ = ["tracing_middleware"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import AudioChunk, MarketTick
+from osiris_core.nats.bus import Bus
 
 from .conftest import client, wait_for
 

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from osiris_core.bus import connect
-from osiris_core.otlp_receiver import OtlpReceiver, ReceivedSpan
+from osiris_core.nats.bus import connect
 from osiris_core.subjects import (
     HERMES_GENERATE,
     PHI3_GENERATE,
@@ -26,6 +25,7 @@ from osiris_core.subjects import (
     STORE_QUERY,
 )
 from osiris_core.testing import OsirisProcess, write_config
+from osiris_core.testing.otlp import OtlpReceiver, ReceivedSpan
 
 from .conftest import free_port
 

@@ -22,11 +22,11 @@ import pytest
 from osiris_testplugins.slow import SLOW_WORK
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus, connect
 from osiris_core.contracts import FeedbackAck
-from osiris_core.natscluster import NatsCluster
+from osiris_core.nats.bus import Bus, connect
 from osiris_core.subjects import FEEDBACK_SUBMIT, FEEDBACK_SUBMITTED
 from osiris_core.testing import OsirisProcess
+from osiris_core.testing.cluster import NatsCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
 N = 600

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
-from osiris_core.profiling import ProfileBusy, profile_process
+from osiris_core.observability.profiling import ProfileBusy, profile_process
 
 from ..errors import HttpError
 from ..schemas import ErrorBody

@@ -16,7 +16,7 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from osiris_core.errors import NoResponders, ServiceError
-from osiris_core.metrics import exposition
+from osiris_core.observability.metrics import exposition
 from osiris_core.protocol import ControlRequest
 from osiris_core.subjects import control
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from osiris_core.natsserver import free_port
+from osiris_core.nats.server import free_port
 
 
 class RedisServer:

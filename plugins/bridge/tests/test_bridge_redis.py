@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config, ConfigError
-from osiris_core.bus import Bus
 from osiris_core.contracts import (
     Advice,
     AudioChunk,
@@ -29,6 +28,7 @@ from osiris_core.contracts import (
     RunRecord,
     TradeProposal,
 )
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import (
     ADVICE_GENERATED,
     AUDIO_BYTES,
@@ -95,7 +95,7 @@ async def test_idle_without_redis_url(osiris_config: Callable[..., Config],
 
 def test_audio_cannot_be_bridged_from_redis(osiris_config: Callable[..., Config],
                                             osiris_runtime: Any) -> None:
-    from osiris_core.runtime import Runtime
+    from osiris_core.runtime.node import Runtime
 
     cfg = osiris_config(plugins=["bridge"],
                         tables={"bridge": {"channels": {"audio.bytes": "both"}}})

@@ -14,9 +14,9 @@ import click
 import msgspec
 
 from osiris_core import tables
-from osiris_core.bus import Bus
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.contracts import StoreQuery
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import control

@@ -25,8 +25,8 @@ import msgspec
 from osiris_orchestrator.policy import sha256
 from osiris_phi3.contracts import MAX_SEED, PHI3_GUIDED, GuidedReply, GuidedRequest
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import GenerateReply, GenerateRequest
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply, ModelFacts
 from osiris_core.subjects import HERMES_GENERATE, Subject, control
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from osiris_orchestrator.policy import default_source
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import StoreRows
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import STORE_QUERY
 
 

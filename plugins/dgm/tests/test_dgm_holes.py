@@ -26,7 +26,7 @@ from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import FEEDBACK_SUBMIT, PHI3_GENERATE, control
 

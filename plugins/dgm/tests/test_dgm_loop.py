@@ -23,8 +23,8 @@ from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
 from osiris_core import Config, NotFound
-from osiris_core.bus import Bus
 from osiris_core.contracts import DgmEvent
+from osiris_core.nats.bus import Bus
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}

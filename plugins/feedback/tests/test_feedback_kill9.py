@@ -11,8 +11,8 @@ from collections.abc import Callable
 import lancedb
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus, connect
 from osiris_core.contracts import FeedbackAck
+from osiris_core.nats.bus import Bus, connect
 from osiris_core.subjects import FEEDBACK_SUBMIT
 from osiris_core.testing import OsirisProcess
 

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 
 from osiris_core import BadRequest, Config, NotFound
-from osiris_core.bus import Bus
 from osiris_core.contracts import (
     Advice,
     FeedbackAck,
@@ -27,6 +26,7 @@ from osiris_core.contracts import (
     StoreRows,
     TradeProposal,
 )
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import (
     ADVICE_GENERATED,
     FEEDBACK_SUBMIT,

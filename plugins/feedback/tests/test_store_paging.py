@@ -18,7 +18,7 @@ from osiris_feedback.store import Store
 
 from osiris_core import BadRequest, Bus, Config, PayloadTooLarge, ServiceError
 from osiris_core.contracts import FeedbackAck, StoreQuery, StoreRows
-from osiris_core.natsserver import EmbeddedNats
+from osiris_core.nats.server import EmbeddedNats
 from osiris_core.store import iter_pages, read_rows
 from osiris_core.subjects import FEEDBACK_SUBMIT, STORE_QUERY
 

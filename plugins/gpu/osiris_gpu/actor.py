@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, BadRequest, ServiceError, on_event, service
-from osiris_core.bus import gather_nodes
 from osiris_core.contracts import GpuActor, GpuEvent, GpuStatus
+from osiris_core.nats.bus import gather_nodes
 from osiris_core.protocol import ActorWanted, ControlReply
 from osiris_core.subjects import ACTOR_WANTED, GPU_EVENTS, GPU_STATUS, control
 

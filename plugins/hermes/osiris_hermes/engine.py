@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
-from osiris_core.quiet import quiet
+from osiris_core.observability.quiet import quiet
 
 MIN_SAMPLING_TEMPERATURE = 0.01
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from osiris_core.contracts import GenerateReply
-from osiris_core.profiling import decode_data
+from osiris_core.observability.profiling import decode_data
 from osiris_core.protocol import ControlReply, ProfileResult
 from osiris_core.subjects import HERMES_GENERATE, control
 

@@ -25,7 +25,7 @@ class DemoModels:
 def demo_models(data_dir: Path | str, *, tiny: bool = False,
                 progress: Callable[[str], None] | None = None) -> DemoModels:
     """Build (when absent or stale) and describe the demo's models under `<data_dir>/models`."""
-    from . import build_small, build_tiny, default_tiny_dir
+    from .builders import build_small, build_tiny, default_tiny_dir
 
     root = default_tiny_dir(data_dir)
     if tiny:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osiris_core.quiet import quiet
+from osiris_core.observability.quiet import quiet
 
 Progress = Callable[[str], None]
 Step = tuple[str, Callable[[Path], None]]

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.bus import Bus
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.nats.bus import Bus
 
 from .config import OrchestratorConfig
 from .ticks import TickBuffer, redis_messages

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import (
     Advice,
     GenerateReply,
@@ -34,6 +33,7 @@ from osiris_core.contracts import (
     TtsRequest,
 )
 from osiris_core.errors import ServiceError
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import (
     ADVICE_GENERATED,
     HERMES_GENERATE,

@@ -19,7 +19,6 @@ from osiris_orchestrator.workflow import Workflow
 from osiris_sim.csvdata import make_data
 
 from osiris_core import BadRequest, Config
-from osiris_core.bus import Bus
 from osiris_core.contracts import (
     Advice,
     FeedbackAck,
@@ -30,6 +29,7 @@ from osiris_core.contracts import (
     RunRecord,
     StoreRows,
 )
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import FEEDBACK_SUBMIT, PROPOSALS_PROPOSE, STORE_QUERY
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,

@@ -20,9 +20,9 @@ from osiris_orchestrator.bounded import BoundedPolicy, PolicyCut
 from osiris_orchestrator.policy import default_source, load_policy
 
 from osiris_core import BadRequest, Config
-from osiris_core.bus import Bus
 from osiris_core.contracts import MarketTick
-from osiris_core.runtime import Runtime
+from osiris_core.nats.bus import Bus
+from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import control
 
 pytestmark = pytest.mark.timeout(240)

@@ -25,9 +25,9 @@ from osiris_core.contracts import (
     TradeProposal,
 )
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
+from osiris_core.observability.usage import record_tokens
 from osiris_core.protocol import ModelFacts
 from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
-from osiris_core.usage import record_tokens
 
 from .config import Phi3Config
 from .contracts import (

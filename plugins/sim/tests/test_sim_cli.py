@@ -16,8 +16,8 @@ from osiris_sim.csvdata import CsvError, load_bars, make_data
 from osiris_sim.replay import parse_speed
 
 from osiris_core import Config
-from osiris_core.bus import Bus
 from osiris_core.contracts import MarketTick
+from osiris_core.nats.bus import Bus
 from osiris_core.testing import write_config
 
 OSIRIS = [sys.executable, "-c", "from osiris_core.cli import main; main()"]

@@ -11,8 +11,8 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.bus import Bus
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 

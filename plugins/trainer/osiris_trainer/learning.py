@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.bus import Bus
 from osiris_core.contracts import (
     FeedbackAck,
     GenerateRequest,
@@ -26,6 +25,7 @@ from osiris_core.contracts import (
     StoreQuery,
     TradeProposal,
 )
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import (

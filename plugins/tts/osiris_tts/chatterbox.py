@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .engine import EngineUnavailable
+from .errors import EngineUnavailable
 
 __all__ = ["CHECKPOINT_FILES", "HUB_REPO", "ChatterboxEngine"]
 

@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .config import TtsConfig
+from .errors import EngineUnavailable
 
 __all__ = ["Engine", "EngineChoice", "EngineUnavailable", "choose_engine"]
 
 log = logging.getLogger("osiris.tts")
-
-
-class EngineUnavailable(Exception):
-    """An engine cannot load here (package, library or checkpoint missing); says what to do."""
 
 
 class Engine(Protocol):

@@ -10,7 +10,7 @@ import ctypes
 import threading
 from typing import Any
 
-from .engine import EngineUnavailable
+from .errors import EngineUnavailable
 
 __all__ = ["EspeakEngine"]
 

@@ -18,7 +18,7 @@ import pytest
 from osiris_tts import AUDIO_CONSOLE
 
 from osiris_core import Config
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install osiris-tts[test]")

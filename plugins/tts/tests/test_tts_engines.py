@@ -16,7 +16,7 @@ from osiris_tts.engine import EngineUnavailable, choose_engine
 from osiris_tts.espeak import EspeakEngine
 
 from osiris_core import Config, Unavailable
-from osiris_core.bus import Bus
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import TTS_SPEAK, control
 

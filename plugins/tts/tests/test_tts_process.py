@@ -11,8 +11,8 @@ from typing import Any
 from osiris_tts.audio import read_wav, rms
 
 from osiris_core import Config
-from osiris_core.bus import Bus
 from osiris_core.contracts import TtsResult
+from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import TTS_SPEAK, control
 from osiris_core.testing import OsirisProcess, write_config

@@ -10,8 +10,8 @@ import pytest
 from osiris_tts.audio import read_wav, rms, wav_bytes
 
 from osiris_core import BadRequest, Config, ServiceError
-from osiris_core.bus import Bus
 from osiris_core.contracts import TtsResult
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import TTS_SPEAK
 
 SHORT = "Buy the dip."

@@ -13,8 +13,8 @@ import pytest
 from osiris_tts.audio import read_wav, rms
 
 from osiris_core import Config, ServiceError
-from osiris_core.bus import Bus
 from osiris_core.contracts import AudioChunk, TtsResult
+from osiris_core.nats.bus import Bus
 from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 SENTENCES = [

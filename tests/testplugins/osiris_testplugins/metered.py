@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 
 from osiris_core import Actor, ActorFatal, BadRequest, hookimpl, on_event, service
-from osiris_core.logctx import TRACE_ID
+from osiris_core.observability.logctx import TRACE_ID
+from osiris_core.observability.usage import record_tokens
 from osiris_core.subjects import Subject
-from osiris_core.usage import record_tokens
 
 
 class MeterRequest(msgspec.Struct):

@@ -1,0 +1,373 @@
+"""Least-privilege NATS: one user per role, its permissions derived from the catalogue.
+
+A role runs some plugins; what it may publish and subscribe follows from their actors'
+declared handlers (services, events, durable consumers), the subjects they own in the
+catalogue, and the short `ROLES` table of what each role *calls* (services of other roles,
+control subjects). Nothing lists subjects twice: a new service or durable consumer shows up
+in the next `osiris nats-config` on its own. docs/deploy.md, "Least privilege".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from osiris_core.config import Config
+from osiris_core.errors import ConfigError
+from osiris_core.plugins import LoadedPlugins, load_plugins
+from osiris_core.subjects import (
+    ACTOR_WANTED,
+    DEADLETTER,
+    FEEDBACK_SUBMIT,
+    HERMES_GENERATE,
+    MARKET_TICKS,
+    PHI3_GENERATE,
+    PROFILE_PREFIX,
+    PROPOSALS_PROPOSE,
+    RUNTIME_STATUS,
+    STORE_QUERY,
+    TTS_SPEAK,
+    Catalogue,
+    cancel,
+    control,
+    starting,
+)
+
+__all__ = ["ROLES", "Permissions", "Role", "combine", "inbox_prefix", "render",
+           "role_permissions"]
+
+JS = "$JS.API"
+SRV_VERBS = ("PING", "INFO", "STATS")
+OPERATOR = "operator"
+
+USER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""A combined user's name (its password variable is OSIRIS_NATS_PASSWORD_<NAME upper>)."""
+
+NODE_PROFILE = PROFILE_PREFIX + "*"
+"""Every runtime answers its own `osiris.runtime.profile.<node>`; the operator asks."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """A NATS user: the plugins its processes run and what it calls beyond them."""
+
+    name: str
+    plugins: tuple[str, ...] = ()
+    requests: tuple[str, ...] = ()
+    """Service subjects of other roles it requests (catalogue names)."""
+    controls: tuple[str, ...] = ()
+    """Actors whose `osiris.<actor>.control` it may request (pause, resume, policy ops)."""
+    gathers: bool = False
+    """Scatter-gathers `osiris.runtime.status` (health, the gpu supervisor)."""
+    reads_events: bool = False
+    """Subscribes every event subject (the gateway's SSE)."""
+    cancels: bool = False
+    """Publishes `osiris.<actor>.cancel` for requests it gave up on (the gateway)."""
+    description: str = ""
+
+
+MODEL_ACTORS = ("hermes", "phi3", "tts")
+DGM_PLAN = "osiris.dgm.plan"  # the dgm plugin's planner service (DESIGN §4)
+PHI3_SCORE = "osiris.phi3.score"  # phi3's scoring of what it serves (the trainer's gate)
+PHI3_GUIDED = "osiris.phi3.guided"  # phi3 under a caller's grammar (the dgm's typed edits)
+ROLES: tuple[Role, ...] = (
+    Role("gateway", ("gateway",), gathers=True, reads_events=True, cancels=True,
+         requests=(HERMES_GENERATE.name, PHI3_GENERATE.name, PROPOSALS_PROPOSE.name,
+                   FEEDBACK_SUBMIT.name, TTS_SPEAK.name),
+         description="HTTP/SSE edge: generation, proposals, feedback, speech, /health, /events"),
+    Role("models", MODEL_ACTORS, requests=(STORE_QUERY.name,),
+         description="hermes, phi3 (reads feedback for few-shot, loads adapters), tts"),
+    Role("orchestrator", ("orchestrator",),
+         requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, TTS_SPEAK.name),
+         description="ticks → proposals, the risk gate, run records"),
+    Role("feedback", ("feedback",), description="the store: every durable stream's writer"),
+    Role("trainer", ("trainer",), requests=(PHI3_SCORE,), controls=("sim",),
+         description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
+                     "published on osiris.adapters.published; pauses the sim while it trains"),
+    Role("dgm", ("dgm",), requests=(PHI3_GENERATE.name, PHI3_GUIDED, HERMES_GENERATE.name,
+                                    DGM_PLAN),
+         controls=("orchestrator", "phi3"),
+         description="policy self-improvement: reads phi3 (its edits under a grammar, "
+                     "osiris.phi3.guided), applies policies through the orchestrator's "
+                     "control subject"),
+    Role("sim", ("sim",), description="market replay on market.ticks"),
+    Role("bridge", ("bridge",), description="Redis mirror of the documented channels"),
+    Role("gpu", ("gpu",), gathers=True, controls=MODEL_ACTORS,
+         description="VRAM budget: pauses and resumes the model actors"),
+    Role(OPERATOR, description="admin: every service and control subject, every event, "
+                               "JetStream administration of the osiris streams, the CLI"),
+)
+
+
+def combine(name: str, role_names: Iterable[str]) -> Role:
+    """One user for a process that hosts several roles (a compose service running the
+    gateway, orchestrator and feedback together): the union of their grants, its own inbox."""
+    by_name = {r.name: r for r in ROLES}
+    parts: list[Role] = []
+    for r in role_names:
+        if r not in by_name:
+            raise ConfigError(f"user {name}: unknown role {r!r} (roles: {', '.join(by_name)})")
+        if r == OPERATOR:
+            raise ConfigError(f"user {name}: the operator is a user of its own, not combined")
+        parts.append(by_name[r])
+    if not parts:
+        raise ConfigError(f"user {name}: no roles")
+    if name == OPERATOR or not USER_NAME.fullmatch(name):
+        raise ConfigError(f"user name {name!r}: lower-case letters, digits and _ (starting "
+                          "with a letter), not operator")
+
+    def union(attr: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(x for p in parts for x in getattr(p, attr)))
+
+    return Role(name, union("plugins"), union("requests"), union("controls"),
+                gathers=any(p.gathers for p in parts),
+                reads_events=any(p.reads_events for p in parts),
+                cancels=any(p.cancels for p in parts),
+                description="roles " + ", ".join(p.name for p in parts))
+
+
+def inbox_prefix(role: str) -> str:
+    """Reply inboxes of a role's processes (`nats_inbox_prefix`): only it reads them."""
+    return f"_INBOX_{role}"
+
+
+@dataclass
+class Permissions:
+    """What one user may publish and subscribe (nats-server `permissions`)."""
+
+    publish: set[str] = field(default_factory=set)
+    subscribe: set[str] = field(default_factory=set)
+    subscribe_deny: set[str] = field(default_factory=set)
+
+    def as_conf(self) -> dict[str, Any]:
+        sub: dict[str, Any] = {"allow": sorted(self.subscribe)}
+        if self.subscribe_deny:
+            sub["deny"] = sorted(self.subscribe_deny)
+        return {"publish": {"allow": sorted(self.publish)}, "subscribe": sub}
+
+
+@dataclass
+class _Served:
+    """A role's runtime side: what its actors serve and consume."""
+
+    services: set[str] = field(default_factory=set)   # subjects it answers (callers reply-to)
+    actors: set[str] = field(default_factory=set)
+
+
+def _srv_subjects(actor: str) -> list[str]:
+    return [s for v in SRV_VERBS for s in (f"$SRV.{v}", f"$SRV.{v}.{actor}", f"$SRV.{v}.{actor}.*")]
+
+
+def _consumer(perms: Permissions, stream: str, consumer: str) -> None:
+    """A durable pull consumer: create/bind it, fetch, ack/nak/term."""
+    perms.publish |= {
+        f"{JS}.CONSUMER.INFO.{stream}.{consumer}",
+        f"{JS}.CONSUMER.CREATE.{stream}.{consumer}",
+        f"{JS}.CONSUMER.CREATE.{stream}.{consumer}.>",
+        f"{JS}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+        f"{JS}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    }
+
+
+def _streams(perms: Permissions, streams: Iterable[str], *, admin: bool = False) -> None:
+    """`ensure_streams` (every runtime declares the catalogue's streams, so any process may
+    come up first): info and create of those streams only — creating never changes a stream
+    that exists. The operator also updates them (`osiris streams --apply`), reads, deletes
+    messages (dead-letter replay) and lists consumers."""
+    for s in streams:
+        perms.publish |= {f"{JS}.STREAM.INFO.{s}", f"{JS}.STREAM.CREATE.{s}"}
+        if admin:
+            perms.publish |= {f"{JS}.STREAM.UPDATE.{s}",
+                              f"{JS}.STREAM.MSG.GET.{s}", f"{JS}.STREAM.MSG.DELETE.{s}",
+                              f"{JS}.DIRECT.GET.{s}", f"{JS}.DIRECT.GET.{s}.>",
+                              f"{JS}.CONSUMER.INFO.{s}.*", f"{JS}.CONSUMER.LIST.{s}",
+                              f"{JS}.CONSUMER.NAMES.{s}"}
+
+
+def _kv(perms: Permissions, bucket: str) -> None:
+    """A KV bucket its replicas share: create or bind it, get, put and watch its keys (an
+    ordered push consumer delivered to the role's inbox, with flow control)."""
+    stream = f"KV_{bucket}"
+    perms.publish |= {
+        f"{JS}.STREAM.INFO.{stream}", f"{JS}.STREAM.CREATE.{stream}",
+        f"{JS}.STREAM.MSG.GET.{stream}", f"{JS}.DIRECT.GET.{stream}", f"{JS}.DIRECT.GET.{stream}.>",
+        f"{JS}.CONSUMER.CREATE.{stream}", f"{JS}.CONSUMER.CREATE.{stream}.>",
+        f"{JS}.CONSUMER.INFO.{stream}.*", f"{JS}.CONSUMER.DELETE.{stream}.*",
+        f"$KV.{bucket}.>", f"$JS.FC.{stream}.>",
+    }
+
+
+@dataclass(frozen=True)
+class _Channels:
+    """Core subjects chosen in config rather than declared by a handler."""
+
+    sim: frozenset[str]            # sim publishes ticks here
+    orchestrator: frozenset[str]   # the orchestrator listens here
+    policy_bucket: str             # the orchestrator replicas' policy slots (KV); "" none
+    bridge_in: frozenset[str]      # Redis → NATS: the bridge publishes
+    bridge_out: frozenset[str]     # NATS → Redis: the bridge subscribes
+
+
+def _channels(configs: Mapping[str, Any]) -> _Channels:
+    directions = getattr(configs.get("bridge"), "directions", None)
+    ways: dict[str, str] = directions() if callable(directions) else {}
+    return _Channels(
+        sim=frozenset({getattr(configs.get("sim"), "channel", MARKET_TICKS.name)}),
+        orchestrator=frozenset({getattr(configs.get("orchestrator"), "market_channel",
+                                        MARKET_TICKS.name)}),
+        policy_bucket=str(getattr(configs.get("orchestrator"), "policy_bucket", "OSIRIS_POLICY")),
+        bridge_in=frozenset(c for c, d in ways.items() if d in ("both", "from_redis")),
+        bridge_out=frozenset(c for c, d in ways.items() if d in ("both", "to_redis")),
+    )
+
+
+def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
+                     roles: Iterable[Role] = ROLES) -> dict[str, Permissions]:
+    """Each role's permissions, from the loaded plugins' actors and the catalogue."""
+    roles = list(roles)
+    cat: Catalogue = loaded.catalogue
+    for role in roles:
+        for name in role.requests:
+            known = cat.get(name)
+            if known is not None and known.kind != "service":
+                raise ConfigError(f"role {role.name}: {name} is not a service in the catalogue")
+    actors = {rec.name: list(rec.actors) for rec in loaded.active}
+    streams = sorted(cat.streams())
+    events = sorted(s.name for s in cat if s.kind == "event")
+    services = sorted(s.name for s in cat if s.kind == "service")
+    ch = _channels(configs)
+
+    perms = {r.name: Permissions() for r in roles}
+    served = {r.name: _Served() for r in roles}
+    for role in roles:
+        p, mine = perms[role.name], served[role.name]
+        p.subscribe.add(f"{inbox_prefix(role.name)}.>")
+        for plugin in role.plugins:
+            for cls in actors.get(plugin, []):
+                mine.actors.add(cls.name)
+                svc, evs = cls.handler_specs(cat.get)
+                for spec in svc:
+                    mine.services |= {spec.subject, starting(spec.subject)}
+                mine.services |= {control(cls.name), *_srv_subjects(cls.name)}
+                for ev in evs:
+                    if ev.durable and ev.stream:
+                        _consumer(p, ev.stream, f"{cls.name}_{ev.consumer}")
+                        p.publish.add(DEADLETTER.name)
+                    else:
+                        p.subscribe.add(ev.subject)
+                p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
+        if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
+            mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
+            # its own inbox too: an actor may call another of the same role (dgm → planner);
+            # and the read-only discovery pings of its own actors (a container's health
+            # check, with the process's own credentials): never their control subjects
+            p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
+                          *(f"$SRV.{v}.{a}" for a in mine.actors for v in ("PING", "INFO"))}
+            _streams(p, streams)
+        p.subscribe |= mine.services
+        if "sim" in role.plugins:
+            p.publish |= ch.sim
+        if "orchestrator" in role.plugins:
+            p.subscribe |= ch.orchestrator
+            if ch.policy_bucket:
+                _kv(p, ch.policy_bucket)
+        if "bridge" in role.plugins:
+            p.subscribe |= ch.bridge_out
+            p.publish |= ch.bridge_in
+        if role.reads_events:
+            p.subscribe |= set(events)
+        for name in role.requests:
+            known = cat.get(name)
+            if known is None:  # its plugin is not installed here
+                continue
+            p.publish |= {name, starting(name)}
+            if role.cancels:
+                p.publish.add(cancel(known.owner))
+        p.publish |= {control(a) for a in role.controls}
+        if role.gathers:
+            p.publish.add(RUNTIME_STATUS.name)
+
+    every_actor = {a for s in served.values() for a in s.actors}
+    for role in roles:
+        if role.plugins:
+            continue
+        # the operator: every osiris subject and stream, nobody else's replies
+        p = perms[role.name]
+        for other in perms.values():
+            p.publish |= {s for s in other.publish if not s.startswith("_INBOX")}
+        p.publish |= {*services, *(starting(s) for s in services), *events,
+                      *(control(a) for a in every_actor), RUNTIME_STATUS.name, NODE_PROFILE,
+                      "$SRV.>",
+                      f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.LIST"}
+        _streams(p, streams, admin=True)
+        p.subscribe = {">"}
+        p.subscribe_deny = {"$JS.>", "_INBOX.>", *(f"{inbox_prefix(r.name)}.>" for r in roles
+                                                   if r is not role)}
+
+    # replies: a role publishes into the inboxes of the roles that call what it serves
+    for role in roles:
+        mine = served[role.name]
+        for caller in roles:
+            asks = perms[caller.name].publish
+            if caller is not role and mine.actors and (
+                    mine.services & asks or "$SRV.>" in asks):
+                perms[role.name].publish.add(f"{inbox_prefix(caller.name)}.>")
+    return perms
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_password(password: str, cost: int = 11) -> str:
+    """bcrypt, as nats-server checks it (`$2b$…`, any cost it accepts)."""
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def render(perms: Mapping[str, Permissions], passwords: Mapping[str, str], *,
+           store_dir: str = "", listen: str = "", max_payload: int = 0,
+           header: str = "", users_only: bool = False, password_refs: bool = False) -> str:
+    """A nats-server configuration: JetStream on, one user per role. `password_refs`: the
+    passwords are variable references (`$NAME`), written bare so nats-server reads them from
+    its environment. `users_only`: just the `authorization` block, to `include` from a
+    server configuration of your own."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    if not users_only:
+        if listen:
+            lines.append(f"listen: {json.dumps(listen)}")
+        if max_payload:
+            lines.append(f"max_payload: {max_payload}")
+        lines.append(f"jetstream: {{store_dir: {json.dumps(store_dir)}}}" if store_dir
+                     else "jetstream: enabled")
+    lines.append("authorization: {\n  users: [")
+    for name, p in perms.items():
+        password = passwords[name]
+        body = json.dumps({"user": name, "password": password,
+                           "permissions": p.as_conf()}, indent=2)
+        if password_refs:
+            if not is_variable(password):
+                raise ValueError(f"not a variable reference: {password!r}")
+            body = body.replace(json.dumps(password), password, 1)
+        lines.append("    " + body.replace("\n", "\n    ") + ",")
+    lines.append("  ]\n}")
+    return "\n".join(lines) + "\n"
+
+
+def is_variable(password: str) -> bool:
+    """`$NAME`: a nats-server variable reference, resolved from its environment."""
+    return len(password) > 1 and password[0] == "$" and password[1:].isidentifier()
+
+
+def load_for(config: Config) -> tuple[LoadedPlugins, dict[str, Any]]:
+    """Every installed plugin with its validated config (channels come from the config)."""
+    loaded = load_plugins(None)
+    configs: dict[str, Any] = dict(loaded.validate_configs(config))
+    loaded.collect_actors(configs)
+    return loaded, configs
