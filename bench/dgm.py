@@ -37,8 +37,8 @@ from osiris_dgm.reward import score_decisions
 from osiris_orchestrator.policy import default_source, load_policy
 from osiris_sim.csvdata import make_data
 
+from osiris_contracts.messages import DgmEvent
 from osiris_core.config import load_config
-from osiris_core.contracts import DgmEvent
 from osiris_core.nats.server import EmbeddedNats
 from osiris_core.runtime.node import Runtime
 from osiris_core.testing import write_config

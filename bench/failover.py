@@ -42,12 +42,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from osiris_contracts.messages import GenerateReply, GenerateRequest  # noqa: E402
+from osiris_contracts.subjects import HERMES_GENERATE  # noqa: E402
 from osiris_core import ServiceError  # noqa: E402 - after the offline switch
-from osiris_core.contracts import GenerateReply, GenerateRequest  # noqa: E402
 from osiris_core.nats.bus import Bus, connect, gather_nodes  # noqa: E402
 from osiris_core.nats.server import EmbeddedNats, find_nats_server  # noqa: E402
 from osiris_core.nats.watch import LOST_AFTER_S  # noqa: E402
-from osiris_core.subjects import HERMES_GENERATE  # noqa: E402
 from osiris_core.testing import OsirisProcess, write_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from osiris_contracts.messages import GenerateReply, GpuStatus, TradeProposal
+from osiris_contracts.subjects import GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.config import load_config
-from osiris_core.contracts import GenerateReply, GpuStatus, TradeProposal
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.nats.server import EmbeddedNats
 from osiris_core.protocol import ControlReply
 from osiris_core.runtime.node import Runtime
-from osiris_core.subjects import GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE, control
+from osiris_core.subjects import control
 from osiris_core.testing import write_config
 
 ROOT = Path(__file__).resolve().parent.parent

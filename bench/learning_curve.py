@@ -102,7 +102,7 @@ def main() -> None:
     from osiris_trainer.stats import Scored, best_constant, paired_diff_ci
     from osiris_trainer.train import run
 
-    from osiris_core.contracts import TradeProposal
+    from osiris_contracts.messages import TradeProposal
     from osiris_core.observability.quiet import quiet
 
     root = build_small(a.models, progress=lambda m: print(f"models: {m}", flush=True))

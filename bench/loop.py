@@ -31,12 +31,12 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import FeedbackAck, GenerateReply, GenerateRequest, TradeProposal
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.config import load_config
-from osiris_core.contracts import FeedbackAck, GenerateReply, GenerateRequest, TradeProposal
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.nats.server import EmbeddedNats
 from osiris_core.runtime.node import Runtime
-from osiris_core.subjects import FEEDBACK_SUBMIT, HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.testing import OsirisProcess, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -99,12 +99,12 @@ def genai(folder: Path, reps: int, schema: str | None) -> tuple[float, int]:
 
 
 async def actor_rows(tiny: Path, reps: int) -> list[tuple[str, str, float, int]]:
+    from osiris_contracts.messages import GenerateChunk, GenerateReply
+    from osiris_contracts.subjects import HERMES_GENERATE
     from osiris_core.config import load_config
-    from osiris_core.contracts import GenerateChunk, GenerateReply
     from osiris_core.nats.bus import Bus, connect
     from osiris_core.nats.server import EmbeddedNats
     from osiris_core.runtime.node import Runtime
-    from osiris_core.subjects import HERMES_GENERATE
     from osiris_core.testing import write_config
 
     rows: list[tuple[str, str, float, int]] = []

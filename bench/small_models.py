@@ -110,12 +110,12 @@ def llama_cpp_rows(gguf: Path, reps: int) -> list[Row]:
 async def actor_rows(root: Path, reps: int) -> list[Row]:
     from osiris_phi3.contracts import PHI3_COMPLETE, Phi3Completion
 
+    from osiris_contracts.messages import GenerateChunk, GenerateReply
+    from osiris_contracts.subjects import HERMES_GENERATE
     from osiris_core.config import load_config
-    from osiris_core.contracts import GenerateChunk, GenerateReply
     from osiris_core.nats.bus import Bus, connect
     from osiris_core.nats.server import EmbeddedNats
     from osiris_core.runtime.node import Runtime
-    from osiris_core.subjects import HERMES_GENERATE
     from osiris_core.testing import write_config
 
     rows: list[Row] = []

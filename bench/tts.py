@@ -24,12 +24,12 @@ import msgspec
 from osiris_tts.audio import split_sentences
 from osiris_tts.espeak import EspeakEngine
 
+from osiris_contracts.messages import AudioChunk, TtsResult
+from osiris_contracts.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core.config import load_config
-from osiris_core.contracts import AudioChunk, TtsResult
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.nats.server import EmbeddedNats
 from osiris_core.runtime.node import Runtime
-from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core.testing import write_config
 
 SENTENCE = ("The index closed higher on heavy volume while traders waited for the central "

@@ -10,6 +10,7 @@ A hookimpl may accept any subset of the arguments below.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from osiris_core.actor import Actor
     from osiris_core.config import PluginConfig
+    from osiris_core.nats.grants import NatsGrant
     from osiris_core.subjects import Subject
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -26,6 +28,18 @@ __all__ = ["PROJECT", "hookimpl", "hookspec"]
 PROJECT = "osiris"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_hookspecs(register: Callable[[ModuleType], None]) -> None:
+    """Offer hooks of this plugin's own to other plugins.
+
+    Called when the plugin set is loaded, before any plugin's hooks are checked. Call
+    `register(module)` with a module of `@hookspec` functions (marker `hookspec` of this
+    module). A plugin implementing another plugin's hook marks it
+    `@hookimpl(optionalhook=True)`, so it still loads where that plugin is not enabled.
+    Returns nothing.
+    """
 
 
 @hookspec
@@ -83,21 +97,23 @@ def register_demo(register: Callable[[Callable[..., dict[str, Any]]], None]) -> 
     under `data_dir` when absent (re-runs are no-ops) and returns settings for this plugin's
     `[plugins.<name>]` table, e.g. `{"model": str(data_dir / "models" / "phi3-onnx")}`.
     `register(prepare, hints=[("train --now", "what it shows"), …])` also lists `osiris`
-    command lines the demo suggests once this plugin's actors run. Returns nothing.
+    command lines the demo suggests once this plugin's actors run; a hint holding
+    `{gateway}` is a shell line against the gateway (its URL put in), shown while it runs.
+    Returns nothing.
     """
 
 
 @hookspec
-def register_planners(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Add self-improvement planners to the dgm kernel.
+def register_nats_role(register: Callable[[NatsGrant], None], config: PluginConfig) -> None:
+    """Say what this plugin's processes need of NATS beyond serving their own actors.
 
-    Called when the dgm planner service starts. Call `register(name, planner)` with an async
-    function `planner(request, context)` returning an `osiris_dgm.contracts.PlanReply` or a
-    dict `{"diff": ..., "note": ...}`: `request` carries the current policy source
-    (`policy_source`), a traces summary, the planner name, a seed and the file name the diff
-    must use (`path`); `context.bus` reaches the models. Return a unified diff against the
-    policy (empty for no change); the kernel rejects anything malformed or outside the
-    allow-list. Returns nothing.
+    Called by `osiris nats-config` with this plugin's validated config. Call
+    `register(NatsGrant(role=..., requests=..., controls=..., publishes=..., ...))` once
+    (`osiris_core.nats.grants.NatsGrant`): the NATS user it runs as (plugins naming the same
+    role share one), the services of other plugins it calls, the actors it controls, the
+    configured channels it publishes or reads, the KV buckets it shares. What its actors
+    serve, consume and own comes from their handlers and the catalogue, not from here. A
+    plugin that registers nothing gets no user. Returns nothing.
     """
 
 

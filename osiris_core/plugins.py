@@ -169,6 +169,15 @@ def load_plugins(
         rec = PluginRecord(name, error=f"not installed (pip install osiris-{name})")
         records[name] = rec
         log.warning("plugin %r is enabled but not installed (pip install osiris-%s)", name, name)
+    for impl in pm.hook.register_hookspecs.get_hookimpls():  # plugins' own hooks, first
+        owner = next((r for r in records.values() if r.module is impl.plugin), None)
+        try:
+            impl.function(**({"register": pm.add_hookspecs} if impl.argnames else {}))
+        except Exception as e:  # noqa: BLE001 - a plugin must never take us down
+            if owner is None:
+                raise
+            pm.unregister(impl.plugin)
+            owner.fail("register_hookspecs", e)
     while True:  # a misspelled hook disqualifies its plugin, not the set
         try:
             pm.check_pending()

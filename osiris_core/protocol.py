@@ -1,12 +1,12 @@
 """The runtime protocol: what the core says on the wire about itself.
 
 Error replies, control requests and replies, actor and node status, the wanted signal and
-cancellation. Domain payloads (generation, proposals, feedback …) live in `contracts`.
+cancellation. Domain payloads live outside the core, in `osiris_contracts`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -31,7 +31,6 @@ __all__ = [
     "StatusOp",
     "decode_control",
     "DeadLetter",
-    "ModelFacts",
     "StartingReply",
     "ErrorReply",
     "NodeStatus",
@@ -162,39 +161,6 @@ class ActorStatus(msgspec.Struct, kw_only=True):
     facts: dict[str, Any] = {}
 
 
-class ModelFacts(msgspec.Struct, kw_only=True):
-    """The facts of a model actor that other packages read: the gateway's /health and the gpu
-    supervisor. A model actor's `facts()` starts from `ModelFacts(...).to_dict()` and adds its
-    own keys; readers take `ModelFacts.read(status.facts)` instead of indexing the dict."""
-
-    loaded: bool | None = None
-    device: str | None = None
-    """e.g. "cpu", "cuda:0" (an ONNX Runtime provider for phi3)."""
-    adapter: str | None = None
-    """The active LoRA adapter, if any."""
-    model_path: str | None = None
-    model_file_exists: bool | None = None
-    bytes_resident: int | None = None
-    """Accelerator (or host) bytes the loaded model holds; 0 when unloaded or paused."""
-
-    @classmethod
-    def read(cls, facts: dict[str, Any] | None) -> ModelFacts:
-        """The typed view of an `ActorStatus.facts` dict; other keys are ignored, a key of the
-        wrong type reads as absent."""
-        out = cls()
-        for f in msgspec.structs.fields(cls):
-            try:
-                setattr(out, f.name, msgspec.convert((facts or {}).get(f.name), f.type,
-                                                     strict=False))
-            except msgspec.ValidationError:
-                continue
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self)
-
-
-
 class ControlReply(msgspec.Struct, kw_only=True):
     """Reply of a control op: the actor's status after the op, plus op-specific data."""
 
@@ -281,3 +247,12 @@ class DeadLetter(Contract):
     headers: dict[str, str] = {}
     msg_id: str = ""
     ts: float = 0.0
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would accept any name of this module
+
+    def __getattr__(name: str) -> object:
+        """The application's names that moved to `osiris_contracts` (deprecated here)."""
+        from osiris_core.moved import moved_name
+
+        return moved_name(__name__, name)

@@ -9,33 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from osiris_core import contracts as c
 from osiris_core import protocol as p
 
 __all__ = [
     "ACTOR_WANTED",
-    "ADAPTERS_PUBLISHED",
-    "ADVICE_GENERATED",
-    "AUDIO_BYTES",
     "CORE_SUBJECTS",
     "DEADLETTER",
-    "DGM_EVENTS",
-    "FEEDBACK_SUBMIT",
-    "FEEDBACK_SUBMITTED",
-    "GPU_EVENTS",
-    "GPU_STATUS",
-    "HERMES_GENERATE",
-    "MARKET_TICKS",
-    "PHI3_GENERATE",
-    "PROPOSALS_PROPOSE",
-    "PROPOSAL_ASSESSED",
-    "PROPOSAL_CREATED",
-    "RUNS_COMPLETED",
     "RUNTIME_STATUS",
-    "STORE_QUERY",
-    "TTS_SPEAK",
     "Catalogue",
     "Subject",
     "REQUEST_ID_HEADER",
@@ -124,95 +106,23 @@ def starting(subject: str) -> str:
 
 
 # --- services (request-reply) -----------------------------------------------------------
-HERMES_GENERATE = Subject(
-    "osiris.hermes.generate", "service", "hermes", c.GenerateRequest, c.GenerateReply,
-    description="free-text generation (token stream to a reply inbox when stream=true)",
-    idempotent=True,
-)
-PHI3_GENERATE = Subject(
-    "osiris.phi3.generate", "service", "phi3", c.GenerateRequest, c.TradeProposal,
-    description="a trade proposal that always validates against the schema",
-    idempotent=True,
-)
-PROPOSALS_PROPOSE = Subject(
-    "osiris.proposals.propose", "service", "orchestrator", c.ProposeRequest, c.ProposeReply,
-    description="phi3 proposal + hermes assessment with a transaction_id",
-    idempotent=True,
-)
-FEEDBACK_SUBMIT = Subject(
-    "osiris.feedback.submit", "service", "feedback", c.FeedbackItem, c.FeedbackAck,
-    description="store a FeedbackItem; acknowledged only once durable",
-)
-TTS_SPEAK = Subject(
-    "osiris.tts.speak", "service", "tts", c.TtsRequest, None,
-    description="text to a complete WAV (bytes)",
-    idempotent=True,
-)
-STORE_QUERY = Subject(
-    "osiris.store.query", "service", "feedback", c.StoreQuery, c.StoreRows,
-    description="read rows of a LanceDB table",
-    idempotent=True,
-)
-GPU_STATUS = Subject(
-    "osiris.gpu.status", "service", "gpu", None, c.GpuStatus,
-    description="VRAM budget, usage and per-actor state",
-)
 RUNTIME_STATUS = Subject(
     "osiris.runtime.status", "service", "runtime", None, p.NodeStatus,
     description="every runtime process answers (scatter-gather): plugins and actor states",
 )
 
-# --- events -----------------------------------------------------------------------------
-MARKET_TICKS = Subject("market.ticks", "event", "sim", c.MarketTick, description="OHLCV bars")
-PROPOSAL_CREATED = Subject(
-    "phi3.proposal.created", "event", "orchestrator", c.ProposalCreated, durable=True,
-    description="new proposal"
-)
-PROPOSAL_ASSESSED = Subject(
-    "phi3.proposal.assessed", "event", "orchestrator", c.ProposalAssessed, durable=True,
-    description="proposal with hermes assessment",
-)
-FEEDBACK_SUBMITTED = Subject(
-    "phi3.feedback.submitted", "event", "feedback", c.FeedbackItem, durable=True,
-    description="a stored FeedbackItem",
-)
-ADVICE_GENERATED = Subject(
-    "advice.generated", "event", "orchestrator", c.Advice, durable=True,
-    description="risk-gate advice"
-)
-AUDIO_BYTES = Subject("audio.bytes", "event", "tts", c.AudioChunk, description="base64 WAV chunks")
-RUNS_COMPLETED = Subject(
-    "osiris.runs.completed", "event", "orchestrator", c.RunRecord, durable=True,
-    description="an orchestrator run record",
-)
-ADAPTERS_PUBLISHED = Subject(
-    "osiris.adapters.published", "event", "trainer", c.AdapterPublished, durable=True,
-    description="a new eval-gated adapter",
-)
-GPU_EVENTS = Subject(
-    "osiris.gpu.events", "event", "gpu", c.GpuEvent,
-    description="over_budget / paused / resumed / cannot_fit",
-)
 ACTOR_WANTED = Subject(
     "osiris.runtime.wanted", "event", "runtime", p.ActorWanted,
-    description="a request waits for a paused actor (the gpu supervisor resumes it)",
-)
-DGM_EVENTS = Subject(
-    "osiris.dgm.events", "event", "dgm", c.DgmEvent, durable=True,
-    description="self-improvement proposed / applied / rolled back",
+    description="a request waits for a paused actor (whoever paused it may resume it)",
 )
 DEADLETTER = Subject(
     "osiris.deadletter", "event", "runtime", p.DeadLetter, durable=True,
     description="a durable event that failed max_deliver times, moved aside (with its error)",
 )
 
-CORE_SUBJECTS: tuple[Subject, ...] = (
-    HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE, FEEDBACK_SUBMIT, TTS_SPEAK,
-    STORE_QUERY, GPU_STATUS, RUNTIME_STATUS,
-    MARKET_TICKS, PROPOSAL_CREATED, PROPOSAL_ASSESSED, FEEDBACK_SUBMITTED, ADVICE_GENERATED,
-    AUDIO_BYTES, RUNS_COMPLETED, ADAPTERS_PUBLISHED, GPU_EVENTS, DGM_EVENTS, ACTOR_WANTED,
-    DEADLETTER,
-)
+CORE_SUBJECTS: tuple[Subject, ...] = (RUNTIME_STATUS, ACTOR_WANTED, DEADLETTER)
+"""The runtime's own subjects; the application's live in `osiris_contracts.subjects`,
+registered by the plugins that use them."""
 
 _IDEMPOTENT: set[str] = {s.name for s in CORE_SUBJECTS if s.idempotent}
 
@@ -257,3 +167,12 @@ class Catalogue:
             if s.durable and s.stream:
                 out.setdefault(s.stream, []).append(s.name)
         return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would accept any name of this module
+
+    def __getattr__(name: str) -> object:
+        """The application's names that moved to `osiris_contracts` (deprecated here)."""
+        from osiris_core.moved import moved_name
+
+        return moved_name(__name__, name)

@@ -30,6 +30,7 @@ def test_every_hookspec_has_a_docstring_and_docs_and_a_test() -> None:
     tests = "\n".join(p.read_text() for p in ROOT.glob("tests/**/*.py")
                       if p.name != "test_api.py")
     tests += "\n".join(p.read_text() for p in ROOT.glob("examples/**/*.py"))
+    tests += "\n".join(p.read_text() for p in ROOT.glob("plugins/*/osiris_*/**/*.py"))
     assert set(hooks()) >= {"register_actors", "register_commands", "register_routes",
                             "register_config", "register_subjects"}
     for name in hooks():

@@ -8,8 +8,8 @@ from typing import Any
 import nats
 import pytest
 
+from osiris_contracts.messages import GenerateChunk
 from osiris_core import BadRequest, Config, RequestTimeout, Unavailable
-from osiris_core.contracts import GenerateChunk
 from osiris_core.nats.bus import Bus
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core.config import validation_error_field
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     MAX_EXAGGERATION,
     MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
@@ -20,6 +19,7 @@ from osiris_core.contracts import (
     StoreQuery,
     TtsRequest,
 )
+from osiris_core.config import validation_error_field
 
 GEN = {"prompt": "hi"}
 SPEAK = {"text": "hi"}

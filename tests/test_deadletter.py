@@ -11,11 +11,13 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, Config, EventMeta, on_event, tables
-from osiris_core.contracts import StoreQuery, StoreRows
+from osiris_contracts import tables
+from osiris_contracts.messages import StoreQuery, StoreRows
+from osiris_contracts.subjects import STORE_QUERY
+from osiris_core import Actor, Config, EventMeta, on_event
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.ops.deadletters import list_letters
-from osiris_core.subjects import STORE_QUERY, Subject
+from osiris_core.subjects import Subject
 from osiris_core.testing import plugin_module
 
 

@@ -314,8 +314,10 @@ USERS_FILE = DEPLOY / "nats" / "osiris-users.conf"
 
 def compose_users() -> dict[str, list[str]]:
     """Each osiris compose service's NATS user → the roles its plugins play."""
-    from osiris_core.ops.natsconfig import ROLES as NATS_ROLES
+    from osiris_core.config import load_config
+    from osiris_core.ops.natsconfig import load_for
 
+    nats_roles = load_for(load_config(None, search_cwd=False))[1]
     users: dict[str, list[str]] = {}
     for name, svc in _yaml(COMPOSE)["services"].items():
         if "build" not in svc:
@@ -326,8 +328,8 @@ def compose_users() -> dict[str, list[str]]:
         assert env["OSIRIS_NATS_PASSWORD"].startswith(f"${{OSIRIS_NATS_PASSWORD_{user.upper()}:?")
         plugins = set(tomllib.loads((DEPLOY / "config" / f"{name}.toml").read_text())
                       ["osiris"]["plugins"])
-        roles = [r.name for r in NATS_ROLES if set(r.plugins) & plugins]
-        covered = {p for r in NATS_ROLES if r.name in roles for p in r.plugins}
+        roles = [r.name for r in nats_roles if set(r.plugins) & plugins]
+        covered = {p for r in nats_roles if r.name in roles for p in r.plugins}
         assert plugins <= covered, (name, plugins - covered)
         users[user] = roles
     return users
@@ -335,8 +337,8 @@ def compose_users() -> dict[str, list[str]]:
 
 def test_compose_users_file_is_the_one_nats_config_generates() -> None:
     users = compose_users()
-    assert users == {"core": ["gateway", "orchestrator", "feedback", "dgm", "sim", "bridge"],
-                     "models": ["models", "trainer", "gpu"], "tts": ["models"]}
+    assert users == {"core": ["bridge", "dgm", "feedback", "gateway", "orchestrator", "sim"],
+                     "models": ["gpu", "models", "trainer"], "tts": ["models"]}
     args = [str(BIN / "osiris"), "nats-config", "-c", str(DEPLOY / "config" / "core.toml"),
             "--password-ref", "--users-only"]
     for user, roles in users.items():

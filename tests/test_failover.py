@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from osiris_testplugins.slow import SLOW_COUNT, SLOW_WORK
 
+from osiris_contracts.messages import GenerateChunk
 from osiris_core import Config, ServiceError, Unavailable
-from osiris_core.contracts import GenerateChunk
 from osiris_core.nats.bus import Bus, gather_nodes
 from osiris_core.nats.watch import LOST_AFTER_S
 from osiris_core.testing import OsirisProcess

@@ -5,6 +5,7 @@ runtime's way."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,3 +135,50 @@ def test_the_runtime_does_not_reach_up_into_the_cli() -> None:
     below = ("osiris_core.runtime", "osiris_core.nats", "osiris_core.observability")
     for prefix in ("osiris_core.cli", "osiris_core.ops"):
         assert not {m for m in _importers(prefix) if m.startswith(below)}, prefix
+
+
+DOMAIN = re.compile(r"hermes|phi3|\btts\b|speech|\bgpu|cuda|vram|\bdgm|planner|orchestrator|"
+                    r"\bsim\b|bridge|feedback|trad(e|ing)|propos|ticker|adapter|market", re.I)
+"""What the application is about: words the core's code (names and strings; docstrings may
+give examples) never uses."""
+COMPAT = ROOT / "osiris_core" / "moved.py"
+"""The one exception: the table of old paths that moved out of the core (deprecated)."""
+
+
+def _code_words(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    docs = {id(n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        text = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docs:
+            text = node.value
+        elif isinstance(node, ast.Name):
+            text = node.id
+        elif isinstance(node, ast.Attribute):
+            text = node.attr
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            text = node.name
+        elif isinstance(node, ast.alias):
+            text = node.name
+        if text and DOMAIN.search(text):
+            found.append((getattr(node, "lineno", 0), text))
+    return found
+
+
+def test_the_domain_finder_finds_the_domain(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text('"""About trading (a docstring may say so)."""\n'
+                   'TICKS = "market.ticks"\n\ndef gpu_budget():\n    pass\n')
+    assert sorted(t for _, t in _code_words(src)) == ["gpu_budget", "market.ticks"]
+
+
+def test_the_core_knows_nothing_of_the_application() -> None:
+    core = {m: p for m, p in MODULES.items() if m.startswith("osiris_core")}
+    reaching_out = {m: sorted(d for d in GRAPH[m] if not d.startswith("osiris_core"))
+                    for m in core}
+    assert not {m: d for m, d in reaching_out.items() if d}, "the core imports the application"
+    words = {str(p.relative_to(ROOT)): _code_words(p) for p in core.values() if p != COMPAT}
+    assert not {f: w for f, w in words.items() if w}

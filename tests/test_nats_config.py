@@ -19,26 +19,8 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from osiris_core.cli.natsconfig import nats_config
-from osiris_core.config import Config, OsirisSettings, load_config
-from osiris_core.contracts import FeedbackAck, FeedbackItem, GenerateChunk, StoreQuery, StoreRows
-from osiris_core.errors import ConfigError, Forbidden
-from osiris_core.nats.bus import Bus, gather_nodes
-from osiris_core.nats.connection import open_connection
-from osiris_core.nats.server import EmbeddedNats
-from osiris_core.nats.streams import ensure_streams
-from osiris_core.ops.natsconfig import (
-    PHI3_GUIDED,
-    ROLES,
-    Permissions,
-    hash_password,
-    inbox_prefix,
-    load_for,
-    render,
-    role_permissions,
-)
-from osiris_core.runtime.node import Runtime
-from osiris_core.subjects import (
+from osiris_contracts.messages import FeedbackAck, FeedbackItem, GenerateChunk, StoreQuery, StoreRows
+from osiris_contracts.subjects import (
     ADAPTERS_PUBLISHED,
     DGM_EVENTS,
     FEEDBACK_SUBMIT,
@@ -48,17 +30,48 @@ from osiris_core.subjects import (
     PHI3_GENERATE,
     PROPOSAL_CREATED,
     STORE_QUERY,
-    control,
 )
+from osiris_core.cli.natsconfig import nats_config
+from osiris_core.config import Config, OsirisSettings, load_config
+from osiris_core.errors import ConfigError, Forbidden
+from osiris_core.nats.bus import Bus, gather_nodes
+from osiris_core.nats.connection import open_connection
+from osiris_core.nats.server import EmbeddedNats
+from osiris_core.nats.streams import ensure_streams
+from osiris_core.ops.natsconfig import (
+    Permissions,
+    Role,
+    hash_password,
+    inbox_prefix,
+    load_for,
+    render,
+    role_permissions,
+)
+from osiris_core.plugins import LoadedPlugins
+from osiris_core.runtime.node import Runtime
+from osiris_core.subjects import control
 
 PASSWORD = "pw-{role}"
 SEEN_WITHIN_S = 5.0
 
 
+PHI3_GUIDED = "osiris.phi3.guided"
+
+
 @pytest.fixture(scope="module")
-def perms() -> dict[str, Permissions]:
-    loaded, configs = load_for(load_config(None, search_cwd=False))
-    return role_permissions(loaded, configs)
+def installed() -> tuple[LoadedPlugins, list[Role]]:
+    """Every installed plugin, and the roles their grants make."""
+    return load_for(load_config(None, search_cwd=False))
+
+
+@pytest.fixture(scope="module")
+def roles(installed: tuple[LoadedPlugins, list[Role]]) -> list[Role]:
+    return installed[1]
+
+
+@pytest.fixture(scope="module")
+def perms(installed: tuple[LoadedPlugins, list[Role]]) -> dict[str, Permissions]:
+    return role_permissions(*installed)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +149,14 @@ def feedback_config(server: str, tmp_path: Path) -> Config:
 
 
 # --- what the file grants ---------------------------------------------------------------
-def test_the_roles_are_the_documented_ones(perms: dict[str, Permissions]) -> None:
-    assert list(perms) == ["gateway", "models", "orchestrator", "feedback", "trainer", "dgm",
-                           "sim", "bridge", "gpu", "operator"] == [r.name for r in ROLES]
+def test_the_roles_are_the_documented_ones(perms: dict[str, Permissions],
+                                          roles: list[Role]) -> None:
+    ours = {"bridge", "dgm", "feedback", "gateway", "gpu", "models", "operator",
+            "orchestrator", "sim", "trainer"}
+    assert ours <= set(perms) and set(perms) - ours <= {"example"}  # + the example plugin's
+    assert list(perms) == [r.name for r in roles] and roles[-1].name == "operator"
+    models = next(r for r in roles if r.name == "models")
+    assert set(models.plugins) == {"hermes", "phi3", "tts"}  # one user for three plugins
 
 
 def test_nobody_gets_a_jetstream_or_catch_all_wildcard(perms: dict[str, Permissions]) -> None:
@@ -170,15 +188,15 @@ def test_who_may_publish_what(perms: dict[str, Permissions]) -> None:
 
 
 # --- the generated file, end to end -----------------------------------------------------
-def test_the_cli_writes_a_config_nats_server_takes(tmp_path: Path) -> None:
+def test_the_cli_writes_a_config_nats_server_takes(tmp_path: Path, roles: list[Role]) -> None:
     out, secrets = tmp_path / "nats.conf", tmp_path / "roles.toml"
     result = CliRunner().invoke(nats_config, ["--out", str(out), "--secrets", str(secrets)])
     assert result.exit_code == 0, result.output
     assert "$2b$" in out.read_text() and out.stat().st_mode & 0o077 == 0
-    roles = tomllib.loads(secrets.read_text())
-    assert roles["gpu"]["nats_inbox_prefix"] == "_INBOX_gpu"
+    keys = tomllib.loads(secrets.read_text())
+    assert keys["gpu"]["nats_inbox_prefix"] == "_INBOX_gpu"
     with EmbeddedNats(tmp_path / "srv", config=out.read_text()) as srv:
-        s = msgspec.convert({**roles["gateway"], "nats_url": srv.url}, OsirisSettings)
+        s = msgspec.convert({**keys["gateway"], "nats_url": srv.url}, OsirisSettings)
 
         async def go() -> None:
             nc = await open_connection(s)
@@ -187,7 +205,7 @@ def test_the_cli_writes_a_config_nats_server_takes(tmp_path: Path) -> None:
 
         asyncio.run(go())
     printed = CliRunner().invoke(nats_config, ["--password-env", "--store-dir", "/js"], env={
-        f"OSIRIS_NATS_PASSWORD_{r.name.upper()}": "x" for r in ROLES})
+        f"OSIRIS_NATS_PASSWORD_{r.name.upper()}": "x" for r in roles})
     assert printed.exit_code == 0 and 'jetstream: {store_dir: "/js"}' in printed.output
 
 

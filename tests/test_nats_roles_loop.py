@@ -16,14 +16,14 @@ import httpx
 import pytest
 import yaml
 
+from osiris_contracts.messages import StoreQuery, StoreRows
+from osiris_contracts.subjects import STORE_QUERY
 from osiris_core.cli.natsconfig import PASSWORD_ENV
 from osiris_core.config import OsirisSettings, load_config
-from osiris_core.contracts import StoreQuery, StoreRows
 from osiris_core.nats.bus import Bus
 from osiris_core.nats.connection import open_connection
 from osiris_core.nats.server import EmbeddedNats, free_port
 from osiris_core.ops.natsconfig import inbox_prefix, load_for, render, role_permissions
-from osiris_core.subjects import STORE_QUERY
 from osiris_core.testing import OsirisProcess, write_config
 
 pytestmark = pytest.mark.slow
@@ -130,8 +130,8 @@ def run_loop(tmp_path: Path, tiny_models: Path, server_config: str,
 
 def test_the_whole_loop_runs_with_one_least_privilege_user_per_role(
         tmp_path: Path, tiny_models: Path) -> None:
-    loaded, configs = load_for(load_config(None, search_cwd=False))
-    perms = role_permissions(loaded, configs)
+    loaded, roles = load_for(load_config(None, search_cwd=False))
+    perms = role_permissions(loaded, roles)
     passwords = {r: f"pw-{r}" for r in perms}
     run_loop(tmp_path, tiny_models, render(perms, passwords), PROCESSES, passwords)
 

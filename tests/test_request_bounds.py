@@ -11,17 +11,11 @@ from typing import Any
 
 import pytest
 
+from osiris_contracts.messages import MAX_NEW_TOKENS, TradeProposal
+from osiris_contracts.subjects import HERMES_GENERATE, PHI3_GENERATE, STORE_QUERY, TTS_SPEAK
 from osiris_core import Config, ServiceError
-from osiris_core.contracts import MAX_NEW_TOKENS, TradeProposal
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import (
-    HERMES_GENERATE,
-    PHI3_GENERATE,
-    STORE_QUERY,
-    TTS_SPEAK,
-    Subject,
-    control,
-)
+from osiris_core.subjects import Subject, control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from osiris_sim.csvdata import make_data
 
+from osiris_contracts.subjects import HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE
 from osiris_core import Config, ServiceError
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE
 from osiris_core.testing import OsirisProcess
 
 RUNS = int(os.environ.get("OSIRIS_SHUTDOWN_RUNS", "2"))

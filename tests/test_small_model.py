@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from osiris_core.contracts import GenerateReply, TradeProposal
+from osiris_contracts.messages import GenerateReply, TradeProposal
+from osiris_contracts.subjects import HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE, control
+from osiris_core.subjects import control
 
 pytestmark = [
     pytest.mark.small,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import GatewayActor
 from .app import create_app
@@ -35,3 +36,21 @@ def register_commands(cli: Any) -> None:
     from .cli import gateway_command
 
     cli.add_command(gateway_command)
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    from osiris_contracts.subjects import (
+        FEEDBACK_SUBMIT,
+        HERMES_GENERATE,
+        PHI3_GENERATE,
+        PROPOSALS_PROPOSE,
+        TTS_SPEAK,
+    )
+
+    register(NatsGrant(
+        "gateway", gathers=True, reads_events=True, cancels=True,
+        requests=tuple(s.name for s in (HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE,
+                                        FEEDBACK_SUBMIT, TTS_SPEAK)),
+        description="HTTP/SSE edge: generation, proposals, feedback, speech, /health, /events"))

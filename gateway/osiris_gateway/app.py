@@ -17,6 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from osiris_contracts.subjects import register_shared
 from osiris_core.config import Config, OsirisSettings, load_config
 from osiris_core.nats.bus import Bus
 from osiris_core.nats.connection import open_connection
@@ -128,6 +129,7 @@ def create_app(
         settings = settings or loaded_cfg.settings
     if plugins is None:
         plugins = load_plugins(list(settings.plugins) or None)
+    register_shared(plugins.catalogue.add)  # the gateway serves the application's subjects
     state = GatewayState(config, settings, plugins.catalogue, bus, process_metrics)
 
     @contextlib.asynccontextmanager
@@ -176,7 +178,7 @@ def create_app(
 
 
 def _struct_types() -> dict[str, type[msgspec.Struct]]:
-    from osiris_core import contracts
+    from osiris_contracts import messages as contracts
 
     from . import schemas
     from .controllers import voice

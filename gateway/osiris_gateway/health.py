@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from osiris_contracts.models import ModelFacts
 from osiris_core.nats.bus import gather_nodes
-from osiris_core.protocol import ModelFacts, NodeStatus
+from osiris_core.protocol import NodeStatus
 
 from .schemas import HealthActor, HealthResponse
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from osiris_core.contracts import Prompt, StopStrings, Temperature, TopP
+from osiris_contracts.messages import Prompt, StopStrings, Temperature, TopP
 
 __all__ = [
     "ActorControlReply",

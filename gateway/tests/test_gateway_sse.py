@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from osiris_core.contracts import AudioChunk, MarketTick
+from osiris_contracts.messages import AudioChunk, MarketTick
 from osiris_core.nats.bus import Bus
 
 from .conftest import client, wait_for

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from osiris_core.nats.bus import connect
-from osiris_core.subjects import (
+from osiris_contracts.subjects import (
     HERMES_GENERATE,
     PHI3_GENERATE,
     PROPOSAL_ASSESSED,
@@ -24,6 +23,7 @@ from osiris_core.subjects import (
     PROPOSALS_PROPOSE,
     STORE_QUERY,
 )
+from osiris_core.nats.bus import connect
 from osiris_core.testing import OsirisProcess, write_config
 from osiris_core.testing.otlp import OtlpReceiver, ReceivedSpan
 

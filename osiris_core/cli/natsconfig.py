@@ -12,7 +12,6 @@ from osiris_core.errors import ConfigError
 from osiris_core.nats.server import MAX_PAYLOAD
 from osiris_core.ops.natsconfig import (
     OPERATOR,
-    ROLES,
     Role,
     combine,
     generate_password,
@@ -51,24 +50,25 @@ def _passwords(roles: list[Role], how: str) -> dict[str, str]:
     return out
 
 
-def _users(specs: tuple[str, ...]) -> list[Role]:
+def _users(specs: tuple[str, ...], roles: list[Role]) -> list[Role]:
     """`NAME=ROLE,ROLE` per process that hosts several roles, and the operator."""
     if not specs:
-        return list(ROLES)
+        return roles
     users: list[Role] = []
     for spec in specs:
-        name, sep, roles = spec.partition("=")
+        name, sep, parts = spec.partition("=")
         if not sep:
             raise click.BadParameter(f"{spec!r}: expected NAME=ROLE[,ROLE...]",
                                      param_hint="--user")
         try:
-            users.append(combine(name.strip(), [r.strip() for r in roles.split(",") if r.strip()]))
+            users.append(combine(name.strip(), [r.strip() for r in parts.split(",") if r.strip()],
+                                 roles))
         except ConfigError as e:
             raise click.BadParameter(str(e), param_hint="--user") from None
     names = [u.name.upper() for u in users]  # the password variables' names
     if len(set(names)) != len(names):
         raise click.BadParameter(f"a user name given twice: {names}", param_hint="--user")
-    return users + [r for r in ROLES if r.name == OPERATOR]
+    return users + [r for r in roles if r.name == OPERATOR]
 
 
 def _secrets_toml(roles: list[Role], passwords: dict[str, str], url: str) -> str:
@@ -112,22 +112,22 @@ def nats_config(config_path: str | None, out: str | None, secrets_path: str | No
                 listen: str) -> None:
     """A nats-server config: JetStream and one least-privilege user per role.
 
-    Each role (gateway, models, orchestrator, feedback, trainer, dgm, sim, bridge, gpu,
+    Each role (the installed plugins name theirs: gateway, models, orchestrator, …, and the
     operator) may publish and subscribe only what its plugins' actors serve, consume, own
-    and call, derived from the subject catalogue; replies go to per-role inboxes. See
-    docs/deploy.md.
+    and call, derived from the subject catalogue and each plugin's grant; replies go to
+    per-role inboxes. See docs/deploy.md.
     """
     if password_env and password_ref:
         raise click.UsageError("--password-env and --password-ref exclude each other")
     config = get_config(config_path)
-    roles = _users(users)
+    loaded, known = load_for(config)
+    roles = _users(users, known)
     target = None if password_env or password_ref else Path(
         secrets_path or (f"{out}.secrets.toml" if out else "nats-secrets.toml"))
     if target is not None and target.exists() and not secrets_path:
         raise ConfigError(f"{target} exists: pass --secrets PATH (or --password-env) so the "
                           "passwords of an earlier run are not overwritten")
-    loaded, configs = load_for(config)
-    perms = role_permissions(loaded, configs, roles)
+    perms = role_permissions(loaded, roles)
     passwords = _passwords(roles, "ref" if password_ref else "env" if password_env else "new")
     stored = passwords if plain_passwords or password_ref else {
         r: hash_password(p, BCRYPT_COST) for r, p in passwords.items()}

@@ -58,6 +58,9 @@ class DemoOptions:
 
 
 Hint = tuple[str, str, str]
+"""(plugin, command, what it shows): an `osiris` command line the demo suggests, or a shell
+line against the gateway when it holds `{gateway}` (the gateway's URL is put in)."""
+GATEWAY_HINT = "{gateway}"
 """(plugin, osiris command line without `osiris`, what it shows): the demo's "try" lines."""
 
 
@@ -95,11 +98,11 @@ def prepare_plugins(config: Config, options: DemoOptions | None = None) -> tuple
     for name, prepare in prepares:
         print(f"demo: preparing {name} …", flush=True)
         try:
-            proposed = prepare(data_dir, options) if _takes_options(prepare) else prepare(data_dir)
+            settings = prepare(data_dir, options) if _takes_options(prepare) else prepare(data_dir)
         except Exception as e:  # noqa: BLE001 - one plugin's demo assets must not stop the rest
             print(f"demo: {name}: preparation failed: {type(e).__name__}: {e}", flush=True)
             continue
-        tables[name] = {**proposed, **tables.get(name, {})}
+        tables[name] = {**settings, **tables.get(name, {})}
     return Config(config.settings, config.path, tables), found
 
 
@@ -117,6 +120,7 @@ def _where_to_look(runtime: Runtime, hints: list[Hint]) -> list[str]:
     env = f"OSIRIS_NATS_URL={runtime.nats_url} {_osiris_command()} "
     lines = ["", "open:"]
     gateway = None
+    running = {c.plugin for c in runtime.cells}
     for c in runtime.cells:
         url = c.status().facts.get("url")
         if url:
@@ -129,9 +133,9 @@ def _where_to_look(runtime: Runtime, hints: list[Hint]) -> list[str]:
             f"{gateway}/static/audio_console.html",
             "", "try (in another terminal):",
             f"  curl -s {gateway}/health",
-            f"  curl -s -X POST {gateway}/propose_trade_adjustments/ "
-            "-H 'content-type: application/json' -d '{\"prompt\": \"XYZ gapped up on volume\"}'",
         ]
+        lines += [f"  {cmd.format(gateway=gateway)}" for plugin, cmd, _ in hints
+                  if plugin in running and GATEWAY_HINT in cmd]
     else:
         lines += ["", "try (in another terminal):"]
     lines += [
@@ -139,10 +143,9 @@ def _where_to_look(runtime: Runtime, hints: list[Hint]) -> list[str]:
         f"  {env}plugins                  # plugins, actors and live state",
         f"  {env}request osiris.{runtime.cells[0].name}.control "
         "'{\"op\": \"status\"}'" if runtime.cells else "",
-        f"  {env}db query-runs            # the orchestrator's run log (LanceDB)",
     ]
-    running = {c.plugin for c in runtime.cells}
-    lines += [f"  {env}{cmd:<24} # {what}" for plugin, cmd, what in hints if plugin in running]
+    lines += [f"  {env}{cmd:<24} # {what}" for plugin, cmd, what in hints
+              if plugin in running and GATEWAY_HINT not in cmd]
     lines += ["", "Ctrl-C stops the demo."]
     return lines
 

@@ -2,9 +2,10 @@
 
 A role runs some plugins; what it may publish and subscribe follows from their actors'
 declared handlers (services, events, durable consumers), the subjects they own in the
-catalogue, and the short `ROLES` table of what each role *calls* (services of other roles,
-control subjects). Nothing lists subjects twice: a new service or durable consumer shows up
-in the next `osiris nats-config` on its own. docs/deploy.md, "Least privilege".
+catalogue, and what each plugin says it *calls* (services of other roles, control subjects,
+configured channels: its `NatsGrant`, hook `register_nats_role`). Nothing lists subjects
+twice: a new service or durable consumer shows up in the next `osiris nats-config` on its
+own. docs/deploy.md, "Least privilege".
 """
 
 from __future__ import annotations
@@ -18,27 +19,21 @@ from typing import Any
 
 from osiris_core.config import Config
 from osiris_core.errors import ConfigError
+from osiris_core.nats.grants import NatsGrant
 from osiris_core.plugins import LoadedPlugins, load_plugins
 from osiris_core.subjects import (
     ACTOR_WANTED,
     DEADLETTER,
-    FEEDBACK_SUBMIT,
-    HERMES_GENERATE,
-    MARKET_TICKS,
-    PHI3_GENERATE,
     PROFILE_PREFIX,
-    PROPOSALS_PROPOSE,
     RUNTIME_STATUS,
-    STORE_QUERY,
-    TTS_SPEAK,
     Catalogue,
     cancel,
     control,
     starting,
 )
 
-__all__ = ["ROLES", "Permissions", "Role", "combine", "inbox_prefix", "render",
-           "role_permissions"]
+__all__ = ["OPERATOR_ROLE", "Permissions", "Role", "combine", "inbox_prefix", "render",
+           "role_permissions", "roles_of"]
 
 JS = "$JS.API"
 SRV_VERBS = ("PING", "INFO", "STATS")
@@ -62,51 +57,54 @@ class Role:
     controls: tuple[str, ...] = ()
     """Actors whose `osiris.<actor>.control` it may request (pause, resume, policy ops)."""
     gathers: bool = False
-    """Scatter-gathers `osiris.runtime.status` (health, the gpu supervisor)."""
+    """Scatter-gathers `osiris.runtime.status` (health, supervision)."""
     reads_events: bool = False
-    """Subscribes every event subject (the gateway's SSE)."""
+    """Subscribes every event subject (a live feed)."""
     cancels: bool = False
-    """Publishes `osiris.<actor>.cancel` for requests it gave up on (the gateway)."""
+    """Publishes `osiris.<actor>.cancel` for requests it gave up on."""
+    publishes: tuple[str, ...] = ()
+    """Configured channels it publishes (beyond its actors' own events)."""
+    subscribes: tuple[str, ...] = ()
+    """Configured channels it subscribes (beyond its actors' own handlers)."""
+    kv_buckets: tuple[str, ...] = ()
+    """KV buckets its replicas share."""
     description: str = ""
 
 
-MODEL_ACTORS = ("hermes", "phi3", "tts")
-DGM_PLAN = "osiris.dgm.plan"  # the dgm plugin's planner service (DESIGN §4)
-PHI3_SCORE = "osiris.phi3.score"  # phi3's scoring of what it serves (the trainer's gate)
-PHI3_GUIDED = "osiris.phi3.guided"  # phi3 under a caller's grammar (the dgm's typed edits)
-ROLES: tuple[Role, ...] = (
-    Role("gateway", ("gateway",), gathers=True, reads_events=True, cancels=True,
-         requests=(HERMES_GENERATE.name, PHI3_GENERATE.name, PROPOSALS_PROPOSE.name,
-                   FEEDBACK_SUBMIT.name, TTS_SPEAK.name),
-         description="HTTP/SSE edge: generation, proposals, feedback, speech, /health, /events"),
-    Role("models", MODEL_ACTORS, requests=(STORE_QUERY.name,),
-         description="hermes, phi3 (reads feedback for few-shot, loads adapters), tts"),
-    Role("orchestrator", ("orchestrator",),
-         requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, TTS_SPEAK.name),
-         description="ticks → proposals, the risk gate, run records"),
-    Role("feedback", ("feedback",), description="the store: every durable stream's writer"),
-    Role("trainer", ("trainer",), requests=(PHI3_SCORE,), controls=("sim",),
-         description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
-                     "published on osiris.adapters.published; pauses the sim while it trains"),
-    Role("dgm", ("dgm",), requests=(PHI3_GENERATE.name, PHI3_GUIDED, HERMES_GENERATE.name,
-                                    DGM_PLAN),
-         controls=("orchestrator", "phi3"),
-         description="policy self-improvement: reads phi3 (its edits under a grammar, "
-                     "osiris.phi3.guided), applies policies through the orchestrator's "
-                     "control subject"),
-    Role("sim", ("sim",), description="market replay on market.ticks"),
-    Role("bridge", ("bridge",), description="Redis mirror of the documented channels"),
-    Role("gpu", ("gpu",), gathers=True, controls=MODEL_ACTORS,
-         description="VRAM budget: pauses and resumes the model actors"),
-    Role(OPERATOR, description="admin: every service and control subject, every event, "
-                               "JetStream administration of the osiris streams, the CLI"),
-)
+OPERATOR_ROLE = Role(OPERATOR, description="admin: every service and control subject, every "
+                     "event, JetStream administration of the osiris streams, the CLI")
 
 
-def combine(name: str, role_names: Iterable[str]) -> Role:
+def roles_of(grants: Iterable[tuple[str, NatsGrant]]) -> list[Role]:
+    """The roles the plugins' grants make, in order of first mention, and the operator:
+    grants naming the same role are one user with the union of their permissions."""
+    by_role: dict[str, list[tuple[str, NatsGrant]]] = {}
+    for plugin, grant in grants:
+        if grant.role == OPERATOR or not USER_NAME.fullmatch(grant.role):
+            raise ConfigError(f"plugin {plugin}: bad NATS role {grant.role!r} (lower-case "
+                              "letters, digits and _, not operator)")
+        by_role.setdefault(grant.role, []).append((plugin, grant))
+    out: list[Role] = []
+    for name, parts in by_role.items():
+        gs = [g for _, g in parts]
+
+        def union(attr: str, gs: list[NatsGrant] = gs) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(x for g in gs for x in getattr(g, attr)))
+
+        out.append(Role(name, tuple(dict.fromkeys(p for p, _ in parts)), union("requests"),
+                        union("controls"), gathers=any(g.gathers for g in gs),
+                        reads_events=any(g.reads_events for g in gs),
+                        cancels=any(g.cancels for g in gs), publishes=union("publishes"),
+                        subscribes=union("subscribes"), kv_buckets=union("kv_buckets"),
+                        description="; ".join(dict.fromkeys(g.description for g in gs
+                                                            if g.description))))
+    return [*out, OPERATOR_ROLE]
+
+
+def combine(name: str, role_names: Iterable[str], roles: Iterable[Role]) -> Role:
     """One user for a process that hosts several roles (a compose service running the
     gateway, orchestrator and feedback together): the union of their grants, its own inbox."""
-    by_name = {r.name: r for r in ROLES}
+    by_name = {r.name: r for r in roles}
     parts: list[Role] = []
     for r in role_names:
         if r not in by_name:
@@ -126,7 +124,8 @@ def combine(name: str, role_names: Iterable[str]) -> Role:
     return Role(name, union("plugins"), union("requests"), union("controls"),
                 gathers=any(p.gathers for p in parts),
                 reads_events=any(p.reads_events for p in parts),
-                cancels=any(p.cancels for p in parts),
+                cancels=any(p.cancels for p in parts), publishes=union("publishes"),
+                subscribes=union("subscribes"), kv_buckets=union("kv_buckets"),
                 description="roles " + ", ".join(p.name for p in parts))
 
 
@@ -202,32 +201,7 @@ def _kv(perms: Permissions, bucket: str) -> None:
     }
 
 
-@dataclass(frozen=True)
-class _Channels:
-    """Core subjects chosen in config rather than declared by a handler."""
-
-    sim: frozenset[str]            # sim publishes ticks here
-    orchestrator: frozenset[str]   # the orchestrator listens here
-    policy_bucket: str             # the orchestrator replicas' policy slots (KV); "" none
-    bridge_in: frozenset[str]      # Redis → NATS: the bridge publishes
-    bridge_out: frozenset[str]     # NATS → Redis: the bridge subscribes
-
-
-def _channels(configs: Mapping[str, Any]) -> _Channels:
-    directions = getattr(configs.get("bridge"), "directions", None)
-    ways: dict[str, str] = directions() if callable(directions) else {}
-    return _Channels(
-        sim=frozenset({getattr(configs.get("sim"), "channel", MARKET_TICKS.name)}),
-        orchestrator=frozenset({getattr(configs.get("orchestrator"), "market_channel",
-                                        MARKET_TICKS.name)}),
-        policy_bucket=str(getattr(configs.get("orchestrator"), "policy_bucket", "OSIRIS_POLICY")),
-        bridge_in=frozenset(c for c, d in ways.items() if d in ("both", "from_redis")),
-        bridge_out=frozenset(c for c, d in ways.items() if d in ("both", "to_redis")),
-    )
-
-
-def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
-                     roles: Iterable[Role] = ROLES) -> dict[str, Permissions]:
+def role_permissions(loaded: LoadedPlugins, roles: Iterable[Role]) -> dict[str, Permissions]:
     """Each role's permissions, from the loaded plugins' actors and the catalogue."""
     roles = list(roles)
     cat: Catalogue = loaded.catalogue
@@ -240,7 +214,6 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
     streams = sorted(cat.streams())
     events = sorted(s.name for s in cat if s.kind == "event")
     services = sorted(s.name for s in cat if s.kind == "service")
-    ch = _channels(configs)
 
     perms = {r.name: Permissions() for r in roles}
     served = {r.name: _Served() for r in roles}
@@ -263,22 +236,17 @@ def role_permissions(loaded: LoadedPlugins, configs: Mapping[str, Any],
                 p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
         if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
             mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
-            # its own inbox too: an actor may call another of the same role (dgm → planner);
+            # its own inbox too: an actor may call another of the same role (a kernel its
+            # planner);
             # and the read-only discovery pings of its own actors (a container's health
             # check, with the process's own credentials): never their control subjects
             p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
                           *(f"$SRV.{v}.{a}" for a in mine.actors for v in ("PING", "INFO"))}
             _streams(p, streams)
-        p.subscribe |= mine.services
-        if "sim" in role.plugins:
-            p.publish |= ch.sim
-        if "orchestrator" in role.plugins:
-            p.subscribe |= ch.orchestrator
-            if ch.policy_bucket:
-                _kv(p, ch.policy_bucket)
-        if "bridge" in role.plugins:
-            p.subscribe |= ch.bridge_out
-            p.publish |= ch.bridge_in
+        p.subscribe |= mine.services | set(role.subscribes)
+        p.publish |= set(role.publishes)
+        for bucket in role.kv_buckets:
+            _kv(p, bucket)
         if role.reads_events:
             p.subscribe |= set(events)
         for name in role.requests:
@@ -365,9 +333,20 @@ def is_variable(password: str) -> bool:
     return len(password) > 1 and password[0] == "$" and password[1:].isidentifier()
 
 
-def load_for(config: Config) -> tuple[LoadedPlugins, dict[str, Any]]:
-    """Every installed plugin with its validated config (channels come from the config)."""
+def load_for(config: Config) -> tuple[LoadedPlugins, list[Role]]:
+    """Every installed plugin with its validated config, and the roles their grants make."""
     loaded = load_plugins(None)
     configs: dict[str, Any] = dict(loaded.validate_configs(config))
     loaded.collect_actors(configs)
-    return loaded, configs
+    grants: list[tuple[str, NatsGrant]] = []
+
+    def kwargs(rec: Any) -> dict[str, Any]:
+        def register(grant: NatsGrant) -> None:
+            if not isinstance(grant, NatsGrant):
+                raise TypeError(f"register_nats_role takes a NatsGrant, got {grant!r}")
+            grants.append((rec.name, grant))
+
+        return {"register": register, "config": configs.get(rec.name)}
+
+    loaded.call_each("register_nats_role", kwargs)
+    return loaded, roles_of(grants)

@@ -147,7 +147,7 @@ class Dispatcher:
 
     async def announce_wanted(self) -> None:
         """Say on `osiris.runtime.wanted` that requests wait for this paused actor (once per
-        pause, again every WANTED_REPEAT_S while they wait): the gpu supervisor resumes it."""
+        pause, again every WANTED_REPEAT_S while they wait): whoever paused it may resume it."""
         now = time.monotonic()
         if self._wanted_at is not None and now - self._wanted_at < WANTED_REPEAT_S:
             return

@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -52,7 +52,7 @@ from osiris_core.nats.bus import Bus, connect
 from osiris_core.nats.server import EmbeddedNats
 from osiris_core.runtime.node import Runtime
 
-__all__ = ["OsirisProcess", "collect_events", "cuda_test_marks", "plugin_module",
+__all__ = ["OsirisProcess", "collect_events", "plugin_module",
            "write_config"]
 
 try:
@@ -148,19 +148,6 @@ async def collect_events(bus: Bus, subject: str, count: int, timeout: float = 10
     finally:
         await sub.unsubscribe()
     return got
-
-
-def cuda_test_marks() -> list[pytest.MarkDecorator]:
-    """`pytestmark` of a GPU test module (after `torch = pytest.importorskip("torch")`):
-    marked `gpu`, skipped without a CUDA device, third-party deprecation warnings ignored."""
-    import torch
-
-    return [
-        pytest.mark.gpu,
-        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU test)"),
-        pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                                   "ignore::UserWarning"),
-    ]
 
 
 def plugin_module(name: str, *, actors: Iterable[type[Any]] = (),
@@ -265,3 +252,12 @@ class OsirisProcess:
                 self.kill()
         with contextlib.suppress(Exception):
             self._log.close()
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would accept any name of this module
+
+    def __getattr__(name: str) -> object:
+        """Names that moved out of the core (deprecated here)."""
+        from osiris_core.moved import moved_name
+
+        return moved_name(__name__, name)

@@ -21,10 +21,10 @@ import lancedb
 import pytest
 from osiris_testplugins.slow import SLOW_WORK
 
+from osiris_contracts.messages import FeedbackAck
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, FEEDBACK_SUBMITTED
 from osiris_core import Config, ServiceError
-from osiris_core.contracts import FeedbackAck
 from osiris_core.nats.bus import Bus, connect
-from osiris_core.subjects import FEEDBACK_SUBMIT, FEEDBACK_SUBMITTED
 from osiris_core.testing import OsirisProcess
 from osiris_core.testing.cluster import NatsCluster
 

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from osiris_core import Subject, hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import ExampleActor, ExampleConfig
 from .subjects import ECHO, RECORDED
@@ -56,8 +57,14 @@ def register_routes(register: Callable[[Any], None]) -> None:
     register(echo_route)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)  # the dgm plugin's hook: loads without dgm too
 def register_planners(register: Callable[[str, Callable[..., Any]], None]) -> None:
     from .planner import tighten
 
     register("example-tighten", tighten)
+
+
+@hookimpl
+def register_nats_role(register: Callable[[NatsGrant], None]) -> None:
+    """Its own NATS user in `osiris nats-config` (its actor calls nobody else)."""
+    register(NatsGrant("example", description="the example plugin: echo"))

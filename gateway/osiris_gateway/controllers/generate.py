@@ -16,9 +16,9 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from osiris_core.contracts import GenerateReply, GenerateRequest, TradeProposal
+from osiris_contracts.messages import GenerateReply, GenerateRequest, TradeProposal
+from osiris_contracts.subjects import HERMES_GENERATE, PHI3_GENERATE
 from osiris_core.errors import RequestTimeout, ServiceError, Unavailable
-from osiris_core.subjects import HERMES_GENERATE, PHI3_GENERATE
 
 from ..errors import HttpError, service_error_body, status_for
 from ..schemas import PHI3_MIN_LENGTH, ErrorBody, GenerateBody, GenerateResponse, ModelBody, Phi3Body

@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Controller, MediaType, Request, Response, post
 from litestar.params import JSONBody
 
-from osiris_core.contracts import FeedbackAck, FeedbackItem, ProposeReply, ProposeRequest
+from osiris_contracts.messages import FeedbackAck, FeedbackItem, ProposeReply, ProposeRequest
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, PROPOSALS_PROPOSE
 from osiris_core.errors import ServiceError
-from osiris_core.subjects import FEEDBACK_SUBMIT, PROPOSALS_PROPOSE
 
 from ..errors import HttpError, status_for
 from ..schemas import ErrorBody, ProposeBody

@@ -18,7 +18,7 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from osiris_core.contracts import GenerateRequest
+from osiris_contracts.messages import GenerateRequest
 from osiris_core.errors import ServiceError
 
 from ..errors import HttpError

@@ -17,9 +17,9 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from msgspec import Meta
 
-from osiris_core.contracts import Exaggeration, SpeechText, TtsRequest, UtteranceId
+from osiris_contracts.messages import Exaggeration, SpeechText, TtsRequest, UtteranceId
+from osiris_contracts.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core.errors import ServiceError
-from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 from ..errors import HttpError, service_error_body, status_for
 from ..schemas import ErrorBody

@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from osiris_contracts.messages import AudioChunk
+from osiris_contracts.subjects import SHARED_SUBJECTS
 from osiris_core import Actor, EventMeta
-from osiris_core.contracts import AudioChunk
 from osiris_core.subjects import CORE_SUBJECTS
 
 from .config import BridgeConfig
@@ -30,7 +31,7 @@ from .config import BridgeConfig
 BRIDGED_HEADER = "Osiris-Bridged"
 MARKER = "_osiris_bridge"
 _MARK_PREFIX = b'{"' + MARKER.encode() + b'":"nats"'
-_DURABLE = {s.name for s in CORE_SUBJECTS if s.durable}
+_DURABLE = {s.name for s in (*CORE_SUBJECTS, *SHARED_SUBJECTS) if s.durable}
 _audio = msgspec.json.Decoder(AudioChunk)
 
 

@@ -17,8 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from osiris_sim.csvdata import make_data
 
-from osiris_core import Config, ConfigError
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     Advice,
     AudioChunk,
     FeedbackItem,
@@ -28,14 +27,15 @@ from osiris_core.contracts import (
     RunRecord,
     TradeProposal,
 )
-from osiris_core.nats.bus import Bus
-from osiris_core.subjects import (
+from osiris_contracts.subjects import (
     ADVICE_GENERATED,
     AUDIO_BYTES,
     FEEDBACK_SUBMITTED,
     PROPOSAL_ASSESSED,
     PROPOSAL_CREATED,
 )
+from osiris_core import Config, ConfigError
+from osiris_core.nats.bus import Bus
 
 CHANNELS = ["market.ticks", "phi3.proposal.created", "phi3.proposal.assessed",
             "phi3.feedback.submitted", "advice.generated", "audio.bytes"]

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from osiris_contracts.subjects import register_shared
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .config import DgmConfig
 from .contracts import DGM_PLAN, DGM_ROLLBACK, DGM_RUN
 
 __all__ = ["DgmConfig"]
+
+
+@hookimpl
+def register_hookspecs(register: Any) -> None:
+    from . import hookspecs
+
+    register(hookspecs)  # register_planners
 
 
 @hookimpl
@@ -24,6 +33,7 @@ def register_config(register: Any) -> None:
 
 @hookimpl
 def register_subjects(register: Any) -> None:
+    register_shared(register)  # the application's catalogue
     for s in (DGM_PLAN, DGM_RUN, DGM_ROLLBACK):
         register(s)
 
@@ -53,3 +63,15 @@ def register_demo(register: Any) -> None:
 
     register(prepare, hints=[("dgm --iterations 5 --planner mutate",
                               "self-improvement of the policy: archive, shadow, promotion")])
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant(
+        "dgm", requests=("osiris.phi3.generate", "osiris.phi3.guided", "osiris.hermes.generate",
+                         DGM_PLAN.name),
+        controls=("orchestrator", "phi3"),
+        description="policy self-improvement: reads phi3 (its edits under a grammar, "
+                    "osiris.phi3.guided), applies policies through the orchestrator's "
+                    "control subject"))

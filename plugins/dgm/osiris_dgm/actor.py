@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 from osiris_orchestrator.config import OrchestratorConfig
 
+from osiris_contracts.subjects import DGM_EVENTS
 from osiris_core import Actor, BadRequest, NotFound, Unavailable, service
 from osiris_core.errors import ServiceError
-from osiris_core.subjects import DGM_EVENTS
 
 from .archive import ReplyCache
 from .config import DgmConfig

@@ -13,12 +13,12 @@ from typing import Any, TextIO, TypeVar
 import click
 import msgspec
 
-from osiris_core import tables
+from osiris_contracts import tables
+from osiris_contracts.messages import StoreQuery
+from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
-from osiris_core.contracts import StoreQuery
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.store import PAGE_ROWS, read_rows
 from osiris_core.subjects import control
 
 from .config import DgmConfig

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from osiris_orchestrator.policy import Policy, PolicyViolation, load_policy
 
-from osiris_core.contracts import MarketTick, TradeProposal
+from osiris_contracts.messages import MarketTick, TradeProposal
 
 ALLOWED_IMPORTS = {"math"}
 BLOCKED_PREFIXES = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn",

@@ -28,11 +28,12 @@ from osiris_orchestrator.policy import check_source, default_source, sha256
 from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import load_bars, make_data
 
-from osiris_core.contracts import GenerateRequest, TradeProposal
+from osiris_contracts.messages import GenerateRequest, TradeProposal
+from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core.errors import BadRequest, ServiceError
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import PHI3_GENERATE, control
+from osiris_core.subjects import control
 
 from .archive import Archive, ReplyCache
 from .bandit import Bandit

@@ -25,10 +25,12 @@ import msgspec
 from osiris_orchestrator.policy import sha256
 from osiris_phi3.contracts import MAX_SEED, PHI3_GUIDED, GuidedReply, GuidedRequest
 
-from osiris_core.contracts import GenerateReply, GenerateRequest
+from osiris_contracts.messages import GenerateReply, GenerateRequest
+from osiris_contracts.models import ModelFacts
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply, ModelFacts
-from osiris_core.subjects import HERMES_GENERATE, Subject, control
+from osiris_core.protocol import ControlReply
+from osiris_core.subjects import Subject, control
 
 from .archive import ReplyCache
 from .contracts import PlanReply, PlanRequest

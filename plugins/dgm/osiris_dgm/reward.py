@@ -23,7 +23,7 @@ from osiris_orchestrator.config import RiskConfig
 from osiris_orchestrator.ledger import open_trade, walk
 from osiris_orchestrator.limits import risk_gate
 
-from osiris_core.contracts import MarketTick, TradeProposal
+from osiris_contracts.messages import MarketTick, TradeProposal
 
 __all__ = ["PINNED_FILES", "Scored", "Windows", "bootstrap_lower", "check_pins", "make_windows",
            "pin_digest", "score_decisions"]

@@ -15,9 +15,9 @@ from typing import Any
 
 from osiris_orchestrator.policy import default_source
 
-from osiris_core.contracts import StoreRows
+from osiris_contracts.messages import StoreRows
+from osiris_contracts.subjects import STORE_QUERY
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import STORE_QUERY
 
 
 def trend_csv(path: Path, bars: int, drift: float, seed: int) -> Path:

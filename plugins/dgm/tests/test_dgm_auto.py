@@ -28,9 +28,10 @@ from osiris_orchestrator.config import OrchestratorConfig
 from osiris_phi3.contracts import PHI3_GUIDED
 from osiris_sim.csvdata import make_data
 
+from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core import Config
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import PHI3_GENERATE, control
+from osiris_core.subjects import control
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}

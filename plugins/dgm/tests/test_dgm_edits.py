@@ -19,7 +19,7 @@ from osiris_dgm.sandbox import Limits
 from osiris_dgm.testing import all_checks_on
 from osiris_orchestrator.policy import check_source, default_source, load_policy
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 SRC = default_source()
 ALL_ON = all_checks_on(SRC)

@@ -26,8 +26,8 @@ from osiris_orchestrator.policy import check_source, default_source, load_policy
 from osiris_phi3.contracts import PHI3_GUIDED, GuidedReply, GuidedRequest
 from osiris_sim.csvdata import make_data
 
+from osiris_contracts.messages import TradeProposal
 from osiris_core import Config
-from osiris_core.contracts import TradeProposal
 
 SRC = default_source()
 ALL_ON = all_checks_on(SRC)

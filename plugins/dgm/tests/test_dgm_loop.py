@@ -22,8 +22,8 @@ from osiris_dgm.testing import archive_rows, trend_csv
 from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
+from osiris_contracts.messages import DgmEvent
 from osiris_core import Config, NotFound
-from osiris_core.contracts import DgmEvent
 from osiris_core.nats.bus import Bus
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,

@@ -27,7 +27,7 @@ from osiris_orchestrator.config import RiskConfig
 from osiris_orchestrator.ledger import open_trade, walk
 from osiris_orchestrator.policy import PolicyViolation, check_source, default_source, load_policy
 
-from osiris_core.contracts import MarketTick, TradeProposal
+from osiris_contracts.messages import MarketTick, TradeProposal
 
 SRC = default_source()
 ALLOW = ["policy.py"]

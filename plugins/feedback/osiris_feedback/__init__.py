@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from osiris_contracts.subjects import register_subjects as register_subjects
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import FeedbackActor
 from .config import FeedbackConfig
@@ -30,3 +32,15 @@ def register_commands(cli: click.Group) -> None:
     from .cli import db
 
     cli.add_command(db)
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant("feedback", description="the store: every durable stream's writer"))
+
+
+@hookimpl
+def register_demo(register: Any) -> None:
+    """Nothing to prepare; the demo suggests reading the run log."""
+    register(lambda data_dir: {}, hints=[("db query-runs", "the orchestrator's run log (LanceDB)")])

@@ -13,6 +13,28 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts import tables
+from osiris_contracts.messages import (
+    Advice,
+    DgmEvent,
+    FeedbackAck,
+    FeedbackItem,
+    ProposalAssessed,
+    ProposalCreated,
+    RunRecord,
+    StoreQuery,
+    StoreRows,
+)
+from osiris_contracts.subjects import (
+    ADVICE_GENERATED,
+    DGM_EVENTS,
+    FEEDBACK_SUBMIT,
+    FEEDBACK_SUBMITTED,
+    PROPOSAL_ASSESSED,
+    PROPOSAL_CREATED,
+    RUNS_COMPLETED,
+    STORE_QUERY,
+)
 from osiris_core import (
     Actor,
     BadRequest,
@@ -24,31 +46,9 @@ from osiris_core import (
     on_event,
     reply_budget,
     service,
-    tables,
-)
-from osiris_core.contracts import (
-    Advice,
-    DgmEvent,
-    FeedbackAck,
-    FeedbackItem,
-    ProposalAssessed,
-    ProposalCreated,
-    RunRecord,
-    StoreQuery,
-    StoreRows,
 )
 from osiris_core.protocol import DeadLetter
-from osiris_core.subjects import (
-    ADVICE_GENERATED,
-    DEADLETTER,
-    DGM_EVENTS,
-    FEEDBACK_SUBMIT,
-    FEEDBACK_SUBMITTED,
-    PROPOSAL_ASSESSED,
-    PROPOSAL_CREATED,
-    RUNS_COMPLETED,
-    STORE_QUERY,
-)
+from osiris_core.subjects import DEADLETTER
 
 from .config import FeedbackConfig
 from .store import (
@@ -200,7 +200,7 @@ class FeedbackActor(Actor[FeedbackConfig]):
                 f"the {q.limit:,} rows asked for from {q.table!r} do not fit in one reply "
                 f"(the NATS server's max_payload is {max_payload:,} bytes; the first {n:,} "
                 f"fit): ask for limit <= {n:,}, or page: send \"paged\": true and follow "
-                "next_cursor (osiris_core.store.read_rows does)",
+                "next_cursor (osiris_contracts.store.read_rows does)",
                 field="limit", rows_that_fit=n, max_payload=max_payload)
         return rows
 

@@ -10,13 +10,13 @@ from typing import Any
 import click
 import msgspec
 
+from osiris_contracts.messages import StoreQuery
+from osiris_contracts.store import PAGE_ROWS, read_rows
+from osiris_contracts.subjects import STORE_QUERY
 from osiris_core.cli import config_option, connected_bus, get_config, run_async
 from osiris_core.config import Config
-from osiris_core.contracts import StoreQuery
 from osiris_core.errors import ServiceError, Unavailable
 from osiris_core.nats.bus import nats_reachable
-from osiris_core.store import PAGE_ROWS, read_rows
-from osiris_core.subjects import STORE_QUERY
 
 from .config import FeedbackConfig
 from .store import SCHEMAS, FilterError, Store

@@ -21,7 +21,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     Advice,
     DgmEvent,
     FeedbackItem,

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import lancedb
 
+from osiris_contracts.messages import FeedbackAck
+from osiris_contracts.subjects import FEEDBACK_SUBMIT
 from osiris_core import Config, ServiceError
-from osiris_core.contracts import FeedbackAck
 from osiris_core.nats.bus import Bus, connect
-from osiris_core.subjects import FEEDBACK_SUBMIT
 from osiris_core.testing import OsirisProcess
 
 N = 1000

@@ -15,8 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core import BadRequest, Config, NotFound
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     Advice,
     FeedbackAck,
     ProposalAssessed,
@@ -26,8 +25,7 @@ from osiris_core.contracts import (
     StoreRows,
     TradeProposal,
 )
-from osiris_core.nats.bus import Bus
-from osiris_core.subjects import (
+from osiris_contracts.subjects import (
     ADVICE_GENERATED,
     FEEDBACK_SUBMIT,
     PROPOSAL_ASSESSED,
@@ -35,6 +33,8 @@ from osiris_core.subjects import (
     RUNS_COMPLETED,
     STORE_QUERY,
 )
+from osiris_core import BadRequest, Config, NotFound
+from osiris_core.nats.bus import Bus
 
 PROPOSAL = TradeProposal(ticker="XYZ", action="adjust", side="LONG", new_stop_pct=5.0,
                          new_target_pct=10.0, confidence=0.85, rationale="trend")

@@ -16,11 +16,11 @@ import msgspec
 import pytest
 from osiris_feedback.store import Store
 
+from osiris_contracts.messages import FeedbackAck, StoreQuery, StoreRows
+from osiris_contracts.store import iter_pages, read_rows
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, STORE_QUERY
 from osiris_core import BadRequest, Bus, Config, PayloadTooLarge, ServiceError
-from osiris_core.contracts import FeedbackAck, StoreQuery, StoreRows
 from osiris_core.nats.server import EmbeddedNats
-from osiris_core.store import iter_pages, read_rows
-from osiris_core.subjects import FEEDBACK_SUBMIT, STORE_QUERY
 
 N = 8000
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -159,7 +159,7 @@ async def test_8000_rows_page_through_a_default_1mib_server_exactly_once(
 def test_the_table_name_constants_are_the_stores_tables() -> None:
     from osiris_feedback.store import SCHEMAS
 
-    from osiris_core import tables
+    from osiris_contracts import tables
 
     assert set(tables.ALL) == set(SCHEMAS)
 
@@ -169,7 +169,7 @@ def test_a_store_made_before_a_column_existed_gains_it_and_keeps_its_rows(tmp_pa
     import pyarrow as pa
     from osiris_feedback.store import SCHEMAS, dgm_row
 
-    from osiris_core.contracts import DgmEvent, DgmVariant
+    from osiris_contracts.messages import DgmEvent, DgmVariant
 
     old = pa.schema([f for f in SCHEMAS["dgm_archive"] if f.name != "why"])
     lancedb.connect(str(tmp_path)).create_table("dgm_archive", schema=old).add(

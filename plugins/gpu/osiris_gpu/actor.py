@@ -11,11 +11,12 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import GpuActor, GpuEvent, GpuStatus
+from osiris_contracts.subjects import GPU_EVENTS, GPU_STATUS
 from osiris_core import Actor, BadRequest, ServiceError, on_event, service
-from osiris_core.contracts import GpuActor, GpuEvent, GpuStatus
 from osiris_core.nats.bus import gather_nodes
 from osiris_core.protocol import ActorWanted, ControlReply
-from osiris_core.subjects import ACTOR_WANTED, GPU_EVENTS, GPU_STATUS, control
+from osiris_core.subjects import ACTOR_WANTED, control
 
 from .config import GB, GpuConfig
 from .discovery import Tracked, is_model_actor, weights_on_disk

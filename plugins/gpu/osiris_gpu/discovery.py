@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osiris_core.protocol import ActorStatus, ModelFacts
+from osiris_contracts.models import ModelFacts
+from osiris_core.protocol import ActorStatus
 
 WEIGHT_SUFFIXES = (".onnx", ".data", ".safetensors", ".bin", ".pt", ".gguf", ".onnx_data")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from osiris_core.contracts import GpuDevice
+from osiris_contracts.messages import GpuDevice
 
 
 @dataclass

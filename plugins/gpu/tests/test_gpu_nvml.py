@@ -10,11 +10,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from osiris_models.testing import cuda_test_marks
 
-from osiris_core.contracts import GenerateReply, GpuEvent, GpuStatus
+from osiris_contracts.messages import GenerateReply, GpuEvent, GpuStatus
+from osiris_contracts.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, control
-from osiris_core.testing import cuda_test_marks
+from osiris_core.subjects import control
 
 torch = pytest.importorskip("torch")
 pytestmark = cuda_test_marks()

@@ -11,10 +11,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from osiris_contracts.messages import GenerateReply, GpuEvent, GpuStatus, TradeProposal
+from osiris_contracts.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE
 from osiris_core import Actor, PluginConfig, Unavailable, hookimpl, service
-from osiris_core.contracts import GenerateReply, GpuEvent, GpuStatus, TradeProposal
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import GPU_EVENTS, GPU_STATUS, HERMES_GENERATE, PHI3_GENERATE, control
+from osiris_core.subjects import control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

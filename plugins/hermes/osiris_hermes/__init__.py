@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from osiris_contracts.subjects import register_subjects as register_subjects
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .config import HermesConfig
 
@@ -39,3 +41,9 @@ def register_demo(register: Any) -> None:
         return out
 
     register(prepare)
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant("models", description="hermes: free-text generation"))

@@ -11,12 +11,14 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import GenerateChunk, GenerateReply, GenerateRequest
+from osiris_contracts.models import ModelFacts
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core import Actor, RequestContext, on_event, service
-from osiris_core.contracts import GenerateChunk, GenerateReply, GenerateRequest
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.observability.usage import record_tokens
-from osiris_core.protocol import CancelRequest, ModelFacts
-from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel
+from osiris_core.protocol import CancelRequest
+from osiris_core.subjects import REQUEST_ID_HEADER, cancel
 
 from .batching import Batcher, call_soon
 from .config import HermesConfig

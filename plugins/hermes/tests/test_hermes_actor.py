@@ -10,10 +10,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from osiris_core.contracts import GenerateChunk, GenerateReply
+from osiris_contracts.messages import GenerateChunk, GenerateReply
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import HERMES_GENERATE, control
+from osiris_core.subjects import control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

@@ -18,10 +18,11 @@ import pytest
 from osiris_hermes.batching import Batcher
 from osiris_hermes.engine import Row
 
-from osiris_core.contracts import GenerateChunk, GenerateReply
+from osiris_contracts.messages import GenerateChunk, GenerateReply
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.errors import ServiceError, Unavailable
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import HERMES_GENERATE, REQUEST_ID_HEADER, cancel, control
+from osiris_core.subjects import REQUEST_ID_HEADER, cancel, control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from osiris_models.testing import cuda_test_marks
 
-from osiris_core.contracts import GenerateReply
+from osiris_contracts.messages import GenerateReply
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import HERMES_GENERATE, control
-from osiris_core.testing import cuda_test_marks
+from osiris_core.subjects import control
 
 torch = pytest.importorskip("torch")
 pytestmark = cuda_test_marks()

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from osiris_core.contracts import GenerateReply
+from osiris_contracts.messages import GenerateReply
+from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.observability.profiling import decode_data
 from osiris_core.protocol import ControlReply, ProfileResult
-from osiris_core.subjects import HERMES_GENERATE, control
+from osiris_core.subjects import control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

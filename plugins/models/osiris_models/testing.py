@@ -1,4 +1,5 @@
-"""pytest plugin (entry point `pytest11`): the `tiny_models` fixture.
+"""pytest plugin (entry point `pytest11`): the `tiny_models` fixture, and the marks of a
+GPU test module (`cuda_test_marks`).
 
 Builds the tiny models once per machine into a cache folder (`OSIRIS_TINY_MODELS`, else
 `build/tiny-models` under pytest's rootdir) and reuses them while they are up to date.
@@ -52,3 +53,16 @@ def small_models(request: pytest.FixtureRequest) -> Path:
     if out.returncode != 0:
         raise RuntimeError(f"osiris models small failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return root
+
+
+def cuda_test_marks() -> list[pytest.MarkDecorator]:
+    """`pytestmark` of a GPU test module (after `torch = pytest.importorskip("torch")`):
+    marked `gpu`, skipped without a CUDA device, third-party deprecation warnings ignored."""
+    import torch
+
+    return [
+        pytest.mark.gpu,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU test)"),
+        pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                   "ignore::UserWarning"),
+    ]

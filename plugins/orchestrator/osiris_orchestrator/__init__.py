@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from osiris_contracts.subjects import register_subjects as register_subjects
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import OrchestratorActor
 from .config import OrchestratorConfig, RiskConfig
@@ -43,5 +45,20 @@ def prepare_demo(data_dir: object) -> dict[str, Any]:
 
 
 @hookimpl
-def register_demo(register: Callable[[Callable[[Any], dict[str, Any]]], None]) -> None:
-    register(prepare_demo)
+def register_demo(register: Callable[..., None]) -> None:
+    register(prepare_demo, hints=[(
+        "curl -s -X POST {gateway}/propose_trade_adjustments/ -H 'content-type: "
+        "application/json' -d '{{\"prompt\": \"XYZ gapped up on volume\"}}'",
+        "a proposal, the risk gate and hermes' assessment")])
+
+
+@hookimpl
+def register_nats_role(register: Any, config: OrchestratorConfig) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    from osiris_contracts.subjects import HERMES_GENERATE, PHI3_GENERATE, TTS_SPEAK
+
+    register(NatsGrant(
+        "orchestrator", requests=(PHI3_GENERATE.name, HERMES_GENERATE.name, TTS_SPEAK.name),
+        subscribes=(config.market_channel,),
+        kv_buckets=(config.policy_bucket,) if config.policy_bucket else (),
+        description="ticks → proposals, the risk gate, run records"))

@@ -12,9 +12,10 @@ import msgspec
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from osiris_contracts.messages import MarketTick, ProposeReply, ProposeRequest
+from osiris_contracts.subjects import PROPOSALS_PROPOSE
 from osiris_core import Actor, BadRequest, EventMeta, RequestContext, service
-from osiris_core.contracts import MarketTick, ProposeReply, ProposeRequest
-from osiris_core.subjects import PROPOSALS_PROPOSE, REQUEST_ID_HEADER
+from osiris_core.subjects import REQUEST_ID_HEADER
 
 from .bounded import BoundedPolicy, PolicyRunner, probe_load, runner_for
 from .config import OrchestratorConfig

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.contracts import MarketTick, TradeProposal
+from osiris_contracts.messages import MarketTick, TradeProposal
 
 from .policy import Decision, Policy, PolicyViolation, default_source, sha256
 

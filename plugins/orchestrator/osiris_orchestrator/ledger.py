@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from osiris_core.contracts import MarketTick
+from osiris_contracts.messages import MarketTick
 
 __all__ = ["Trade", "open_trade", "walk"]
 

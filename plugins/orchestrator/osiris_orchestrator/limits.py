@@ -3,7 +3,7 @@ gate, live and in the dgm backtest alike; no policy variant can loosen them."""
 
 from __future__ import annotations
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import RiskConfig
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osiris_core.contracts import MarketTick
+from osiris_contracts.messages import MarketTick
 
 from .ledger import Trade, open_trade
 from .policy import Policy, default_source, load_policy

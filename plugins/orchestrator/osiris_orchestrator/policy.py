@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.contracts import MarketTick, TradeProposal
+from osiris_contracts.messages import MarketTick, TradeProposal
 
 __all__ = ["Decision", "Policy", "PolicyViolation", "check_source", "default_source",
            "load_policy"]

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import MarketTick
 from osiris_core.config import validation_error_field
-from osiris_core.contracts import MarketTick
 
 __all__ = ["TickBuffer", "redis_messages"]
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     Advice,
     GenerateReply,
     GenerateRequest,
@@ -32,9 +32,7 @@ from osiris_core.contracts import (
     TradeProposal,
     TtsRequest,
 )
-from osiris_core.errors import ServiceError
-from osiris_core.nats.bus import Bus
-from osiris_core.subjects import (
+from osiris_contracts.subjects import (
     ADVICE_GENERATED,
     HERMES_GENERATE,
     PHI3_GENERATE,
@@ -43,6 +41,8 @@ from osiris_core.subjects import (
     RUNS_COMPLETED,
     TTS_SPEAK,
 )
+from osiris_core.errors import ServiceError
+from osiris_core.nats.bus import Bus
 
 from .bounded import InProcessPolicy, PolicyCut, PolicyRunner
 from .config import OrchestratorConfig

@@ -18,8 +18,7 @@ from osiris_orchestrator.config import OrchestratorConfig
 from osiris_orchestrator.workflow import Workflow
 from osiris_sim.csvdata import make_data
 
-from osiris_core import BadRequest, Config
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     Advice,
     FeedbackAck,
     MarketTick,
@@ -29,8 +28,9 @@ from osiris_core.contracts import (
     RunRecord,
     StoreRows,
 )
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, PROPOSALS_PROPOSE, STORE_QUERY
+from osiris_core import BadRequest, Config
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import FEEDBACK_SUBMIT, PROPOSALS_PROPOSE, STORE_QUERY
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}

@@ -19,8 +19,8 @@ from osiris_orchestrator.actor import OrchestratorActor
 from osiris_orchestrator.bounded import BoundedPolicy, PolicyCut
 from osiris_orchestrator.policy import default_source, load_policy
 
+from osiris_contracts.messages import MarketTick
 from osiris_core import BadRequest, Config
-from osiris_core.contracts import MarketTick
 from osiris_core.nats.bus import Bus
 from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import control

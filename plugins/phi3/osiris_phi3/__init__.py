@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from osiris_contracts.subjects import register_shared
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .config import Phi3Config
 from .contracts import PHI3_COMPLETE, PHI3_GUIDED, PHI3_SCORE
@@ -21,6 +23,7 @@ def register_config(register: Any) -> None:
 
 @hookimpl
 def register_subjects(register: Any) -> None:
+    register_shared(register)  # the application's catalogue
     register(PHI3_COMPLETE)
     register(PHI3_GUIDED)
     register(PHI3_SCORE)
@@ -46,3 +49,12 @@ def register_demo(register: Any) -> None:
                 **({"few_shot": 0} if models.kind == "small" else {})}
 
     register(prepare)
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    from osiris_contracts.subjects import STORE_QUERY
+
+    register(NatsGrant("models", requests=(STORE_QUERY.name,),
+                       description="phi3: proposals (reads feedback for few-shot, loads adapters)"))

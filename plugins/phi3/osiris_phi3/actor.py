@@ -16,18 +16,19 @@ from typing import Any
 
 import msgspec
 
-from osiris_core import Actor, EventMeta, on_event, service, tables
-from osiris_core.contracts import (
+from osiris_contracts import tables
+from osiris_contracts.messages import (
     AdapterPublished,
     GenerateRequest,
     StoreQuery,
     StoreRows,
     TradeProposal,
 )
+from osiris_contracts.models import ModelFacts
+from osiris_contracts.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
+from osiris_core import Actor, EventMeta, on_event, service
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.observability.usage import record_tokens
-from osiris_core.protocol import ModelFacts
-from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
 
 from .config import Phi3Config
 from .contracts import (

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     MAX_PROMPT_CHARS,
     GenerateRequest,
     MaxNewTokens,

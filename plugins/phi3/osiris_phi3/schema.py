@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 ACTIONS = ("adjust", "hold", "open", "close", "reduce", "increase")
 SIDES = ("LONG", "SHORT")

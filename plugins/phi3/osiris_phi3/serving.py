@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import Phi3Config
 from .contracts import Decision

@@ -14,16 +14,17 @@ import pytest
 from osiris_phi3 import PHI3_COMPLETE
 from osiris_phi3.contracts import Phi3Completion
 
-from osiris_core import Actor, PluginConfig, hookimpl, service
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     AdapterPublished,
     StoreQuery,
     StoreRows,
     TradeProposal,
 )
+from osiris_contracts.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
+from osiris_core import Actor, PluginConfig, hookimpl, service
 from osiris_core.errors import BadRequest, Unavailable
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY, control
+from osiris_core.subjects import control
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",

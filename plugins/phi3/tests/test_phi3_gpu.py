@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
+from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import PHI3_GENERATE, control
+from osiris_core.subjects import control
 
 og = pytest.importorskip("onnxruntime_genai")
 pytestmark = [

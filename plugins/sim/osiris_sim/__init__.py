@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from osiris_contracts.subjects import register_subjects as register_subjects
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import SimActor
 from .config import SimConfig
@@ -48,3 +50,10 @@ def prepare_demo(data_dir: Path) -> dict[str, Any]:
 @hookimpl
 def register_demo(register: Callable[[Callable[[Path], dict[str, Any]]], None]) -> None:
     register(prepare_demo)
+
+
+@hookimpl
+def register_nats_role(register: Any, config: SimConfig) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant("sim", publishes=(config.channel,),
+                       description="market replay on market.ticks"))

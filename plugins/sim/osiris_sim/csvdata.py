@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from osiris_core.contracts import MarketTick
+from osiris_contracts.messages import MarketTick
 
 __all__ = ["BadRow", "CsvError", "LoadResult", "load_bars", "make_data", "parse_timestamp"]
 

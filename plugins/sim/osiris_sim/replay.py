@@ -10,7 +10,7 @@ from datetime import datetime
 
 import msgspec
 
-from osiris_core.contracts import MarketTick
+from osiris_contracts.messages import MarketTick
 
 __all__ = ["ReplayStats", "parse_speed", "replay"]
 

@@ -15,8 +15,8 @@ import pytest
 from osiris_sim.csvdata import CsvError, load_bars, make_data
 from osiris_sim.replay import parse_speed
 
+from osiris_contracts.messages import MarketTick
 from osiris_core import Config
-from osiris_core.contracts import MarketTick
 from osiris_core.nats.bus import Bus
 from osiris_core.testing import write_config
 

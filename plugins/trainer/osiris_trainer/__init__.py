@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from osiris_contracts.subjects import register_shared
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
@@ -22,6 +24,7 @@ def register_config(register: Any) -> None:
 
 @hookimpl
 def register_subjects(register: Any) -> None:
+    register_shared(register)  # the application's catalogue
     register(TRAINER_TRAIN)
 
 
@@ -54,3 +57,12 @@ def register_demo(register: Any) -> None:
 
     register(prepare, hints=[("train --now",
                               "corrections sent to /feedback/phi3/ → an adapter for phi3")])
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant(
+        "trainer", requests=("osiris.phi3.score",), controls=("sim",),
+        description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
+                    "published on osiris.adapters.published; pauses the sim while it trains"))

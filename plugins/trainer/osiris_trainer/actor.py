@@ -21,11 +21,13 @@ from typing import Any
 import msgspec
 from osiris_phi3.contracts import PHI3_SCORE, ScoreReply, ScoreRequest
 
-from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service, tables
-from osiris_core.contracts import AdapterPublished, FeedbackItem, StoreQuery
+from osiris_contracts import tables
+from osiris_contracts.messages import AdapterPublished, FeedbackItem, StoreQuery
+from osiris_contracts.store import PAGE_ROWS, read_rows
+from osiris_contracts.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
+from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
 from osiris_core.protocol import ControlReply
-from osiris_core.store import PAGE_ROWS, read_rows
-from osiris_core.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED, control
+from osiris_core.subjects import control
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from osiris_phi3.prompt import user_prompt
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 _enc = msgspec.json.Encoder()
 

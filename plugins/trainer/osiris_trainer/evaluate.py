@@ -15,7 +15,7 @@ import msgspec
 from osiris_phi3.prompt import ChatFormat
 from osiris_phi3.schema import validate
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import STOP_TOLERANCE, TARGET_TOLERANCE
 

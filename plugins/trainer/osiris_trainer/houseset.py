@@ -40,7 +40,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import TrainerConfig
 from .dataset import Example, bucket

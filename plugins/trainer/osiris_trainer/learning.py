@@ -18,22 +18,18 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     FeedbackAck,
     GenerateRequest,
     ProposalCreated,
     StoreQuery,
     TradeProposal,
 )
+from osiris_contracts.store import PAGE_ROWS, read_rows
+from osiris_contracts.subjects import FEEDBACK_SUBMIT, PHI3_GENERATE, PROPOSAL_CREATED
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.store import PAGE_ROWS, read_rows
-from osiris_core.subjects import (
-    FEEDBACK_SUBMIT,
-    PHI3_GENERATE,
-    PROPOSAL_CREATED,
-    control,
-)
+from osiris_core.subjects import control
 
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
 from .houseset import load_rows

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from osiris_phi3.contracts import MAX_SCORE_ROWS, Decision, ScoreReply, ScoreRequest, ScoreRow
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import STOP_TOLERANCE, TARGET_TOLERANCE
 from .dataset import Example

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 from .config import STOP_TOLERANCE, TARGET_TOLERANCE
 from .evaluate import DECISION_FIELDS, Decided, field_hits, within

@@ -16,7 +16,7 @@ from osiris_trainer.houseset import DATA, dumps, examples, house_proposal, load_
 from osiris_trainer.served import gate, served_table
 from osiris_trainer.stats import Interval, Scored, best_constant, bootstrap_ci, paired_diff_ci
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 WANT = TradeProposal(ticker="NVDA", action="open", side="LONG", new_stop_pct=2.0,
                      new_target_pct=6.0, confidence=0.7, rationale="x")

@@ -26,7 +26,7 @@ from osiris_trainer.houseset import (
     subset,
 )
 
-from osiris_core.contracts import TradeProposal
+from osiris_contracts.messages import TradeProposal
 
 LEGACY_SHA256 = "b577546eb78d88904908eedac6152cb35dcf31c17f4e5b69b476b162f2552457"
 MARKET = re.compile(r"Market: (\S+) 10 bars (\d{4})-\d\d-\d\dT.* return (-?[\d.]+)%, "

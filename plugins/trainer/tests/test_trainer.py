@@ -19,8 +19,7 @@ from osiris_phi3.prompt import FEW_SHOT_HEADER, chat_prompt, user_prompt
 from osiris_trainer import TRAINER_TRAIN, TrainerConfig, TrainResult
 from osiris_trainer.dataset import Example, build_examples, split, with_few_shot
 
-from osiris_core import ServiceError, Unavailable
-from osiris_core.contracts import (
+from osiris_contracts.messages import (
     AdapterPublished,
     FeedbackAck,
     ProposalCreated,
@@ -28,15 +27,16 @@ from osiris_core.contracts import (
     StoreRows,
     TradeProposal,
 )
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import (
+from osiris_contracts.subjects import (
     ADAPTERS_PUBLISHED,
     FEEDBACK_SUBMIT,
     PHI3_GENERATE,
     PROPOSAL_CREATED,
     STORE_QUERY,
-    control,
 )
+from osiris_core import ServiceError, Unavailable
+from osiris_core.protocol import ControlReply
+from osiris_core.subjects import control
 
 TARGET = TradeProposal(ticker="ZZZ", action="hold", side="LONG", new_stop_pct=2.0,
                        new_target_pct=6.0, confidence=0.8, rationale="steady")

@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from osiris_core.testing import cuda_test_marks
+from osiris_models.testing import cuda_test_marks
 
 torch = pytest.importorskip("torch")
 pytestmark = cuda_test_marks()

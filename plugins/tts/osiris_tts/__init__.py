@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from osiris_contracts.subjects import register_subjects as register_subjects
 from osiris_core import hookimpl
+from osiris_core.nats.grants import NatsGrant
 
 from .actor import TtsActor
 from .config import TtsConfig
@@ -45,3 +47,9 @@ def register_demo(register: Callable[[Callable[[Path], dict[str, Any]]], None]) 
 def _demo_settings(data_dir: Path) -> dict[str, Any]:
     """The CPU demo speaks with espeak (no chatterbox probe, nothing to prepare)."""
     return {"engine": "espeak"}
+
+
+@hookimpl
+def register_nats_role(register: Any) -> None:
+    """This plugin's NATS user and what it calls (`osiris nats-config`)."""
+    register(NatsGrant("models", description="tts: speech"))

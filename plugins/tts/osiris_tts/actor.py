@@ -12,9 +12,9 @@ import wave
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from osiris_contracts.messages import AudioChunk, TtsRequest, TtsResult
+from osiris_contracts.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core import Actor, BadRequest, ServiceError, Unavailable, service
-from osiris_core.contracts import AudioChunk, TtsRequest, TtsResult
-from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 from .audio import read_wav, split_sentences, wav_bytes
 from .config import TtsConfig

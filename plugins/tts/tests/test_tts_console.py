@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from osiris_tts import AUDIO_CONSOLE
 
+from osiris_contracts.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core import Config
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install osiris-tts[test]")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

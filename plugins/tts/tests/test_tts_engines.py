@@ -15,10 +15,11 @@ from osiris_tts.config import TtsConfig
 from osiris_tts.engine import EngineUnavailable, choose_engine
 from osiris_tts.espeak import EspeakEngine
 
+from osiris_contracts.subjects import TTS_SPEAK
 from osiris_core import Config, Unavailable
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import TTS_SPEAK, control
+from osiris_core.subjects import control
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("chatterbox") is not None,
                                 reason="chatterbox-tts is installed here: absence not testable")

@@ -10,11 +10,12 @@ from typing import Any
 
 from osiris_tts.audio import read_wav, rms
 
+from osiris_contracts.messages import TtsResult
+from osiris_contracts.subjects import TTS_SPEAK
 from osiris_core import Config
-from osiris_core.contracts import TtsResult
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
-from osiris_core.subjects import TTS_SPEAK, control
+from osiris_core.subjects import control
 from osiris_core.testing import OsirisProcess, write_config
 
 LONG = " ".join(f"Sentence {i} is about the bond market and the yield curve today."

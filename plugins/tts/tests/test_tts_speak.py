@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from osiris_tts.audio import read_wav, rms, wav_bytes
 
+from osiris_contracts.messages import TtsResult
+from osiris_contracts.subjects import TTS_SPEAK
 from osiris_core import BadRequest, Config, ServiceError
-from osiris_core.contracts import TtsResult
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import TTS_SPEAK
 
 SHORT = "Buy the dip."
 MEDIUM = "The market opened higher this morning, and technology shares led the advance."

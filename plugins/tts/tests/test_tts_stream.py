@@ -12,10 +12,10 @@ import msgspec
 import pytest
 from osiris_tts.audio import read_wav, rms
 
+from osiris_contracts.messages import AudioChunk, TtsResult
+from osiris_contracts.subjects import AUDIO_BYTES, TTS_SPEAK
 from osiris_core import Config, ServiceError
-from osiris_core.contracts import AudioChunk, TtsResult
 from osiris_core.nats.bus import Bus
-from osiris_core.subjects import AUDIO_BYTES, TTS_SPEAK
 
 SENTENCES = [
     f"Sentence number {i} says that the index closed {i} points higher on heavy volume, "

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import GenerateChunk
 from osiris_core import Actor, PluginConfig, RequestContext, hookimpl, service
-from osiris_core.contracts import GenerateChunk
 from osiris_core.subjects import Subject
 
 

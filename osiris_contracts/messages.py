@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from osiris_core.bounds import (
+from osiris_contracts.bounds import (
     MAX_EXAGGERATION,
     MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
@@ -26,7 +26,7 @@ from osiris_core.bounds import (
     TopP,
     UtteranceId,
 )
-from osiris_core.gpu_contracts import GpuActor, GpuDevice, GpuEvent, GpuStatus
+from osiris_contracts.gpu import GpuActor, GpuDevice, GpuEvent, GpuStatus
 from osiris_core.protocol import Contract
 
 __all__ = [
@@ -227,7 +227,7 @@ class StoreQuery(Contract):
     `cursor`) gets the rows that fit, `truncated` and a `next_cursor`; any other is a 413
     saying how many rows fit and how to page (a client that reads one reply is never handed
     part of what it asked for without knowing). Read a whole result with
-    `osiris_core.store.iter_rows` / `read_rows`.
+    `osiris_contracts.store.iter_rows` / `read_rows`.
     """
 
     table: str

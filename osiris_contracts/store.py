@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from osiris_core.contracts import StoreQuery, StoreRows
-from osiris_core.subjects import STORE_QUERY, Subject
+from osiris_contracts.messages import StoreQuery, StoreRows
+from osiris_contracts.subjects import STORE_QUERY
+from osiris_core.subjects import Subject
 
 __all__ = ["PAGE_ROWS", "Requester", "iter_pages", "iter_rows", "read_rows"]
 

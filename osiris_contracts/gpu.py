@@ -1,6 +1,6 @@
 """The gpu supervisor's wire contracts: `osiris.gpu.events` and `osiris.gpu.status`.
 
-Re-exported by `osiris_core.contracts`.
+Re-exported by `osiris_contracts.messages`.
 """
 
 from __future__ import annotations
