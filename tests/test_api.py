@@ -67,3 +67,27 @@ def test_the_lifecycle_table_lets_every_phase_stop_and_reaches_every_phase() -> 
     lc = Lifecycle("t")
     with pytest.raises(Exception, match="not allowed while stopped"):
         lc.fire(Trigger.PAUSE)
+
+
+def test_the_old_module_paths_still_import_with_a_deprecation_warning() -> None:
+    """docs/plugins.md "What moved": an old path is the same module or object, and warns."""
+    import importlib
+    import sys
+
+    cases = [("osiris_core.bus", "osiris_core.nats.bus", "Bus"),
+             ("osiris_core.natsserver", "osiris_core.nats.server", "EmbeddedNats"),
+             ("osiris_core.contracts", "osiris_contracts.messages", "TradeProposal"),
+             ("osiris_core.store", "osiris_contracts.store", "read_rows")]
+    for old, new, name in cases:
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        assert getattr(module, name) is getattr(importlib.import_module(new), name)
+    from osiris_contracts.subjects import HERMES_GENERATE
+
+    subjects = importlib.import_module("osiris_core.subjects")
+    with pytest.warns(DeprecationWarning, match="osiris_contracts.subjects"):
+        assert subjects.HERMES_GENERATE is HERMES_GENERATE
+    with pytest.raises(AttributeError):
+        subjects.NOT_A_SUBJECT  # noqa: B018 - a typo still fails
