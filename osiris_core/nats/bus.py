@@ -64,13 +64,14 @@ REPLAY_OF_HEADER = "Osiris-Replay-Of"
 NO_RESPONDERS_GRACE_S = 0.25
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
+_BYTES = (bytes, bytearray, memoryview)
 
 
 def encode(value: Any) -> bytes:
     """Wire encoding: bytes pass through, anything else is msgspec JSON."""
     if value is None:
         return b""
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, _BYTES):  # a tuple: isinstance with a `|` union is slower
         return bytes(value)
     return _encoder.encode(value)
 

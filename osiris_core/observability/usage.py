@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-__all__ = ["Usage", "begin", "current", "end", "record_tokens"]
+__all__ = ["Usage", "begin", "current", "end", "enter", "record_tokens"]
 
 
 @dataclass(slots=True)
@@ -33,6 +33,14 @@ def begin() -> tuple[Usage, Token[Usage | None]]:
     """A fresh `Usage` for the request about to run in this context."""
     usage = Usage()
     return usage, _CURRENT.set(usage)
+
+
+def enter() -> Usage:
+    """A fresh `Usage` for the request about to run, in a context of its own (the
+    dispatcher runs each request in a copied context, so there is nothing to reset)."""
+    usage = Usage()
+    _CURRENT.set(usage)
+    return usage
 
 
 def end(token: Token[Usage | None]) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -34,7 +35,9 @@ from osiris_core.nats.bus import encode
 from osiris_core.nats.micro import PENDING_LIMIT, Endpoint
 from osiris_core.nats.watch import Heartbeats
 from osiris_core.observability import tracing, usage
+from osiris_core.observability.metrics import EndpointMetrics
 from osiris_core.protocol import ActorWanted, ErrorReply
+from osiris_core.runtime.eager import start_eagerly
 from osiris_core.subjects import ACTOR_WANTED, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
@@ -108,6 +111,16 @@ def check_size(subject: str, data: bytes, max_payload: int) -> None:
             size=len(data), max_payload=max_payload)
 
 
+class _Route:
+    """What serving one endpoint needs, looked up once (every request uses it)."""
+
+    __slots__ = ("decode", "ep", "metrics", "spec")
+
+    def __init__(self, spec: ServiceSpec, ep: Endpoint, metrics: EndpointMetrics) -> None:
+        self.spec, self.ep, self.metrics = spec, ep, metrics
+        self.decode = make_decoder(spec.request_type)
+
+
 class Dispatcher:
     """Serves one actor's request endpoints on behalf of its cell."""
 
@@ -160,10 +173,11 @@ class Dispatcher:
 
     # --- requests ---------------------------------------------------------------------------
     def callback(self, spec: ServiceSpec, ep: Endpoint) -> Callable[[Msg], Coroutine[Any, Any, None]]:
-        """The subscription callback of one endpoint: one task per request at once (so a
-        watched request is heard from while it waits), at most `max_concurrency` of them
-        running; past `PENDING_LIMIT` waiting, a request is refused (503) at once."""
-        decode = make_decoder(spec.request_type)
+        """The subscription callback of one endpoint: each request starts at once and
+        becomes a task only if it suspends (`start_eagerly`; so a watched request is heard
+        from while it waits), at most `max_concurrency` of them running; past
+        `PENDING_LIMIT` waiting, a request is refused (503) at once."""
+        route = _Route(spec, ep, self.cell.metrics.endpoint(spec.endpoint))
         loop = asyncio.get_running_loop()
         tasks = self.cell.tasks
 
@@ -181,10 +195,19 @@ class Dispatcher:
                     retry_elsewhere=True))
                 self.cell.metrics.refused(spec.endpoint, 503)
                 return
-            # watched from here, before the task first runs: a re-send read right behind it
+            # watched from here, before it first suspends: a re-send read right behind it
             # (both waited in the socket while the loop was blocked) finds it served
             watched = self.beats.watch(msg)
-            task = loop.create_task(self.serve(spec, ep, decode, msg))
+            try:
+                task = start_eagerly(loop, self.serve(route, msg))
+            except Exception:  # noqa: BLE001 - serve answers its own errors; never the sub's
+                self.log.exception("%s: request on %s failed outside its handler",
+                                   self.cell.name, msg.subject)
+                task = None
+            if task is None:  # answered without suspending: no task, no loop trip
+                if watched:
+                    self.beats.unwatch(msg)
+                return
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             if watched:
@@ -192,10 +215,8 @@ class Dispatcher:
 
         return callback
 
-    async def serve(
-        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg
-    ) -> None:
-        arrived = time.perf_counter_ns()
+    async def serve(self, route: _Route, msg: Msg) -> None:
+        arrived = perf_counter_ns()
         slots = self.cell.slots
         if not slots.take():
             self.waiting += 1
@@ -208,45 +229,44 @@ class Dispatcher:
                 self.waiting -= 1
         try:
             if tracing.ON:
-                await self._serve_traced(spec, ep, decode, msg, arrived)
+                await self._serve_traced(route, msg, arrived)
             else:
-                await self._serve(spec, ep, decode, msg, arrived)
+                await self._serve(route, msg, arrived)
         finally:
             slots.release()
 
-    async def _serve_traced(self, spec: ServiceSpec, ep: Endpoint,
-                            decode: Callable[[bytes], Any], msg: Msg, arrived: int) -> None:
+    async def _serve_traced(self, route: _Route, msg: Msg, arrived: int) -> None:
         """`_serve` inside the request's span (a child of the caller's), started when the
         request arrived: its queue wait, service time, tokens and outcome."""
         cell = self.cell
         start_ns = time.time_ns() - (time.perf_counter_ns() - arrived)
-        span = tracing.processing(spec.subject, msg.headers, actor=cell.name, node=cell.node,
+        span = tracing.processing(route.spec.subject, msg.headers, actor=cell.name, node=cell.node,
                                   start_ns=start_ns)
         served = _Served()
         try:
-            await self._serve(spec, ep, decode, msg, arrived, served)
+            await self._serve(route, msg, arrived, served)
         finally:
             err = served.error
             span.end(err.code if err else None, err.message if err else "",
                      queue_wait_s=served.queue_wait_ns / 1e9,
                      service_s=served.service_ns / 1e9, usage=served.usage)
 
-    async def _serve(
-        self, spec: ServiceSpec, ep: Endpoint, decode: Callable[[bytes], Any], msg: Msg,
-        arrived: int, served: _Served | None = None,
-    ) -> None:
+    async def _serve(self, route: _Route, msg: Msg, arrived: int,
+                     served: _Served | None = None) -> None:
+        # every request passes here: plain attributes and integer nanoseconds on the way
+        spec = route.spec
         cell = self.cell
         nc = cell.bus.nc
         error: ServiceError | None = None
         cell.in_flight += 1
-        used, used_token = usage.begin()
-        start = time.perf_counter_ns()
+        used = usage.enter()  # no reset: this request runs in a context of its own
+        start = perf_counter_ns()
         try:
             if not cell.lifecycle.serves:
                 await self.await_serving()
-                start = time.perf_counter_ns()
+                start = perf_counter_ns()
             try:
-                req = decode(msg.data)
+                req = route.decode(msg.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise bad_request(spec.subject, e) from None
             fn = getattr(cell.actor, spec.attr)
@@ -261,7 +281,9 @@ class Dispatcher:
                 cell.end_activity()
             if msg.reply:
                 data = encode(result)
-                check_size(spec.subject, data, nc.max_payload)
+                max_payload = nc.max_payload
+                if max_payload and len(data) > max_payload - REPLY_HEADROOM:
+                    check_size(spec.subject, data, max_payload)
                 await nc.publish(msg.reply, data)
         except ServiceError as e:
             error = e
@@ -281,23 +303,26 @@ class Dispatcher:
             self.log.exception("%s: request on %s failed (%d bytes; the actor keeps running)",
                                cell.name, msg.subject, len(msg.data))
         finally:
+            end = perf_counter_ns()
             cell.in_flight -= 1
             cell.handled += 1
             cell.last_used = time.time()
-            if error is not None:
+            if error is None:
+                code = 200
+                route.ep.record(end - start, None)
+            else:
+                code = error.code
                 cell.errors += 1
-                if error.code >= 500:
+                if code >= 500:
                     cell.last_error = error.message
-            ep.record(time.perf_counter_ns() - start, error.message if error else None,
-                      error.code if error else None)
-            cell.metrics.request(spec.endpoint, error.code if error else 200,
-                                 (time.perf_counter_ns() - start) / 1e9, (start - arrived) / 1e9,
-                                 used)
-            usage.end(used_token)
+                route.ep.record(end - start, error.message, code)
+            route.metrics.served(code, end - start, start - arrived)
+            if used.prompt_tokens or used.completion_tokens:
+                cell.metrics.tokens(used)
             if served is not None:
                 served.error, served.usage = error, used
                 served.queue_wait_ns = start - arrived
-                served.service_ns = time.perf_counter_ns() - start
+                served.service_ns = end - start
         if error is not None:
             await respond_error(nc, msg, error)
 

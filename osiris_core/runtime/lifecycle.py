@@ -107,6 +107,9 @@ class Lifecycle:
     def __init__(self, name: str) -> None:
         self.name = name
         self.phase = Phase.STOPPED
+        self.serves = False
+        """Requests and events run now (running, or draining what was delivered): a plain
+        attribute, kept by `fire`, since every request reads it."""
 
     @property
     def state(self) -> State:
@@ -123,12 +126,8 @@ class Lifecycle:
             raise IllegalTransition(f"{self.name}: {trigger.value} is not allowed while "
                                     f"{before.value}")
         self.phase = after
+        self.serves = after in (Phase.RUNNING, Phase.DRAINING)
         return before, after
-
-    @property
-    def serves(self) -> bool:
-        """Requests and events run now (running, or draining what was delivered)."""
-        return self.phase in (Phase.RUNNING, Phase.DRAINING)
 
     @property
     def waits(self) -> bool:

@@ -62,8 +62,7 @@ class ActorCell:
         self.actor: Actor[Any] | None = None
         self.ready = asyncio.Event()  # set unless requests must wait (starting, paused)
         self.ready.set()
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._idle: asyncio.Future[None] | None = None  # a pause waiting for active == 0
         self.slots = Slots(config.max_concurrency)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.background: set[asyncio.Task[Any]] = set()
@@ -110,15 +109,24 @@ class ActorCell:
         return self.in_flight, self.dispatch.waiting, self.lifecycle.phase.state.value
 
     def begin_activity(self) -> None:
-        """A handler starts running (pause waits for `idle`); pair with `end_activity`."""
+        """A handler starts running (a pause waits until none does); pair with
+        `end_activity`. A counter only: every request passes here."""
         self.active += 1
-        if self.active == 1:
-            self.idle.clear()
 
     def end_activity(self) -> None:
         self.active -= 1
+        if not self.active and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def _until_idle(self, timeout: float) -> None:
+        """Return once no handler runs; TimeoutError after `timeout`."""
         if not self.active:
-            self.idle.set()
+            return
+        self._idle = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._idle), timeout)
+        finally:
+            self._idle = None
 
     @contextlib.asynccontextmanager
     async def activity(self) -> AsyncIterator[None]:
@@ -156,7 +164,7 @@ class ActorCell:
             self.dispatch.reset_wanted()
             if not force:
                 try:
-                    await asyncio.wait_for(self.idle.wait(), timeout)
+                    await self._until_idle(timeout)
                 except TimeoutError:
                     self.fire(Trigger.UNPAUSE)
                     raise Unavailable(f"{self.name} is busy: {self.active} requests in flight",
