@@ -6,6 +6,7 @@ Plugins may define further Structs; they register them with their subjects.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -70,7 +71,15 @@ __all__ = [
     "TradeProposal",
     "TtsRequest",
     "TtsResult",
+    "now_iso",
 ]
+
+
+def now_iso() -> str:
+    """Now as these messages' `timestamp` fields (and the store's `stored_at`) carry it: UTC,
+    ISO 8601 with a `+00:00` offset. One format everywhere, because the feedback store and
+    the dgm archive order rows by comparing these strings."""
+    return datetime.now(UTC).isoformat()
 
 # --- generation -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from osiris_orchestrator.config import OrchestratorConfig
 
+from osiris_contracts.messages import now_iso
 from osiris_contracts.subjects import DGM_EVENTS
 from osiris_core import Actor, BadRequest, NotFound, Unavailable, service
 from osiris_core.errors import ServiceError
@@ -30,7 +31,7 @@ from .contracts import (
     RunRequest,
     Variant,
 )
-from .kernel import AUTO, Kernel, Rejected, now_iso
+from .kernel import AUTO, Kernel, Rejected
 from .planners import Planner, PlannerContext, collect_planners
 
 MAX_ITERATIONS = 1000

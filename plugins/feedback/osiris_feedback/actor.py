@@ -24,6 +24,7 @@ from osiris_contracts.messages import (
     RunRecord,
     StoreQuery,
     StoreRows,
+    now_iso,
 )
 from osiris_contracts.subjects import (
     ADVICE_GENERATED,
@@ -60,7 +61,6 @@ from .store import (
     deadletter_row,
     dgm_row,
     feedback_row,
-    now_iso,
     proposal_assessed_row,
     proposal_created_row,
     run_row,

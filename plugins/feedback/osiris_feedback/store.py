@@ -28,6 +28,7 @@ from osiris_contracts.messages import (
     ProposalAssessed,
     ProposalCreated,
     RunRecord,
+    now_iso,
 )
 from osiris_core.protocol import DeadLetter
 
@@ -77,10 +78,6 @@ _enc = msgspec.json.Encoder()
 
 def _json(value: Any) -> str | None:
     return None if value is None else _enc.encode(value).decode()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 # --- event → row --------------------------------------------------------------------------

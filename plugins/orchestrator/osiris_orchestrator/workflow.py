@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -31,6 +30,7 @@ from osiris_contracts.messages import (
     RunStep,
     TradeProposal,
     TtsRequest,
+    now_iso,
 )
 from osiris_contracts.subjects import (
     ADVICE_GENERATED,
@@ -86,10 +86,6 @@ class RunResult(msgspec.Struct, kw_only=True):
 
 class StepFailed(Exception):
     pass
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def default_policy() -> Policy:

@@ -22,7 +22,7 @@ import msgspec
 from osiris_phi3.contracts import PHI3_SCORE, ScoreReply, ScoreRequest
 
 from osiris_contracts import tables
-from osiris_contracts.messages import AdapterPublished, FeedbackItem, StoreQuery
+from osiris_contracts.messages import AdapterPublished, FeedbackItem, StoreQuery, now_iso
 from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_contracts.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
 from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
@@ -62,10 +62,6 @@ def next_run(schedule: str, now: datetime) -> datetime | None:
 def id_in(ids: list[str]) -> str:
     """An `osiris.store.query` filter matching these ids (quotes doubled, SQL-style)."""
     return "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class TrainerActor(Actor[TrainerConfig]):
