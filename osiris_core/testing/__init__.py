@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
+from osiris_core.children import die_with_parent
 from osiris_core.config import Config, load_config
 from osiris_core.hookspecs import hookimpl
 from osiris_core.nats.bus import Bus, connect
@@ -178,17 +179,6 @@ def plugin_module(name: str, *, actors: Iterable[type[Any]] = (),
     return mod
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGKILL when the test process goes away, so a test killed by
-    its timeout leaves no `osiris run` behind (one kept a core busy for an hour)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class OsirisProcess:
     """`osiris run -c CONFIG [--only ...]` as a child process; waits for its ready line."""
 
@@ -207,7 +197,7 @@ class OsirisProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self.env, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         if not wait_ready:
             return self
         deadline = time.monotonic() + timeout
