@@ -12,7 +12,8 @@ class HermesConfig(PluginConfig, frozen=True, kw_only=True):
     """A local Hugging Face folder (fp or GPTQ) or a hub id already in the local cache.
     Empty: `<data_dir>/models/hermes` (where `osiris demo` builds the tiny model)."""
     device: str = "auto"
-    """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1` …"""
+    """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1` … A device this machine
+    does not have fails the load with a 503 naming this key (`osiris_models.device`)."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU (GPTQ checkpoints use their own)."""
     parallel: int = 1

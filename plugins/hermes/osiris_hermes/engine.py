@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osiris_models.device import resolve_device
+
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.observability.quiet import quiet
 
@@ -33,16 +35,6 @@ def sampling(temperature: float | None, top_p: float | None) -> tuple[float, flo
 
 class ModelError(Unavailable):
     """The model cannot be loaded (missing folder, wrong format …): 503 with the cause."""
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"[plugins.hermes].device is {device!r} but CUDA is not available here")
-    return device
 
 
 def _looks_like_path(source: str) -> bool:
@@ -152,7 +144,7 @@ class HermesEngine:
 
         t0 = time.perf_counter()
         src = check_source(self.source)
-        self.device = resolve_device(self.device_cfg)
+        self.device = resolve_device(self.device_cfg, "[plugins.hermes].device")
         qcfg = self._quantization_config(src)
         self.quantization = qcfg.get("quant_method") if qcfg else None
         kw: dict[str, Any] = {"local_files_only": True,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osiris_models.device import resolve_device
 from osiris_phi3.prompt import chat_prompt, detect_format
 from osiris_phi3.serving import decision_of
 
@@ -34,16 +35,6 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("[plugins.trainer] device = 'cuda' but torch sees no CUDA device")
-    return device
 
 
 def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
@@ -194,7 +185,7 @@ def run(cfg: TrainerConfig, base: Path, train: list[Example], held: list[Example
         t = now
 
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "[plugins.trainer].device")
     say(f"loading {base} on {device}" + (" (4-bit QLoRA)" if device == "cuda" and cfg.qlora else ""))
     model, tok = load_model(cfg, base, device)
     s = scoring(cfg, base)
