@@ -8,8 +8,9 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.cli.kit import connected_bus, pass_config, run_async
+from osiris_core.cli.kit import pass_config, run_with_bus
 from osiris_core.config import Config
+from osiris_core.nats.bus import Bus
 from osiris_core.ops.deadletters import StoredLetter, list_letters, replay
 
 __all__ = ["deadletter"]
@@ -27,11 +28,10 @@ def deadletter() -> None:
 def list_cmd(config: Config, limit: int, as_json: bool) -> None:
     """Show the dead letters still waiting (oldest first)."""
 
-    async def go() -> list[StoredLetter]:
-        async with connected_bus(config, name="osiris-deadletter") as bus:
-            return await list_letters(bus, limit=limit)
+    async def go(bus: Bus) -> list[StoredLetter]:
+        return await list_letters(bus, limit=limit)
 
-    letters = run_async(go())
+    letters = run_with_bus(config, go, name="osiris-deadletter")
     if as_json:
         for s in letters:
             click.echo(json.dumps({"seq": s.seq, **msgspec.to_builtins(s.letter)}))
@@ -57,19 +57,18 @@ def replay_cmd(config: Config, seqs: tuple[int, ...], replay_all: bool,
     if not seqs and not replay_all:
         raise click.UsageError("name the letters to replay (SEQ ...) or pass --all")
 
-    async def go() -> list[dict[str, Any]]:
-        async with connected_bus(config, name="osiris-deadletter") as bus:
-            letters = await list_letters(bus)
-            chosen = [s for s in letters if (replay_all or s.seq in seqs)
-                      and (subject is None or s.letter.subject == subject)]
-            missing = set(seqs) - {s.seq for s in letters}
-            if missing:
-                raise click.ClickException(
-                    f"no dead letter with sequence {', '.join(map(str, sorted(missing)))}")
-            return [{"seq": s.seq, "subject": s.letter.subject,
-                     "fresh": await replay(bus, s)} for s in chosen]
+    async def go(bus: Bus) -> list[dict[str, Any]]:
+        letters = await list_letters(bus)
+        chosen = [s for s in letters if (replay_all or s.seq in seqs)
+                  and (subject is None or s.letter.subject == subject)]
+        missing = set(seqs) - {s.seq for s in letters}
+        if missing:
+            raise click.ClickException(
+                f"no dead letter with sequence {', '.join(map(str, sorted(missing)))}")
+        return [{"seq": s.seq, "subject": s.letter.subject,
+                 "fresh": await replay(bus, s)} for s in chosen]
 
-    done = run_async(go())
+    done = run_with_bus(config, go, name="osiris-deadletter")
     for d in done:
         click.echo(f"replayed {d['seq']} on {d['subject']}"
                    + ("" if d["fresh"] else " (JetStream saw a duplicate)"))

@@ -3,10 +3,9 @@
     @cli.command()
     @pass_config
     def hello(config: Config) -> None:
-        async def go() -> None:
-            async with connected_bus(config) as bus:
-                ...
-        run_async(go())
+        async def go(bus: Bus) -> Reply:
+            return await bus.request(...)
+        reply = run_with_bus(config, go)
 
 Re-exported by `osiris_core.cli`.
 """
@@ -19,7 +18,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
@@ -29,7 +28,7 @@ from osiris_core.nats.bus import Bus
 from osiris_core.nats.connection import open_connection
 
 __all__ = ["config_option", "connected_bus", "exit_now", "get_config", "pass_config",
-           "run_async", "setup_logging"]
+           "run_async", "run_with_bus", "setup_logging"]
 
 T = TypeVar("T")
 
@@ -94,6 +93,19 @@ async def connected_bus(config: Config, *, name: str = "osiris", reconnect: bool
         yield Bus(nc)
     finally:
         await (nc.drain() if drain else nc.close())
+
+
+def run_with_bus(config: Config, fn: Callable[[Bus], Awaitable[T]], *, name: str = "osiris",
+                 reconnect: bool = False, drain: bool = False) -> T:
+    """`fn(bus)` on a bus connected as `connected_bus(config, ...)` does, run to its end with
+    `run_async`; the connection closes after. What a verb that talks to a running system
+    needs in one call."""
+
+    async def go() -> T:
+        async with connected_bus(config, name=name, reconnect=reconnect, drain=drain) as bus:
+            return await fn(bus)
+
+    return run_async(go())
 
 
 def exit_now(code: int) -> None:

@@ -25,6 +25,7 @@ from osiris_core.cli.kit import (
     get_config,
     pass_config,
     run_async,
+    run_with_bus,
     setup_logging,
 )
 from osiris_core.config import Config, load_config
@@ -213,12 +214,11 @@ def request(config_path: str | None, subject: str, payload: str, timeout: float,
         _json_param(payload)
     data = payload.encode()
 
-    async def go() -> bytes:
-        async with connected_bus(config) as bus:
-            reply: bytes = await bus.request(subject, data, reply_type=bytes, timeout=timeout)
-            return reply
+    async def go(bus: Bus) -> bytes:
+        reply: bytes = await bus.request(subject, data, reply_type=bytes, timeout=timeout)
+        return reply
 
-    reply = run_async(go())
+    reply = run_with_bus(config, go)
     if out:
         Path(out).write_bytes(reply)
         click.echo(f"{len(reply)} bytes written to {out}", err=True)
@@ -261,15 +261,14 @@ def publish(config_path: str | None, subject: str, payload: str, msg_id: str | N
     durable = known is not None and known.durable
     msg_id = msg_id or (uuid.uuid4().hex if durable else None)
 
-    async def go() -> dict[str, Any] | None:
-        async with connected_bus(config, drain=True) as bus:
-            if not durable:
-                await bus.nc.publish(subject, data,
-                                     headers={MSG_ID_HEADER: msg_id} if msg_id else None)
-                return None
-            return await _publish_durable(bus, subject, data, str(msg_id), timeout)
+    async def go(bus: Bus) -> dict[str, Any] | None:
+        if not durable:
+            await bus.nc.publish(subject, data,
+                                 headers={MSG_ID_HEADER: msg_id} if msg_id else None)
+            return None
+        return await _publish_durable(bus, subject, data, str(msg_id), timeout)
 
-    ack = run_async(go())
+    ack = run_with_bus(config, go, drain=True)
     if ack is None:
         click.echo(f"osiris: published {len(data)} bytes to {subject} (core NATS: no ack)",
                    err=True)
@@ -324,15 +323,14 @@ def tail(config_path: str | None, pattern: str, count: int) -> None:
         if count and seen >= count:
             done.set()
 
-    async def go() -> None:
-        async with connected_bus(config, reconnect=True) as bus:
-            await bus.nc.subscribe(pattern, cb=show)
-            await bus.nc.flush()
-            click.echo(f"osiris: tailing {pattern} on {config.settings.nats_url}", err=True)
-            await done.wait()
+    async def go(bus: Bus) -> None:
+        await bus.nc.subscribe(pattern, cb=show)
+        await bus.nc.flush()
+        click.echo(f"osiris: tailing {pattern} on {config.settings.nats_url}", err=True)
+        await done.wait()
 
     try:
-        run_async(go())
+        run_with_bus(config, go, reconnect=True)
     except KeyboardInterrupt:
         pass
 

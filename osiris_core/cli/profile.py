@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 import msgspec
 
-from osiris_core.cli.kit import connected_bus, pass_config, run_async
+from osiris_core.cli.kit import pass_config, run_with_bus
 from osiris_core.config import Config
 from osiris_core.errors import NoResponders, NotFound
-from osiris_core.nats.bus import gather_nodes
+from osiris_core.nats.bus import Bus, gather_nodes
 from osiris_core.observability.profiling import decode_data
 from osiris_core.protocol import ControlReply, ProfileArgs, ProfileOp, ProfileResult
 from osiris_core.subjects import control, runtime_profile
@@ -39,29 +39,28 @@ def profile(config: Config, target: str, seconds: float, fmt: str, out: str | No
     the file, print the top frames."""
     args = ProfileArgs(seconds=seconds, format=fmt)  # type: ignore[arg-type]
 
-    async def go() -> ProfileResult:
-        async with connected_bus(config, name="osiris-profile") as bus:
-            nodes = await gather_nodes(bus, STATUS_WINDOW_S)
-            wait = seconds + 30.0
-            if any(n.node == target for n in nodes):
-                reply: ProfileResult = await bus.request(
-                    runtime_profile(target), args, reply_type=ProfileResult, timeout=wait)
-                return reply
-            actors = sorted({a.name for n in nodes for a in n.actors})
-            if target not in actors:
-                raise NotFound(
-                    f"no live actor or node named {target!r} (actors: "
-                    f"{', '.join(actors) or 'none'}; nodes: "
-                    f"{', '.join(n.node for n in nodes) or 'none'})")
-            try:
-                ctl = await bus.request(control(target), ProfileOp(args=args),
-                                        reply_type=ControlReply, timeout=wait)
-            except NoResponders:
-                raise NotFound(f"no live actor named {target!r}") from None
-            return msgspec.convert(ctl.result, ProfileResult)
+    async def go(bus: Bus) -> ProfileResult:
+        nodes = await gather_nodes(bus, STATUS_WINDOW_S)
+        wait = seconds + 30.0
+        if any(n.node == target for n in nodes):
+            reply: ProfileResult = await bus.request(
+                runtime_profile(target), args, reply_type=ProfileResult, timeout=wait)
+            return reply
+        actors = sorted({a.name for n in nodes for a in n.actors})
+        if target not in actors:
+            raise NotFound(
+                f"no live actor or node named {target!r} (actors: "
+                f"{', '.join(actors) or 'none'}; nodes: "
+                f"{', '.join(n.node for n in nodes) or 'none'})")
+        try:
+            ctl = await bus.request(control(target), ProfileOp(args=args),
+                                    reply_type=ControlReply, timeout=wait)
+        except NoResponders:
+            raise NotFound(f"no live actor named {target!r}") from None
+        return msgspec.convert(ctl.result, ProfileResult)
 
     click.echo(f"osiris: profiling {target} for {seconds:g}s …", err=True)
-    result = run_async(go())
+    result = run_with_bus(config, go, name="osiris-profile")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target)
     path = Path(out or f"profile-{safe}-{time.strftime('%Y%m%d-%H%M%S')}.{EXT[fmt]}")
     path.write_bytes(decode_data(result))

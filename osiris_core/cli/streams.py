@@ -7,9 +7,10 @@ import json
 
 import click
 
-from osiris_core.cli.kit import connected_bus, pass_config, run_async
+from osiris_core.cli.kit import pass_config, run_with_bus
 from osiris_core.config import Config
 from osiris_core.errors import ConfigError
+from osiris_core.nats.bus import Bus
 from osiris_core.nats.streams import StreamPlan, apply, plan
 from osiris_core.plugins import load_plugins
 
@@ -29,20 +30,19 @@ def streams(config: Config, do_apply: bool, as_json: bool) -> None:
     wanted = load_plugins(None).catalogue.streams()
     replicas = config.settings.stream_replicas
 
-    async def go() -> tuple[list[StreamPlan], list[str]]:
-        async with connected_bus(config, name="osiris-streams") as bus:
+    async def go(bus: Bus) -> tuple[list[StreamPlan], list[str]]:
+        plans = await plan(bus, wanted, replicas)
+        done: list[str] = []
+        if do_apply:
+            for p in plans:
+                if p.action != "ok":
+                    await apply(bus, p)
+                    done.append(f"{p.name}: {p.describe()}")
             plans = await plan(bus, wanted, replicas)
-            done: list[str] = []
-            if do_apply:
-                for p in plans:
-                    if p.action != "ok":
-                        await apply(bus, p)
-                        done.append(f"{p.name}: {p.describe()}")
-                plans = await plan(bus, wanted, replicas)
-            return plans, done
+        return plans, done
 
     try:
-        plans, done = run_async(go())
+        plans, done = run_with_bus(config, go, name="osiris-streams")
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     for line in done:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from osiris_core import Config
-from osiris_core.cli import connected_bus, pass_config, run_async
+from osiris_core import Bus, Config
+from osiris_core.cli import pass_config, run_with_bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 
@@ -26,13 +26,12 @@ def example() -> None:
 def echo(config: Config, text: str, upper: bool) -> None:
     """Send TEXT to osiris.example.echo and print the reply."""
 
-    async def go() -> EchoReply:
-        async with connected_bus(config) as bus:
-            reply: EchoReply = await bus.request(ECHO, EchoRequest(text=text, upper=upper),
-                                                 reply_type=EchoReply, timeout=10)
-            return reply
+    async def go(bus: Bus) -> EchoReply:
+        reply: EchoReply = await bus.request(ECHO, EchoRequest(text=text, upper=upper),
+                                             reply_type=EchoReply, timeout=10)
+        return reply
 
-    reply = run_async(go())
+    reply = run_with_bus(config, go)
     click.echo(f"{reply.text} (from {reply.node})")
 
 
@@ -41,12 +40,11 @@ def echo(config: Config, text: str, upper: bool) -> None:
 def status(config: Config) -> None:
     """The example actor's state and how many events its ledger holds."""
 
-    async def go() -> ControlReply:
-        async with connected_bus(config) as bus:
-            reply: ControlReply = await bus.request(control("example"), {"op": "status"},
-                                                    reply_type=ControlReply, timeout=5)
-            return reply
+    async def go(bus: Bus) -> ControlReply:
+        reply: ControlReply = await bus.request(control("example"), {"op": "status"},
+                                                reply_type=ControlReply, timeout=5)
+        return reply
 
-    st = run_async(go()).status
+    st = run_with_bus(config, go).status
     click.echo(f"example: {st.state}, {st.facts.get('ledger_rows', 0)} ledger rows, "
                f"{st.handled} requests handled")

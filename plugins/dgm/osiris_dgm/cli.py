@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -16,7 +14,7 @@ import msgspec
 from osiris_contracts import tables
 from osiris_contracts.messages import StoreQuery
 from osiris_contracts.store import PAGE_ROWS, read_rows
-from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.cli import config_option, following_progress, get_config, run_with_bus
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
@@ -25,67 +23,10 @@ from .config import DgmConfig
 from .contracts import DGM_ROLLBACK, DGM_RUN, RollbackReply, RollbackRequest, RunReply, RunRequest
 
 T = TypeVar("T")
-POLL_S = 1.0
 
 
 def _with_bus(config_path: str | None, fn: Callable[[Bus], Awaitable[T]]) -> T:
-    config = get_config(config_path)
-
-    async def go() -> T:
-        async with connected_bus(config) as bus:
-            return await fn(bus)
-
-    return run_async(go())
-
-
-class Progress:
-    """The kernel's progress as one line: rewritten in place on a terminal; elsewhere (a
-    pipe, a log) a line only when the stage changes, not per count ("phi3 replies 3/40")."""
-
-    def __init__(self, stream: TextIO, tty: bool | None = None) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.seen = ""
-        self.stage = ""
-        self.width = 0
-
-    def show(self, line: str) -> None:
-        if not line or line == self.seen:
-            return
-        self.seen = line
-        if self.tty:
-            text = f"dgm: {line}"
-            self.stream.write("\r" + text.ljust(self.width))
-            self.width = len(text)
-        else:
-            stage = COUNT.sub("", line)
-            if stage == self.stage:
-                return
-            self.stage = stage
-            self.stream.write(f"dgm: {line}\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.width = 0
-
-
-COUNT = re.compile(r"\d+/\d+|\(\S+\)")
-"""The counts within a progress line (and a canary's name): not a new stage."""
-
-
-async def _follow(bus: Bus, progress: Progress) -> None:
-    while True:
-        await asyncio.sleep(POLL_S)
-        try:
-            reply: ControlReply = await bus.request(control("dgm"), {"op": "status"},
-                                                    reply_type=ControlReply, timeout=5)
-            line = reply.status.facts.get("progress")
-        except Exception:  # noqa: BLE001 - progress is a courtesy
-            continue
-        progress.show(str(line or ""))
+    return run_with_bus(get_config(config_path), fn)
 
 
 def _fmt(x: float | None) -> str:
@@ -121,15 +62,10 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
             reply: ControlReply = await bus.request(control("dgm"), {"op": "status"},
                                                     reply_type=ControlReply, timeout=5)
             return reply.status.facts
-        progress = Progress(sys.stderr)
-        follow = asyncio.ensure_future(_follow(bus, progress))
-        try:
-            n = 1 if once else int(iterations or 1)
+        n = 1 if once else int(iterations or 1)
+        async with following_progress(bus, "dgm", sys.stderr):
             return await bus.request(DGM_RUN, RunRequest(iterations=n, planner=planner),
                                      reply_type=RunReply, timeout=timeout * n)
-        finally:
-            follow.cancel()
-            progress.done()
 
     out = _with_bus(config_path, go)
     if as_json or not isinstance(out, RunReply):

@@ -5,7 +5,6 @@ restart in the middle of a shadow phase."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from osiris_dgm.cli import Progress
 from osiris_dgm.config import DgmConfig
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
 from osiris_dgm.diff import make_diff
@@ -318,22 +316,3 @@ async def test_without_a_market_csv_the_kernel_takes_the_sims_seeded_series(
         assert res["iterations"][0]["decision"] == "noop" and res["seed_reward"] is not None
     expected = make_data(market.with_name("expected.csv"), bars=DEMO_BARS, seed=DEMO_SEED)
     assert market.read_bytes() == expected.read_bytes()  # the very series `osiris demo` writes
-
-
-def test_progress_is_one_updating_line() -> None:
-    updates = [f"phi3 replies for new prompts: {n}/39" for n in range(1, 40)]
-    updates += ["variant 1: stage 2, cheap window", "variant 1: stage 2, full window"]
-    tty = io.StringIO()
-    p = Progress(tty, tty=True)
-    for line in updates:
-        p.show(line)
-    p.done()
-    assert tty.getvalue().count("\n") == 1 and tty.getvalue().count("\r") == len(updates)
-    assert tty.getvalue().rstrip().endswith("dgm: variant 1: stage 2, full window")
-    log = io.StringIO()
-    p = Progress(log, tty=False)
-    for line in updates:
-        p.show(line)
-    assert log.getvalue().splitlines() == ["dgm: phi3 replies for new prompts: 1/39",
-                                           "dgm: variant 1: stage 2, cheap window",
-                                           "dgm: variant 1: stage 2, full window"]

@@ -13,10 +13,10 @@ import msgspec
 from osiris_contracts.messages import StoreQuery
 from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_contracts.subjects import STORE_QUERY
-from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.cli import config_option, get_config, run_with_bus
 from osiris_core.config import Config
 from osiris_core.errors import ServiceError, Unavailable
-from osiris_core.nats.bus import nats_reachable
+from osiris_core.nats.bus import Bus, nats_reachable
 
 from .config import FeedbackConfig
 from .store import SCHEMAS, FilterError, Store
@@ -42,13 +42,12 @@ def fetch(config: Config, q: StoreQuery) -> tuple[list[dict[str, Any]], str]:
     page (a reply holds at most one NATS max_payload), so any limit works."""
     s = config.settings
     if nats_reachable(s.nats_url):
-        async def go() -> list[dict[str, Any]]:
-            async with connected_bus(config, name="osiris-db") as bus:
-                return await read_rows(bus, msgspec.structs.replace(q, limit=PAGE_ROWS),
-                                       max_rows=q.limit)
+        async def go(bus: Bus) -> list[dict[str, Any]]:
+            return await read_rows(bus, msgspec.structs.replace(q, limit=PAGE_ROWS),
+                                   max_rows=q.limit)
 
         try:
-            return run_async(go()), f"{STORE_QUERY} on {s.nats_url}"
+            return run_with_bus(config, go, name="osiris-db"), f"{STORE_QUERY} on {s.nats_url}"
         except Unavailable:
             pass  # no feedback actor running: read the files
     cfg = config.plugin("feedback", FeedbackConfig)

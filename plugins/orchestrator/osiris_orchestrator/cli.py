@@ -10,7 +10,7 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.cli import config_option, get_config, run_with_bus
 from osiris_core.nats.bus import Bus
 
 from .config import OrchestratorConfig
@@ -68,38 +68,36 @@ def orchestrate(query: str | None, as_json: bool, market_channel: str | None,
         changes["redis_url"] = redis_url
     cfg = msgspec.structs.replace(cfg, **changes)
 
-    async def go() -> int:
-        async with connected_bus(config, name="osiris-orchestrate", reconnect=True,
-                                 drain=True) as bus:
-            flow = Workflow(bus, cfg)
-            failed = 0
-            if query is not None and ticks_per_proposal is None:
-                res = await flow.run(query, [])
+    async def go(bus: Bus) -> int:
+        flow = Workflow(bus, cfg)
+        failed = 0
+        if query is not None and ticks_per_proposal is None:
+            res = await flow.run(query, [])
+            print_result(res, as_json)
+            return 1 if res.run.status == "error" else 0
+        buf = TickBuffer(cfg.ticks_per_proposal)
+        feeder = asyncio.ensure_future(_feed(bus, cfg, buf))
+        where = f"redis {cfg.redis_url}" if cfg.redis_url else "NATS"
+        click.echo(f"orchestrate: waiting for {cfg.ticks_per_proposal} ticks per run on "
+                   f"{where} {cfg.market_channel}", err=True)
+        runs = 0
+        try:
+            while True:
+                batch = await buf.batches.get()
+                res = await flow.run(query or cfg.query, batch)
                 print_result(res, as_json)
-                return 1 if res.run.status == "error" else 0
-            buf = TickBuffer(cfg.ticks_per_proposal)
-            feeder = asyncio.ensure_future(_feed(bus, cfg, buf))
-            where = f"redis {cfg.redis_url}" if cfg.redis_url else "NATS"
-            click.echo(f"orchestrate: waiting for {cfg.ticks_per_proposal} ticks per run on "
-                       f"{where} {cfg.market_channel}", err=True)
-            runs = 0
-            try:
-                while True:
-                    batch = await buf.batches.get()
-                    res = await flow.run(query or cfg.query, batch)
-                    print_result(res, as_json)
-                    failed += res.run.status == "error"
-                    runs += 1
-                    if query is not None or (count and runs >= count):
-                        return 1 if failed else 0
-            finally:
-                feeder.cancel()
-                if buf.malformed:
-                    click.echo(f"orchestrate: {buf.malformed} malformed ticks skipped "
-                               f"(last: {buf.last_malformed})", err=True)
+                failed += res.run.status == "error"
+                runs += 1
+                if query is not None or (count and runs >= count):
+                    return 1 if failed else 0
+        finally:
+            feeder.cancel()
+            if buf.malformed:
+                click.echo(f"orchestrate: {buf.malformed} malformed ticks skipped "
+                           f"(last: {buf.last_malformed})", err=True)
 
     try:
-        code = run_async(go())
+        code = run_with_bus(config, go, name="osiris-orchestrate", reconnect=True, drain=True)
     except KeyboardInterrupt:
         return
     if code:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sys
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import click
 import msgspec
 
-from osiris_core.cli import config_option, connected_bus, get_config, run_async
+from osiris_core.cli import config_option, following_progress, get_config, run_with_bus
 from osiris_core.nats.bus import Bus
 from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
@@ -20,37 +18,11 @@ from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
 from .served import served_table
 
-POLL_S = 1.0
-
 
 async def _status(bus: Bus) -> dict[str, Any]:
     reply: ControlReply = await bus.request(control("trainer"), {"op": "status"},
                                             reply_type=ControlReply, timeout=5)
     return reply.status.facts
-
-
-async def _follow(bus: Bus) -> None:
-    """Show the trainer's progress while a run goes on: one line updated in place on a
-    terminal, a line per change otherwise (logs)."""
-    seen = None
-    tty = sys.stderr.isatty()
-    try:
-        while True:
-            await asyncio.sleep(POLL_S)
-            try:
-                line = (await _status(bus)).get("progress")
-            except Exception:  # noqa: BLE001 - progress is a courtesy; the run's reply decides
-                continue
-            if line and line != seen:
-                seen = line
-                if tty:
-                    sys.stderr.write(f"\r\033[Ktrainer: {line[:150]}")
-                    sys.stderr.flush()
-                else:
-                    click.echo(f"trainer: {line}", err=True)
-    finally:
-        if tty and seen:
-            sys.stderr.write("\n")
 
 
 @click.command(name="train")
@@ -64,22 +36,16 @@ def train(config_path: str | None, now: bool, force: bool, as_json: bool) -> Non
     config = get_config(config_path)
     cfg = config.plugin("trainer", TrainerConfig)
 
-    async def go() -> Any:
-        async with connected_bus(config) as bus:
-            if not now:
-                return await _status(bus)
-            follow = asyncio.ensure_future(_follow(bus))
-            try:
-                res: TrainResult = await bus.request(TRAINER_TRAIN, TrainRequest(force=force),
-                                                     reply_type=TrainResult,
-                                                     timeout=cfg.train_timeout_s)
-                return res
-            finally:
-                follow.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follow
+    async def go(bus: Bus) -> Any:
+        if not now:
+            return await _status(bus)
+        async with following_progress(bus, "trainer", sys.stderr):
+            res: TrainResult = await bus.request(TRAINER_TRAIN, TrainRequest(force=force),
+                                                 reply_type=TrainResult,
+                                                 timeout=cfg.train_timeout_s)
+            return res
 
-    out = run_async(go())
+    out = run_with_bus(config, go)
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(out), indent=2))
     elif isinstance(out, TrainResult):
