@@ -202,82 +202,123 @@ def _kv(perms: Permissions, bucket: str) -> None:
 
 
 def role_permissions(loaded: LoadedPlugins, roles: Iterable[Role]) -> dict[str, Permissions]:
-    """Each role's permissions, from the loaded plugins' actors and the catalogue."""
+    """Each role's permissions, from the loaded plugins' actors and the catalogue: first
+    each role on its own (what its actors serve and consume, what it declares it calls),
+    then the operator (everything the others may do), then the replies (a role answers
+    into the inboxes of the roles that call it — known only once every role is built)."""
     roles = list(roles)
     cat: Catalogue = loaded.catalogue
+    _check_requests(roles, cat)
+    actors = {rec.name: list(rec.actors) for rec in loaded.active}
+    perms: dict[str, Permissions] = {}
+    served: dict[str, _Served] = {}
+    for role in roles:
+        perms[role.name], served[role.name] = _role_grants(role, actors, cat)
+    every_actor = {a for s in served.values() for a in s.actors}
+    for role in roles:
+        if not role.plugins:
+            _operator_grants(role, roles, perms, cat, every_actor)
+    _reply_grants(roles, perms, served)
+    return perms
+
+
+def _check_requests(roles: list[Role], cat: Catalogue) -> None:
+    """A role may only say it calls services: a typo'd or event subject fails here."""
     for role in roles:
         for name in role.requests:
             known = cat.get(name)
             if known is not None and known.kind != "service":
                 raise ConfigError(f"role {role.name}: {name} is not a service in the catalogue")
-    actors = {rec.name: list(rec.actors) for rec in loaded.active}
-    streams = sorted(cat.streams())
-    events = sorted(s.name for s in cat if s.kind == "event")
-    services = sorted(s.name for s in cat if s.kind == "service")
 
-    perms = {r.name: Permissions() for r in roles}
-    served = {r.name: _Served() for r in roles}
-    for role in roles:
-        p, mine = perms[role.name], served[role.name]
-        p.subscribe.add(f"{inbox_prefix(role.name)}.>")
-        for plugin in role.plugins:
-            for cls in actors.get(plugin, []):
-                mine.actors.add(cls.name)
-                svc, evs = cls.handler_specs(cat.get)
-                for spec in svc:
-                    mine.services |= {spec.subject, starting(spec.subject)}
-                mine.services |= {control(cls.name), *_srv_subjects(cls.name)}
-                for ev in evs:
-                    if ev.durable and ev.stream:
-                        _consumer(p, ev.stream, f"{cls.name}_{ev.consumer}")
-                        p.publish.add(DEADLETTER.name)
-                    else:
-                        p.subscribe.add(ev.subject)
-                p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
-        if role.plugins:  # a runtime: status, its profile, the wanted signal, its streams
-            mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
-            # its own inbox too: an actor may call another of the same role (a kernel its
-            # planner);
-            # and the read-only discovery pings of its own actors (a container's health
-            # check, with the process's own credentials): never their control subjects
-            p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
-                          *(f"$SRV.{v}.{a}" for a in mine.actors for v in ("PING", "INFO"))}
-            _streams(p, streams)
-        p.subscribe |= mine.services | set(role.subscribes)
-        p.publish |= set(role.publishes)
-        for bucket in role.kv_buckets:
-            _kv(p, bucket)
-        if role.reads_events:
-            p.subscribe |= set(events)
-        for name in role.requests:
-            known = cat.get(name)
-            if known is None:  # its plugin is not installed here
-                continue
-            p.publish |= {name, starting(name)}
-            if role.cancels:
-                p.publish.add(cancel(known.owner))
-        p.publish |= {control(a) for a in role.controls}
-        if role.gathers:
-            p.publish.add(RUNTIME_STATUS.name)
 
-    every_actor = {a for s in served.values() for a in s.actors}
-    for role in roles:
-        if role.plugins:
+def _role_grants(role: Role, actors: Mapping[str, list[Any]],
+                 cat: Catalogue) -> tuple[Permissions, _Served]:
+    """One role on its own: its actors' handlers, its runtime's subjects, and what it
+    declares (publishes, subscribes, KV buckets, the services and controls it calls)."""
+    p, mine = Permissions(), _Served()
+    p.subscribe.add(f"{inbox_prefix(role.name)}.>")
+    for plugin in role.plugins:
+        for cls in actors.get(plugin, []):
+            _actor_grants(p, mine, cls, cat)
+    if role.plugins:
+        _runtime_grants(p, mine, role, cat)
+    p.subscribe |= mine.services | set(role.subscribes)
+    _declared_grants(p, role, cat)
+    return p, mine
+
+
+def _actor_grants(p: Permissions, mine: _Served, cls: Any, cat: Catalogue) -> None:
+    """An actor: it answers its services, control and discovery, consumes its events
+    (durable ones through a consumer, dead letters on failure), publishes the events it owns."""
+    mine.actors.add(cls.name)
+    svc, evs = cls.handler_specs(cat.get)
+    for spec in svc:
+        mine.services |= {spec.subject, starting(spec.subject)}
+    mine.services |= {control(cls.name), *_srv_subjects(cls.name)}
+    for ev in evs:
+        if ev.durable and ev.stream:
+            _consumer(p, ev.stream, f"{cls.name}_{ev.consumer}")
+            p.publish.add(DEADLETTER.name)
+        else:
+            p.subscribe.add(ev.subject)
+    p.publish |= {s.name for s in cat if s.kind == "event" and s.owner == cls.name}
+
+
+def _runtime_grants(p: Permissions, mine: _Served, role: Role, cat: Catalogue) -> None:
+    """A runtime process: its status, its profile, the wanted signal, its streams."""
+    mine.services |= {RUNTIME_STATUS.name, NODE_PROFILE}
+    # its own inbox too: an actor may call another of the same role (a kernel its
+    # planner);
+    # and the read-only discovery pings of its own actors (a container's health
+    # check, with the process's own credentials): never their control subjects
+    p.publish |= {ACTOR_WANTED.name, f"{inbox_prefix(role.name)}.>",
+                  *(f"$SRV.{v}.{a}" for a in mine.actors for v in ("PING", "INFO"))}
+    _streams(p, sorted(cat.streams()))
+
+
+def _declared_grants(p: Permissions, role: Role, cat: Catalogue) -> None:
+    """What the role's grants say it does beyond its actors: subjects it publishes, KV
+    buckets, reading every event, the services it calls (and may cancel), the actors it
+    controls, gathering runtime status."""
+    p.publish |= set(role.publishes)
+    for bucket in role.kv_buckets:
+        _kv(p, bucket)
+    if role.reads_events:
+        p.subscribe |= {s.name for s in cat if s.kind == "event"}
+    for name in role.requests:
+        known = cat.get(name)
+        if known is None:  # its plugin is not installed here
             continue
-        # the operator: every osiris subject and stream, nobody else's replies
-        p = perms[role.name]
-        for other in perms.values():
-            p.publish |= {s for s in other.publish if not s.startswith("_INBOX")}
-        p.publish |= {*services, *(starting(s) for s in services), *events,
-                      *(control(a) for a in every_actor), RUNTIME_STATUS.name, NODE_PROFILE,
-                      "$SRV.>",
-                      f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.LIST"}
-        _streams(p, streams, admin=True)
-        p.subscribe = {">"}
-        p.subscribe_deny = {"$JS.>", "_INBOX.>", *(f"{inbox_prefix(r.name)}.>" for r in roles
-                                                   if r is not role)}
+        p.publish |= {name, starting(name)}
+        if role.cancels:
+            p.publish.add(cancel(known.owner))
+    p.publish |= {control(a) for a in role.controls}
+    if role.gathers:
+        p.publish.add(RUNTIME_STATUS.name)
 
-    # replies: a role publishes into the inboxes of the roles that call what it serves
+
+def _operator_grants(role: Role, roles: list[Role], perms: Mapping[str, Permissions],
+                     cat: Catalogue, every_actor: set[str]) -> None:
+    """The operator (a role without plugins): every osiris subject and stream, nobody
+    else's replies."""
+    p = perms[role.name]
+    services = sorted(s.name for s in cat if s.kind == "service")
+    events = sorted(s.name for s in cat if s.kind == "event")
+    for other in perms.values():
+        p.publish |= {s for s in other.publish if not s.startswith("_INBOX")}
+    p.publish |= {*services, *(starting(s) for s in services), *events,
+                  *(control(a) for a in every_actor), RUNTIME_STATUS.name, NODE_PROFILE,
+                  "$SRV.>",
+                  f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.LIST"}
+    _streams(p, sorted(cat.streams()), admin=True)
+    p.subscribe = {">"}
+    p.subscribe_deny = {"$JS.>", "_INBOX.>", *(f"{inbox_prefix(r.name)}.>" for r in roles
+                                               if r is not role)}
+
+
+def _reply_grants(roles: list[Role], perms: Mapping[str, Permissions],
+                  served: Mapping[str, _Served]) -> None:
+    """Replies: a role publishes into the inboxes of the roles that call what it serves."""
     for role in roles:
         mine = served[role.name]
         for caller in roles:
@@ -285,7 +326,6 @@ def role_permissions(loaded: LoadedPlugins, roles: Iterable[Role]) -> dict[str, 
             if caller is not role and mine.actors and (
                     mine.services & asks or "$SRV.>" in asks):
                 perms[role.name].publish.add(f"{inbox_prefix(caller.name)}.>")
-    return perms
 
 
 def generate_password() -> str:
