@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from osiris_contracts.messages import GenerateChunk, GenerateReply, GenerateRequest
 from osiris_contracts.models import ModelFacts
 from osiris_contracts.subjects import HERMES_GENERATE
@@ -20,11 +18,10 @@ from osiris_core.observability.usage import record_tokens
 from osiris_core.protocol import CancelRequest
 from osiris_core.subjects import REQUEST_ID_HEADER, cancel
 
-from .batching import Batcher, call_soon
+from .batching import Batcher
 from .config import HermesConfig
 from .engine import HermesEngine, ModelError, Row, sampling
-
-_encode = msgspec.json.Encoder().encode
+from .streaming import TokenStream
 
 
 class Hermes(Actor[HermesConfig]):
@@ -208,55 +205,18 @@ class Hermes(Actor[HermesConfig]):
 
     async def _run(self, ids: list[int], req: GenerateRequest, stream_to: str | None,
                    stop_flag: threading.Event) -> tuple[str, int, int]:
-        loop = asyncio.get_running_loop()
-        engine = self.engine
-        stops = [s for s in (req.stop or []) if s]
-        hold = max((len(s) for s in stops), default=1) - 1
-        new_ids: list[int] = []
-        sent = ""
-        chunks = 0
-        queue: asyncio.Queue[int | None] = asyncio.Queue()
-
-        def on_token(t: int) -> None:
-            call_soon(loop, queue.put_nowait, t)
-
-        def cut(text: str) -> tuple[str, bool]:
-            hits = [text.find(s) for s in stops if s in text]
-            return (text[: min(hits)], True) if hits else (text, False)
-
-        async def emit(piece: str) -> None:
-            nonlocal sent, chunks
-            if piece and stream_to:
-                await self.ctx.bus.nc.publish(
-                    stream_to, _encode(GenerateChunk(text=piece, index=chunks)))
-                chunks += 1
-            sent += piece
-
-        async def pump() -> None:
-            while (t := await queue.get()) is not None:
-                new_ids.append(t)
-                text, stopped = cut(engine.decode(new_ids))
-                if stopped:
-                    stop_flag.set()
-                # hold back a partial UTF-8 character and a possible stop-string prefix
-                safe = text if stopped else text[: max(0, len(text) - hold)]
-                if safe.endswith("\ufffd"):
-                    continue
-                if safe.startswith(sent) and len(safe) > len(sent):
-                    await emit(safe[len(sent):])
-
+        tokens = TokenStream(self.engine, self.ctx.bus.nc, stream_to, req.stop or [], stop_flag)
         key = sampling(self.config.temperature if req.temperature is None else req.temperature,
                        req.top_p)
-        pumper = asyncio.create_task(pump())
+        pumper = asyncio.create_task(tokens.pump())
         try:
-            out = await self.batcher.submit(Row(ids, req.max_length, stop_flag, on_token), key)
+            out = await self.batcher.submit(Row(ids, req.max_length, stop_flag,
+                                                tokens.on_token), key)
         finally:
-            queue.put_nowait(None)
+            tokens.close()
             await pumper
-        text, _ = cut(engine.decode(out))
-        if text.startswith(sent):
-            await emit(text[len(sent):])
-        return text, len(out), chunks
+        text = await tokens.finish(out)
+        return text, len(out), tokens.chunks
 
     def _batch_fits(self, rows: list[Row]) -> bool:
         """Every row of a batch runs to the longest prompt plus the largest `max_length`
