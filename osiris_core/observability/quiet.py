@@ -36,7 +36,7 @@ def quiet(level: int = logging.ERROR) -> Iterator[None]:
         with contextlib.suppress(Exception):
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.disable_progress_bar()
     buf = io.StringIO()
     real_err = sys.stderr
     try:

@@ -167,7 +167,8 @@ class HermesEngine:
         except ImportError as e:
             raise ModelError(f"hermes model {self.source!r} needs a missing package: {e}") from None
         if not self.quantization:
-            model = model.to(self.device)
+            # transformers wraps PreTrainedModel.to in a decorator whose type loses `self`
+            model = model.to(self.device)  # type: ignore[arg-type]
         model.eval()
         self.model, self.tokenizer, self.where = model, tok, "device"
         for name, path in list(self.adapters.items()):

@@ -7,18 +7,21 @@ steps, never at import: the CLI and the plugin registry stay fast.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from osiris_core import hookimpl
 
 from .builders import build_small, build_tiny, default_tiny_dir
 from .demo import DemoModels, demo_models
 
+if TYPE_CHECKING:
+    import click
+
 __all__ = ["DemoModels", "build_small", "build_tiny", "default_tiny_dir", "demo_models"]
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     import click
 
     @cli.group(name="models")

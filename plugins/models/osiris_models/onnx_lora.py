@@ -64,7 +64,8 @@ def expose_lora_inputs(model_dir: Path) -> list[str]:
     path = model_dir / "model.onnx"
     model = onnx.load(str(path), load_external_data=True)
     graph = model.graph
-    keep, moved = [], []
+    keep: list[Any] = []
+    moved: list[Any] = []
     for init in graph.initializer:
         (moved if is_lora(init.name) else keep).append(init)
     if not moved:

@@ -45,6 +45,7 @@ def dequantise(packed: Any, scales: Any, zero_points: Any, k: int, bits: int,
         q = packed.astype(np.float32)
     else:
         raise ValueError(f"{bits}-bit weights are not supported")
+    zp: np.ndarray[Any, Any] | np.float32
     if zero_points is None:
         zp = np.float32(2 ** (bits - 1))
     elif bits == 4:

@@ -88,7 +88,7 @@ def _shape_adapter(hf_dir: Path, out: Path) -> Path:
     torch.manual_seed(SEED)
     base = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                    target_modules=LORA_TARGETS)).save_pretrained(out)
+                                    target_modules=LORA_TARGETS)).save_pretrained(str(out))
     return out
 
 

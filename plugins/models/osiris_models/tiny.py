@@ -71,7 +71,7 @@ def step_hermes(root: Path) -> None:
         num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=HEADS // 2,
         max_position_embeddings=CONTEXT, initializer_range=INIT_RANGE,
         bos_token_id=tok.token_to_id(BOS), eos_token_id=tok.token_to_id(eos),
-        pad_token_id=tok.token_to_id(PAD), tie_word_embeddings=False, torch_dtype="float32",
+        pad_token_id=tok.token_to_id(PAD), tie_word_embeddings=False, dtype="float32",
     )
     model = LlamaForCausalLM(cfg).eval().to(torch.float32)
     with staged(root / "hermes") as tmp:
@@ -146,7 +146,7 @@ def step_phi3(root: Path) -> None:
         max_position_embeddings=CONTEXT, original_max_position_embeddings=CONTEXT,
         initializer_range=INIT_RANGE, bos_token_id=tok.token_to_id(BOS),
         eos_token_id=tok.token_to_id(eos), pad_token_id=tok.token_to_id(PAD),
-        tie_word_embeddings=False, torch_dtype="float32",
+        tie_word_embeddings=False, dtype="float32",
     )
     model = Phi3ForCausalLM(cfg).eval().to(torch.float32)
     with staged(root / "phi3") as tmp:

@@ -59,7 +59,8 @@ def load_model(cfg: TrainerConfig, base: Path, device: str) -> tuple[Any, Any]:
         model = prepare_model_for_kbit_training(AutoModelForCausalLM.from_pretrained(base, **kw))
     else:
         kw["dtype"] = torch.bfloat16 if device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(base, **kw).to(device)
+        # transformers wraps PreTrainedModel.to in a decorator whose type loses `self`
+        model = AutoModelForCausalLM.from_pretrained(base, **kw).to(device)  # type: ignore[arg-type]
         if cfg.served_model and device == "cpu":
             from osiris_models.served_weights import load_served_weights
 
