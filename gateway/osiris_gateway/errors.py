@@ -32,6 +32,7 @@ __all__ = [
     "HttpError",
     "RateLimited",
     "exception_handlers",
+    "openai_error",
     "status_for",
 ]
 
@@ -84,14 +85,16 @@ def _is_openai(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith("/v1/")
 
 
+def openai_error(status: int, body: ErrorBody) -> OpenAIErrorBody:
+    """The OpenAI error shape of an error (a response's body, or a stream's last event)."""
+    return OpenAIErrorBody(error=OpenAIError(
+        message=body.error, type=_OPENAI_TYPES.get(status, "api_error"), param=body.field,
+        code=str(status)))
+
+
 def _respond(request: Request[Any, Any, Any], status: int, body: ErrorBody,
              headers: dict[str, str] | None = None) -> Response[Any]:
-    if _is_openai(request):
-        payload: Any = OpenAIErrorBody(error=OpenAIError(
-            message=body.error, type=_OPENAI_TYPES.get(status, "api_error"), param=body.field,
-            code=str(status)))
-    else:
-        payload = body
+    payload: Any = openai_error(status, body) if _is_openai(request) else body
     return Response(msgspec.json.encode(payload), status_code=status, headers=headers,
                     media_type="application/json")
 

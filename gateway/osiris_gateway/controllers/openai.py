@@ -21,7 +21,7 @@ from litestar.response.sse import ServerSentEventMessage
 from osiris_contracts.messages import GenerateRequest
 from osiris_core.errors import ServiceError
 
-from ..errors import HttpError
+from ..errors import HttpError, openai_error
 from ..schemas import (
     PHI3_MIN_LENGTH,
     AssistantMessage,
@@ -176,9 +176,8 @@ async def _stream(request: Request[Any, Any, Any], model: str, req: GenerateRequ
                 item = await chunks.__anext__()
         except ServiceError as e:
             err = model_error(model, e)
-            yield ServerSentEventMessage(data=msgspec.json.encode(
-                {"error": {"message": err.body.error, "type": "api_error",
-                           "code": str(err.status)}}).decode())
+            yield ServerSentEventMessage(
+                data=msgspec.json.encode(openai_error(err.status, err.body)).decode())
         finally:
             await chunks.aclose()
 
