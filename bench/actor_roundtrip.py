@@ -7,6 +7,8 @@ Run it from the repository root:
     .venv/bin/python bench/actor_roundtrip.py --profile  # + cProfile of each responder
                                                          #   (distorts the timings; diagnosis only)
     .venv/bin/python bench/actor_roundtrip.py --tracing  # + the actor with tracing on
+    .venv/bin/python bench/actor_roundtrip.py --compare REV  # + the actor of git revision REV
+                                                         #   (before/after, alternating)
 
 A private nats-server (`EmbeddedNats`, free port, temp dir; never 4222) carries everything.
 Each responder runs in its own subprocess (this file, `--serve KIND ...`):
@@ -16,6 +18,9 @@ Each responder runs in its own subprocess (this file, `--serve KIND ...`):
   traced   (--tracing) the same actor with OTEL_EXPORTER_OTLP_ENDPOINT set: a span per
            request, exported over OTLP/HTTP to a real receiver in the client process; the
            client sends a `traceparent` with each request, as a traced caller does
+  before   (--compare REV) the osiris actor of git revision REV (a temporary worktree, its
+           own bench file and core), on a second nats-server of its own since it serves
+           the same subject: the same work before and after a change, in one run
 The client (this process) measures, per responder and round: sequential latency (p50/p99),
 throughput with `--inflight` requests outstanding, and the responder's CPU (utime + stime
 from /proc/<pid>/stat) per request during the throughput phase. Rounds rotate the order of
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import os
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,9 +58,10 @@ from osiris_core.config import load_config
 from osiris_core.nats.server import EmbeddedNats, find_nats_server
 from osiris_core.testing.otlp import OtlpReceiver
 
+ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("raw", "msgspec", "osiris")
 LABELS = {"raw": "raw nats-py", "msgspec": "raw+msgspec", "osiris": "osiris actor",
-          "traced": "osiris+OTLP"}
+          "traced": "osiris+OTLP", "before": "osiris before"}
 TRACEPARENT = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 T = TypeVar("T")
 TARGETS = {"p50": 1.05, "cpu": 1.3, "rps": 0.95}  # DESIGN §12 (raised): ≤, ≤, ≥ (ratios vs raw)
@@ -201,12 +208,17 @@ async def measure(nc: NATS, kind: str, pid: int, a: argparse.Namespace, st: Stat
 
 
 def spawn(kind: str, url: str, config: Path, a: argparse.Namespace, work: Path,
-          otlp: str = "") -> subprocess.Popen[str]:
+          otlp: str = "", tree: Path | None = None) -> subprocess.Popen[str]:
+    """A responder process; `tree`: the checkout of another revision to run it from."""
     prof = str(work / f"profile-{kind}.txt") if a.profile else ""
-    args = [sys.executable, __file__, "--serve", kind, url, str(config), prof]
+    script = str(tree / "bench" / Path(__file__).name) if tree else __file__
+    args = [sys.executable, script, "--serve", "osiris" if tree else kind, url, str(config),
+            prof]
     if a.no_uvloop:
         args.append("--no-uvloop")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if tree is not None:  # its own osiris_core first on the path
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     if kind == "traced":
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
@@ -215,6 +227,20 @@ def spawn(kind: str, url: str, config: Path, a: argparse.Namespace, work: Path,
     if proc.stdout.readline().strip() != "ready":
         raise SystemExit(f"{kind} responder failed to start (exit {proc.wait(10)})")
     return proc
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """A detached worktree of `rev`, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="osiris-bench-rev-") as d:
+        where = Path(d) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
+                       check=True, capture_output=True)
+        try:
+            yield where
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+                           capture_output=True)
 
 
 def report(stats: dict[str, Stats]) -> list[str]:
@@ -231,6 +257,10 @@ def report(stats: dict[str, Stats]) -> list[str]:
             f"{st.rps_median / raw.rps_median:>12.2f}{st.cpu_us / raw.cpu_us:>10.2f}"
         )
     o = stats["osiris"]
+    if "before" in stats:
+        b = stats["before"]
+        lines += ["", f"this revision vs --compare: p50 {o.pct(0.5) / b.pct(0.5):.2f}x, CPU/req "
+                      f"{o.cpu_us / b.cpu_us:.2f}x, throughput {o.rps_median / b.rps_median:.2f}x"]
     if "traced" in stats:
         t = stats["traced"]
         lines += ["", f"tracing on (a span per request, exported): p50 {t.pct(0.5) - o.pct(0.5):+.0f} µs "
@@ -249,7 +279,7 @@ def report(stats: dict[str, Stats]) -> list[str]:
     return lines
 
 
-async def client(a: argparse.Namespace, version: str) -> None:
+async def client(a: argparse.Namespace, version: str, tree: Path | None = None) -> None:
     loop_name = "asyncio" if a.no_uvloop else "uvloop"
     print(
         f"python {platform.python_version()}, {os.cpu_count()} cpus, {version}, "
@@ -260,25 +290,34 @@ async def client(a: argparse.Namespace, version: str) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="osiris-bench-") as d:
         work = Path(d)
-        kinds = KINDS + (("traced",) if a.tracing else ())
-        with EmbeddedNats(work / "nats") as srv, OtlpReceiver() as rx:
+        kinds = KINDS + (("traced",) if a.tracing else ()) + (("before",) if a.compare else ())
+        with EmbeddedNats(work / "nats") as srv, EmbeddedNats(work / "nats-before") as srv2, \
+                OtlpReceiver() as rx:
             from osiris_core.testing import write_config
 
             config = write_config(work / "osiris.toml", srv.url, [], embedded_nats="never", log_level="WARNING")
+            config2 = write_config(work / "before.toml", srv2.url, [], embedded_nats="never",
+                                   log_level="WARNING")
             procs: dict[str, subprocess.Popen[str]] = {}
             try:
                 for kind in kinds:
-                    procs[kind] = spawn(kind, srv.url, config, a, work, rx.url)
+                    if kind == "before":
+                        procs[kind] = spawn(kind, srv2.url, config2, a, work, tree=tree)
+                    else:
+                        procs[kind] = spawn(kind, srv.url, config, a, work, rx.url)
                 nc = await nats.connect(srv.url, name="bench-client")
+                nc2 = await nats.connect(srv2.url, name="bench-client-before")
                 stats = {k: Stats() for k in kinds}
                 j0 = cpu_jiffies()
                 for r in range(a.rounds):
                     n = r % len(kinds)
                     order = kinds[n:] + kinds[:n]
                     for kind in order:
-                        await measure(nc, kind, procs[kind].pid, a, stats[kind])
+                        conn, subject = (nc2, "osiris") if kind == "before" else (nc, kind)
+                        await measure(conn, subject, procs[kind].pid, a, stats[kind])
                     print(f"  round {r + 1}/{a.rounds} done", flush=True)
                 await nc.close()
+                await nc2.close()
                 if a.tracing:
                     sent = a.rounds * (a.warmup * 5 + a.seq + a.burst) + 1
                     print(f"  OTLP receiver: {len(rx.spans):,} spans in {rx.requests:,} exports, "
@@ -331,6 +370,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio everywhere")
     p.add_argument("--profile", action="store_true", help="cProfile each responder")
+    p.add_argument("--compare", metavar="REV", default="",
+                   help="also the osiris actor of git revision REV (before/after in one run)")
     p.add_argument("--tracing", action="store_true",
                    help="also the actor with tracing on (OTLP/HTTP to a receiver here)")
     a = p.parse_args()
@@ -338,7 +379,11 @@ def main() -> None:
         a.rounds, a.seq, a.burst, a.warmup = 1, 300, 1000, 50
     cmd = [find_nats_server(), "--version"]
     version = subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
-    run(client(a, version), a.no_uvloop)
+    if not a.compare:
+        run(client(a, version), a.no_uvloop)
+        return
+    with checkout(a.compare) as tree:
+        run(client(a, version, tree), a.no_uvloop)
 
 
 if __name__ == "__main__":
