@@ -28,6 +28,7 @@ from osiris_core.plugins import LoadedPlugins, load_plugins
 
 from .config import GatewayConfig
 from .controllers.debug import DebugController, profiling_enabled
+from .controllers.desk import DeskController, StoreController
 from .controllers.events import EventsController
 from .controllers.generate import GenerateController
 from .controllers.loop import FeedbackController, ProposalsController
@@ -50,6 +51,7 @@ VERSION = "0.1.0"
 BUILTIN: tuple[type[Controller], ...] = (
     GenerateController, ProposalsController, FeedbackController, HealthController,
     ActorsController, VoiceController, StaticController, EventsController, OpenAIController,
+    DeskController, StoreController,
 )
 
 

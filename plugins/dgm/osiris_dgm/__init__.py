@@ -48,6 +48,13 @@ def register_actors(register: Any, config: DgmConfig) -> None:
 
 
 @hookimpl
+def register_routes(register: Any) -> None:
+    from .routes import DgmController  # litestar is there only where the gateway runs
+
+    register(DgmController)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     from .cli import dgm
 

@@ -12,9 +12,9 @@ from osiris_core import hookimpl
 from osiris_core.nats.grants import NatsGrant
 
 from .config import TrainerConfig
-from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
+from .contracts import TRAINER_REPORTS, TRAINER_TRAIN, TrainRequest, TrainResult
 
-__all__ = ["TRAINER_TRAIN", "TrainRequest", "TrainResult", "TrainerConfig"]
+__all__ = ["TRAINER_REPORTS", "TRAINER_TRAIN", "TrainRequest", "TrainResult", "TrainerConfig"]
 
 
 @hookimpl
@@ -26,6 +26,7 @@ def register_config(register: Any) -> None:
 def register_subjects(register: Any) -> None:
     register_shared(register)  # the application's catalogue
     register(TRAINER_TRAIN)
+    register(TRAINER_REPORTS)
 
 
 @hookimpl
@@ -33,6 +34,13 @@ def register_actors(register: Any) -> None:
     from .actor import TrainerActor
 
     register(TrainerActor)
+
+
+@hookimpl
+def register_routes(register: Any) -> None:
+    from .routes import TrainerController  # litestar is there only where the gateway runs
+
+    register(TrainerController)
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from osiris_core.protocol import ControlReply
 from osiris_core.subjects import control
 
 from .config import TrainerConfig
-from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
+from .contracts import TRAINER_REPORTS, TRAINER_TRAIN, ReportsRequest, TrainReports, TrainRequest, TrainResult
 from .dataset import Example, build_examples, split, with_few_shot
 from .job import PROGRESS, JobSpec
 from .served import Verdict, served_evaluation, served_metrics
@@ -62,6 +62,21 @@ def next_run(schedule: str, now: datetime) -> datetime | None:
 def id_in(ids: list[str]) -> str:
     """An `osiris.store.query` filter matching these ids (quotes doubled, SQL-style)."""
     return "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+
+
+def read_reports(root: Path, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` run records under the adapters folder (an unreadable one is
+    skipped: a run being written, or a hand-edited file)."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(root.glob("*/report.json"), reverse=True)[:limit]:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
 
 
 class TrainerActor(Actor[TrainerConfig]):
@@ -174,6 +189,13 @@ class TrainerActor(Actor[TrainerConfig]):
                               f"{self.running_since}): {self.progress[-1] if self.progress else ''}")
         async with self.lock:
             return await self._cycle(force=req.force)
+
+    @service(TRAINER_REPORTS)
+    async def reports(self, req: ReportsRequest) -> TrainReports:
+        """The records every run left (`<version>/report.json`, refused ones included)."""
+        found = await asyncio.to_thread(read_reports, self.root, max(1, min(req.limit, 500)))
+        return TrainReports(reports=found, live=self.state.version,
+                            live_served_agreement=self.state.served)
 
     def _base_model(self) -> Path:
         cfg = self.config

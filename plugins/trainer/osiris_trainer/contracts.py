@@ -37,7 +37,28 @@ class TrainResult(msgspec.Struct, kw_only=True):
     finished: str = ""
 
 
+class ReportsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The newest training runs' records (the review desk's Learning view)."""
+
+    limit: int = 50
+
+
+class TrainReports(msgspec.Struct, kw_only=True):
+    """Every trained adapter's record, newest first — its `report.json`: version, published,
+    reason, created, examples, metrics, phases_s and the served `report` (the gate's table) —
+    and which version is live."""
+
+    reports: list[dict[str, Any]]
+    live: str | None = None
+    live_served_agreement: dict[str, float] | None = None
+
+
 TRAINER_TRAIN = Subject(
     "osiris.trainer.train", "service", "trainer", TrainRequest, TrainResult,
     description="train an adapter from feedback corrections now; publish it if it passes the gate",
+)
+TRAINER_REPORTS = Subject(
+    "osiris.trainer.reports", "service", "trainer", ReportsRequest, TrainReports,
+    description="every trained adapter's report (gate table, published or refused and why)",
+    idempotent=True,
 )
