@@ -212,7 +212,11 @@
     } else if (subject === "osiris.adapters.published") {
       if (desk.view === "learning") refreshLearning();
     } else if (subject === "osiris.dgm.events") {
-      if (desk.view === "dgm") refreshDgm();
+      // the event carries the variant as it is now: show it at once (the store follows)
+      const v = { ...(e.variant || {}), event: e.kind };
+      dgmSeen[v.id] = v;
+      desk.dgm = desk.dgm.filter((r) => r.id !== v.id).concat([v]);
+      if (desk.view === "dgm") renderDgm();
     }
     if (desk.view === "review") renderReview();
   }
@@ -618,12 +622,18 @@
 
   // --- self-improvement -------------------------------------------------------------------
   let dgmBusy = false;
+  const dgmSeen = {};
   async function refreshDgm() {
     if (dgmBusy) return;
     dgmBusy = true;
     try {
       const res = await api("/store/dgm_archive?limit=500");
-      desk.dgm = res.ok ? res.body.rows : [];
+      // a row the store has not caught up with yet is shown as its newest event says
+      desk.dgm = (res.ok ? res.body.rows : []).map((r) => {
+        const seen = dgmSeen[r.id];
+        return seen && (seen.revision || 0) >= (r.revision || 0) ? seen : r;
+      });
+      for (const v of Object.values(dgmSeen)) if (!desk.dgm.some((r) => r.id === v.id)) desk.dgm.push(v);
       if (!res.ok) say("dgm archive: " + errorText(res), true);
       await refreshHealth();
     } finally { dgmBusy = false; }
@@ -678,6 +688,7 @@
     const res = await api("/health");
     if (res.ok) desk.health = res.body;
     if (desk.view === "runtime") renderRuntime();
+    if (desk.view === "dgm" && !dgmBusy) renderDgm();  // the slots move with the runtime
   }
 
   function renderRuntime() {
