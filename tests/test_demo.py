@@ -64,6 +64,8 @@ def test_demo_runs_the_whole_loop_and_answers_through_the_gateway(
         assert rows and all(state == "running" for state in rows.values()), table
         if gateway_installed:
             assert f"http://127.0.0.1:{port}" in text
+            opened = text[text.index("open:"):].splitlines()[1].split()
+            assert opened == ["desk", f"http://127.0.0.1:{port}/desk"], opened  # the desk first
             status, health = http("GET", f"http://127.0.0.1:{port}/health")
             assert status == 200 and health["status"] in ("ok", "partial_error")
             if "hermes" in rows and "phi3" in rows and "orchestrator" in rows:

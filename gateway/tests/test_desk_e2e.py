@@ -167,16 +167,18 @@ def test_with_an_api_key_the_page_without_it_shows_only_the_key_prompt(desk: Des
 def test_a_sim_proposal_appears_live_and_a_two_field_correction_is_stored(desk: Desk) -> None:
     desk.js("(window.sameDocument = 'yes')")
     # a proposal the orchestrator made from the sim's ticks after the page was open
-    desk.until("window.desk.proposals.some(p => p.advice && p.adapter !== 'not recorded')", 120)
+    live = "window.desk.proposals.find(p => p.advice && p.adapter !== 'not recorded')"
+    desk.until(f"!!{live}", 120)
     desk.sim("pause")
     assert desk.js("window.sameDocument") == "yes"  # no reload
-    tid = desk.js("window.desk.proposals.find(p => p.advice && !p.review).tid")
+    tid = desk.js(f"{live}.tid")
     desk.until(f"document.querySelector('#queue li[data-tid=\"{tid}\"]') !== null")
     # a click on it in the queue (one script: the queue is redrawn as events arrive)
     desk.js(f"document.querySelector('#queue li[data-tid=\"{tid}\"]').click()")
     desk.until(f"document.getElementById('current').dataset.tid === '{tid}'")
     original = desk.js(f"window.desk.byTid['{tid}'].proposal")
     assert desk.driver.find_element("id", "gate").text.startswith(("approved", "rejected"))
+    assert desk.driver.find_element("id", "served-by").text == "adapter base · policy variant 0"
 
     # a schema-invalid edit: refused in the page, nothing sent
     from selenium.webdriver.common.keys import Keys
@@ -209,7 +211,9 @@ def test_a_sim_proposal_appears_live_and_a_two_field_correction_is_stored(desk: 
     assert desk.js(f"window.desk.byTid['{tid}'].review") == "corrected"
 
     shot = os.environ.get("OSIRIS_DESK_SCREENSHOT") or str(Path(tempfile.gettempdir()) / "desk.png")
-    desk.keys("k")  # the corrected proposal, with its gate, assessment and prompt
+    # the corrected proposal, with its gate, assessment and prompt
+    desk.js(f"document.querySelector('#queue li[data-tid=\"{tid}\"]').click()")
+    desk.until(f"document.getElementById('current').dataset.tid === '{tid}'")
     assert desk.driver.save_screenshot(shot)
     assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -119,14 +119,12 @@ def _osiris_command() -> str:
 def _where_to_look(runtime: Runtime, hints: list[Hint]) -> list[str]:
     env = f"OSIRIS_NATS_URL={runtime.nats_url} {_osiris_command()} "
     lines = ["", "open:"]
-    gateway = None
     running = {c.plugin for c in runtime.cells}
-    for c in runtime.cells:
-        url = c.status().facts.get("url")
-        if url:
-            lines.append(f"  {c.name:<14} {url}")
-            if c.name == "gateway":
-                gateway = url
+    urls = [(c.name, c.status().facts.get("url")) for c in runtime.cells]
+    gateway = next((url for name, url in urls if name == "gateway" and url), None)
+    if gateway:  # where a person starts: the review desk, before any other address
+        lines.append(f"  {'desk':<14} {gateway}/desk")
+    lines += [f"  {name:<14} {url}" for name, url in urls if url]
     if gateway:
         lines += [
             f"  {'':<14} {gateway}/health · {gateway}/schema · "
