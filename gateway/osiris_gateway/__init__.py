@@ -46,11 +46,13 @@ def register_nats_role(register: Any) -> None:
         HERMES_GENERATE,
         PHI3_GENERATE,
         PROPOSALS_PROPOSE,
+        STORE_QUERY,
         TTS_SPEAK,
     )
 
     register(NatsGrant(
         "gateway", gathers=True, reads_events=True, cancels=True,
         requests=tuple(s.name for s in (HERMES_GENERATE, PHI3_GENERATE, PROPOSALS_PROPOSE,
-                                        FEEDBACK_SUBMIT, TTS_SPEAK)),
-        description="HTTP/SSE edge: generation, proposals, feedback, speech, /health, /events"))
+                                        FEEDBACK_SUBMIT, TTS_SPEAK, STORE_QUERY)),
+        description="HTTP/SSE edge: generation, proposals, feedback, speech, store rows (the "
+                    "desk), /health, /events"))
