@@ -363,3 +363,15 @@ async def test_a_request_the_role_may_not_send_fails_as_forbidden_not_lost(
             async for _ in sim.bus.stream(HERMES_GENERATE, {"prompt": "hi", "stream": True},
                                           item_type=GenerateChunk, timeout=30):
                 pass
+
+
+def test_a_plugins_gateway_routes_get_their_calls_not_its_actors(
+        perms: dict[str, Permissions], roles: list[Role]) -> None:
+    """The trainer's and dgm's gateway routes (the desk's train now, reports and rollback)
+    run in the gateway: the gateway may call them; it gets none of those plugins' actors."""
+    gateway = perms["gateway"]
+    assert {"osiris.trainer.train", "osiris.trainer.reports", "osiris.dgm.rollback"} \
+        <= gateway.publish
+    assert ADAPTERS_PUBLISHED.name not in gateway.publish  # the trainer's own event
+    assert "osiris.trainer.train" not in gateway.subscribe  # nor does it serve the trainer
+    assert next(r for r in roles if r.name == "gateway").plugins == ("gateway",)

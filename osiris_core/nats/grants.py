@@ -33,3 +33,6 @@ class NatsGrant:
     kv_buckets: tuple[str, ...] = ()
     """JetStream KV buckets its replicas share (create, get, put, watch)."""
     description: str = ""
+    runs_actors: bool = True
+    """False: a grant for code this plugin adds to *another* role's processes (its gateway
+    routes run in the gateway): it adds what that role calls, never this plugin's actors."""

@@ -76,8 +76,8 @@ OPERATOR_ROLE = Role(OPERATOR, description="admin: every service and control sub
 
 
 def roles_of(grants: Iterable[tuple[str, NatsGrant]]) -> list[Role]:
-    """The roles the plugins' grants make, in order of first mention, and the operator:
-    grants naming the same role are one user with the union of their permissions."""
+    """The roles the plugins' grants make, by name, and the operator last: grants naming the
+    same role are one user with the union of their permissions."""
     by_role: dict[str, list[tuple[str, NatsGrant]]] = {}
     for plugin, grant in grants:
         if grant.role == OPERATOR or not USER_NAME.fullmatch(grant.role):
@@ -85,13 +85,16 @@ def roles_of(grants: Iterable[tuple[str, NatsGrant]]) -> list[Role]:
                               "letters, digits and _, not operator)")
         by_role.setdefault(grant.role, []).append((plugin, grant))
     out: list[Role] = []
-    for name, parts in by_role.items():
+    for name, parts in sorted(by_role.items()):
         gs = [g for _, g in parts]
+        plugins = tuple(dict.fromkeys(p for p, g in parts if g.runs_actors))
+        if not plugins:  # only other plugins' routes for a role nobody runs here
+            continue
 
         def union(attr: str, gs: list[NatsGrant] = gs) -> tuple[str, ...]:
             return tuple(dict.fromkeys(x for g in gs for x in getattr(g, attr)))
 
-        out.append(Role(name, tuple(dict.fromkeys(p for p, _ in parts)), union("requests"),
+        out.append(Role(name, plugins, union("requests"),
                         union("controls"), gathers=any(g.gathers for g in gs),
                         reads_events=any(g.reads_events for g in gs),
                         cancels=any(g.cancels for g in gs), publishes=union("publishes"),
@@ -216,7 +219,7 @@ def role_permissions(loaded: LoadedPlugins, roles: Iterable[Role]) -> dict[str, 
         perms[role.name], served[role.name] = _role_grants(role, actors, cat)
     every_actor = {a for s in served.values() for a in s.actors}
     for role in roles:
-        if not role.plugins:
+        if role.name == OPERATOR:
             _operator_grants(role, roles, perms, cat, every_actor)
     _reply_grants(roles, perms, served)
     return perms

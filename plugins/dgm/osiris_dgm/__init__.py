@@ -82,3 +82,4 @@ def register_nats_role(register: Any) -> None:
         description="policy self-improvement: reads phi3 (its edits under a grammar, "
                     "osiris.phi3.guided), applies policies through the orchestrator's "
                     "control subject"))
+    register(NatsGrant("gateway", requests=(DGM_ROLLBACK.name,), runs_actors=False))  # its route

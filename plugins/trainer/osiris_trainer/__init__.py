@@ -74,3 +74,5 @@ def register_nats_role(register: Any) -> None:
         "trainer", requests=("osiris.phi3.score",), controls=("sim",),
         description="feedback → adapters scored where phi3 serves (osiris.phi3.score), "
                     "published on osiris.adapters.published; pauses the sim while it trains"))
+    register(NatsGrant(  # its gateway routes (the desk's train now and reports)
+        "gateway", requests=(TRAINER_TRAIN.name, TRAINER_REPORTS.name), runs_actors=False))
