@@ -5,7 +5,16 @@ The names in `__all__` are the public API; everything else is internal.
 
 from __future__ import annotations
 
-from osiris_core.actor import Actor, ActorContext, EventMeta, RequestContext, State, on_event, service
+from osiris_core.actor import (
+    Actor,
+    ActorContext,
+    EventMeta,
+    RequestContext,
+    State,
+    control_op,
+    on_event,
+    service,
+)
 from osiris_core.config import Config, OsirisSettings, PluginConfig, load_config
 from osiris_core.errors import (
     ActorFatal,
@@ -52,6 +61,7 @@ __all__ = [
     "State",
     "Subject",
     "Unavailable",
+    "control_op",
     "hookimpl",
     "load_config",
     "on_event",

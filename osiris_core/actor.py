@@ -16,6 +16,10 @@ The framework owns the lifecycle; you write hooks and handlers::
         async def record(self, evt: Thing, meta: EventMeta) -> None:
             ...                            # must be idempotent: key writes by meta.msg_id
 
+        @control_op                        # osiris.echo.control {"op": "reset", "args": {}}
+        async def reset(self, op: ResetOp) -> ResetResult:  # ResetOp(ControlOp[ResetResult])
+            ...
+
 Failure policy (docs/plugins.md, "Failures"): an exception while serving one request is
 that request's error — `ServiceError` and its subclasses (BadRequest, NotFound, Unavailable …)
 with their code, anything else a 500 — and never restarts the actor. The actor restarts with
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from osiris_core.config import PluginConfig
 from osiris_core.errors import BadRequest
+from osiris_core.protocol import CORE_OPS, ControlOp, op_name
 from osiris_core.runtime.lifecycle import TRANSITIONS, State
 from osiris_core.subjects import Subject
 
@@ -55,6 +60,7 @@ __all__ = [
     "RequestContext",
     "ServiceSpec",
     "State",
+    "control_op",
     "on_event",
     "service",
 ]
@@ -149,6 +155,24 @@ def on_event(
     return mark
 
 
+def control_op(fn: F) -> F:
+    """Mark a method as the handler of a typed control op: its parameter's type hint (a
+    `protocol.ControlOp` subclass) names the op and decodes `{"op": ..., "args": {...}}`
+    (a bad field is a 422 naming it); the return value, the op's declared result, becomes
+    `ControlReply.result`. Ops nobody declared still reach `on_control(op, args)`."""
+    fn.__osiris_control__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """A typed control op an actor serves: the op's Struct and the method that runs it."""
+
+    op: str
+    op_type: Any
+    attr: str
+
+
 class ActorContext(Generic[C]):
     """What the framework hands an actor: its config, bus, data dir, logger and helpers."""
 
@@ -217,7 +241,9 @@ class Actor(Generic[C]):
         """Reacquire what `on_pause` released."""
 
     async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Actor-specific control ops (e.g. `load_adapter`); the core handles the rest."""
+        """Actor-specific control ops that no `@control_op` method declares (untyped: the
+        op's name and its raw args); the core handles status, pause, resume, restart and
+        profile."""
         raise BadRequest(f"unknown control op {op!r} for actor {self.name!r}", field="op")
 
     async def health(self) -> None:
@@ -290,6 +316,25 @@ class Actor(Generic[C]):
                 events.append(EventSpec(str(subj), attr, ev_type, is_durable, stream, batch,
                                         queue, extra))
         return services, events
+
+    @classmethod
+    def control_specs(cls) -> dict[str, ControlSpec]:
+        """The typed control ops of the `@control_op` methods, by name (once per class)."""
+        specs: dict[str, ControlSpec] = {}
+        for attr in dir(cls):
+            fn = getattr(cls, attr, None)
+            if fn is None or not getattr(fn, "__osiris_control__", False):
+                continue
+            op_type, _ = _first_param_type(fn)
+            if not (isinstance(op_type, type) and issubclass(op_type, ControlOp)):
+                raise TypeError(f"{cls.__qualname__}.{attr}: a @control_op takes one "
+                                f"parameter typed as a ControlOp subclass, not {op_type!r}")
+            name = op_name(op_type)
+            if name in CORE_OPS or name in specs:
+                raise TypeError(f"{cls.__qualname__}.{attr}: control op {name!r} is "
+                                "already served (a core op, or another method)")
+            specs[name] = ControlSpec(name, op_type, attr)
+        return specs
 
 
 def _first_param_type(fn: Callable[..., Any]) -> tuple[Any, bool]:

@@ -6,9 +6,20 @@ cancellation. Domain payloads live outside the core, in `osiris_contracts`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import functools
+import typing
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    R = TypeVar("R", default=dict[str, Any])
+else:  # msgspec reads an unparameterised R as Any: a bare ControlReply decodes a dict
+    from typing import TypeVar
+
+    R = TypeVar("R")
 
 __all__ = [
     "ActorState",
@@ -16,20 +27,28 @@ __all__ = [
     "ActorWanted",
     "CancelRequest",
     "Contract",
+    "ControlOp",
     "ControlReply",
     "CORE_OPS",
     "ControlRequest",
     "CoreOp",
+    "NoArgs",
+    "NoResult",
     "PauseArgs",
     "PauseOp",
+    "PauseResult",
     "ProfileArgs",
     "ProfileFrame",
     "ProfileOp",
     "ProfileResult",
     "RestartOp",
+    "RestartResult",
     "ResumeOp",
+    "ResumeResult",
     "StatusOp",
     "decode_control",
+    "op_name",
+    "op_result_type",
     "DeadLetter",
     "StartingReply",
     "ErrorReply",
@@ -71,12 +90,52 @@ class CancelRequest(Contract):
 
 
 class ControlRequest(Contract):
-    """`osiris.<actor>.control` as sent: `{"op": ..., "args": {...}}`. The core's own ops
-    decode into the typed union `CoreOp` (see `decode_control`); any other op is the actor's
-    (`Actor.on_control(op, args)`)."""
+    """`osiris.<actor>.control` as sent: `{"op": ..., "args": {...}}`, untyped. The core's
+    ops and an actor's declared ones (`ControlOp` subclasses) decode into their Structs; any
+    other op is the actor's `on_control(op, args)`. Send this only for an op nobody declared
+    (a third-party actor's): `Bus.control(actor, ControlRequest(op="x", args={...}))`."""
 
     op: str
     args: dict[str, Any] = {}
+
+
+class ControlOp(Contract, Generic[R], tag_field="op"):
+    """Base of a typed control op: `{"op": <tag>, "args": {...}}` on the wire, as every
+    client has always sent it. Subclass with the op's name as `tag`, its arguments as an
+    `args` Struct and its result as the type parameter; the actor that serves it declares it
+    with `@control_op`, a caller sends it with `Bus.control(actor, op)` and gets a
+    `ControlReply[result]`::
+
+        class PolicyOp(ControlOp[PolicyReport], tag="policy"):
+            args: PolicyArgs = PolicyArgs()
+    """
+
+
+@functools.cache
+def op_result_type(cls: type[ControlOp[Any]]) -> Any:
+    """The result type an op class declares (`ControlOp[T]` → T; a dict when it names
+    none)."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is ControlOp:
+                return typing.get_args(base)[0]
+    return dict[str, Any]
+
+
+def op_name(cls: type[ControlOp[Any]]) -> str:
+    """The op's name on the wire (its tag)."""
+    tag = cls.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{cls.__qualname__} needs a tag= (the op's name on the wire)")
+    return tag
+
+
+class NoArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class NoResult(msgspec.Struct):
+    """The result of an op that only reads the status (`{}`)."""
 
 
 class PauseArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,87 +145,41 @@ class PauseArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Seconds to wait for in-flight requests before giving up (503)."""
 
 
-class NoArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+class PauseResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`{"already": true}` when it was paused, else `{"pause_s": …}`."""
+
+    already: bool = False
+    pause_s: float | None = None
+    """Seconds the pause took (waiting for in-flight requests, then `on_pause`)."""
 
 
-class StatusOp(Contract, tag="status", tag_field="op"):
+class ResumeResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`{"already": true}` when it was running, else `{"resume_s": …}`."""
+
+    already: bool = False
+    resume_s: float | None = None
+    """Seconds `on_resume` took (reloading weights, for a model actor)."""
+
+
+class RestartResult(msgspec.Struct, kw_only=True):
+    state: ActorState
+    """The state the fresh instance reached (running, or failed)."""
+
+
+class StatusOp(ControlOp[NoResult], tag="status"):
     args: NoArgs = NoArgs()
 
 
-class PauseOp(Contract, tag="pause", tag_field="op"):
+class PauseOp(ControlOp[PauseResult], tag="pause"):
     args: PauseArgs = PauseArgs()
 
 
-class ResumeOp(Contract, tag="resume", tag_field="op"):
+class ResumeOp(ControlOp[ResumeResult], tag="resume"):
     args: NoArgs = NoArgs()
 
 
-class RestartOp(Contract, tag="restart", tag_field="op"):
+class RestartOp(ControlOp[RestartResult], tag="restart"):
     args: NoArgs = NoArgs()
-
-
-class ProfileArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    seconds: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 5.0
-    """How long to sample the process."""
-    format: Literal["speedscope", "html"] = "speedscope"
-    """speedscope JSON (one "sampled" profile per thread) or pyinstrument's HTML."""
-
-
-class ProfileOp(Contract, tag="profile", tag_field="op"):
-    """Profile the whole process hosting the actor (every thread, `seconds` long); the
-    `ControlReply.result` is a `ProfileResult`. One profile at a time per process (409)."""
-
-    args: ProfileArgs = ProfileArgs()
-
-
-CoreOp = StatusOp | PauseOp | ResumeOp | RestartOp | ProfileOp
-"""The control ops every actor answers (the lifecycle's own, and a profile of its process)."""
-CORE_OPS = frozenset({"status", "pause", "resume", "restart", "profile"})
-
-
-class _OpName(msgspec.Struct):
-    op: str = "status"
-
-
-_op_name = msgspec.json.Decoder(_OpName)
-_core_op: msgspec.json.Decoder[CoreOp] = msgspec.json.Decoder(CoreOp)
-_actor_op = msgspec.json.Decoder(ControlRequest)
-
-
-def decode_control(data: bytes) -> CoreOp | ControlRequest:
-    """A control payload (empty = status) as a typed core op or an actor-specific request;
-    raises msgspec errors naming the field."""
-    data = data or b'{"op": "status"}'
-    if _op_name.decode(data).op in CORE_OPS:
-        return _core_op.decode(data)
-    return _actor_op.decode(data)
-
-
-class ActorStatus(msgspec.Struct, kw_only=True):
-    """What an actor reports about itself (control `status`, runtime status, /health)."""
-
-    name: str
-    plugin: str
-    state: ActorState
-    restarts: int = 0
-    in_flight: int = 0
-    """Requests being served (holding one of `max_concurrency` slots)."""
-    waiting: int = 0
-    """Requests delivered and waiting for a slot."""
-    handled: int = 0
-    errors: int = 0
-    last_error: str | None = None
-    last_used: float | None = None
-    facts: dict[str, Any] = {}
-
-
-class ControlReply(msgspec.Struct, kw_only=True):
-    """Reply of a control op: the actor's status after the op, plus op-specific data."""
-
-    ok: bool
-    status: ActorStatus
-    result: dict[str, Any] = {}
 
 
 class ProfileFrame(msgspec.Struct, kw_only=True):
@@ -195,6 +208,76 @@ class ProfileResult(msgspec.Struct, kw_only=True):
     pid: int = 0
     merged: bool = False
     """Identical stacks were merged to fit the connection's max_payload (time order lost)."""
+
+
+class ProfileArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seconds: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 5.0
+    """How long to sample the process."""
+    format: Literal["speedscope", "html"] = "speedscope"
+    """speedscope JSON (one "sampled" profile per thread) or pyinstrument's HTML."""
+
+
+class ProfileOp(ControlOp[ProfileResult], tag="profile"):
+    """Profile the whole process hosting the actor (every thread, `seconds` long); the
+    `ControlReply.result` is a `ProfileResult`. One profile at a time per process (409)."""
+
+    args: ProfileArgs = ProfileArgs()
+
+
+CoreOp = StatusOp | PauseOp | ResumeOp | RestartOp | ProfileOp
+"""The control ops every actor answers (the lifecycle's own, and a profile of its process)."""
+CORE_OPS = frozenset(op_name(op) for op in typing.get_args(CoreOp))
+
+
+class _OpName(msgspec.Struct):
+    op: str = "status"
+
+
+_op_name = msgspec.json.Decoder(_OpName)
+_core_op: msgspec.json.Decoder[CoreOp] = msgspec.json.Decoder(CoreOp)
+_actor_op = msgspec.json.Decoder(ControlRequest)
+
+
+def read_op_name(data: bytes) -> str:
+    """The `op` of a control payload (empty, or without one: status)."""
+    return _op_name.decode(data or b"{}").op
+
+
+def decode_control(data: bytes) -> CoreOp | ControlRequest:
+    """A control payload (empty = status) as a typed core op or an actor-specific request;
+    raises msgspec errors naming the field."""
+    if read_op_name(data) in CORE_OPS:
+        return _core_op.decode(data or b'{"op": "status"}')
+    return _actor_op.decode(data)
+
+
+class ActorStatus(msgspec.Struct, kw_only=True):
+    """What an actor reports about itself (control `status`, runtime status, /health)."""
+
+    name: str
+    plugin: str
+    state: ActorState
+    restarts: int = 0
+    in_flight: int = 0
+    """Requests being served (holding one of `max_concurrency` slots)."""
+    waiting: int = 0
+    """Requests delivered and waiting for a slot."""
+    handled: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_used: float | None = None
+    facts: dict[str, Any] = {}
+
+
+class ControlReply(msgspec.Struct, Generic[R], kw_only=True):
+    """Reply of a control op: the actor's status after the op, plus the op's result.
+
+    `ControlReply[PauseResult]` decodes the result as that type (what `Bus.control` does with
+    the op's declared result); a bare `ControlReply` leaves it a dict."""
+
+    ok: bool
+    status: ActorStatus
+    result: R = msgspec.field(default_factory=dict)  # type: ignore[assignment] # a dict when R is
 
 
 class PluginStatus(msgspec.Struct, kw_only=True):

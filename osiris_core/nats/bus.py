@@ -44,8 +44,15 @@ from osiris_core.nats.watch import (
     watched_request,
 )
 from osiris_core.observability import tracing
-from osiris_core.protocol import NodeStatus, StartingReply
-from osiris_core.subjects import RUNTIME_STATUS, Subject, is_idempotent, starting
+from osiris_core.protocol import (
+    ControlOp,
+    ControlReply,
+    ControlRequest,
+    NodeStatus,
+    StartingReply,
+    op_result_type,
+)
+from osiris_core.subjects import RUNTIME_STATUS, Subject, control, is_idempotent, starting
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -63,6 +70,7 @@ REPLAY_OF_HEADER = "Osiris-Replay-Of"
 """A re-driven dead letter's original message id: consumers key idempotent writes by it."""
 NO_RESPONDERS_GRACE_S = 0.25
 T = TypeVar("T")
+R = TypeVar("R")
 _encoder = msgspec.json.Encoder()
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -219,6 +227,31 @@ class Bus:
             out.end()
             return reply
         return await self._request(subject, payload, reply_type, timeout, headers, retry)
+
+    @overload
+    async def control(self, actor: str, op: ControlOp[R], *, timeout: float = 30.0,
+                      result_type: None = None) -> ControlReply[R]: ...
+
+    @overload
+    async def control(self, actor: str, op: ControlRequest, *, timeout: float = 30.0,
+                      result_type: None = None) -> ControlReply[dict[str, Any]]: ...
+
+    @overload
+    async def control(self, actor: str, op: ControlOp[Any] | ControlRequest, *,
+                      timeout: float = 30.0, result_type: type[T]) -> ControlReply[T]: ...
+
+    async def control(self, actor: str, op: ControlOp[Any] | ControlRequest, *,
+                      timeout: float = 30.0, result_type: Any = None) -> ControlReply[Any]:
+        """Send a control op to `actor` (`osiris.<actor>.control`) and return its reply, the
+        result decoded as the op's declared type (`PauseOp()` → `ControlReply[PauseResult]`)
+        or as `result_type` when given (an untyped `ControlRequest`'s is a dict). Raises the
+        actor's ServiceError like `request`."""
+        tp = result_type
+        if tp is None:
+            tp = dict[str, Any] if isinstance(op, ControlRequest) else op_result_type(type(op))
+        reply: ControlReply[Any] = await self.request(
+            control(actor), op, reply_type=ControlReply[tp], timeout=timeout)  # type: ignore[valid-type]
+        return reply
 
     async def _request(self, subject: Subject | str, payload: Any, reply_type: type[T] | None,
                        timeout: float, headers: dict[str, str] | None,

@@ -29,7 +29,13 @@ from osiris_core.errors import ServiceError, Unavailable
 from osiris_core.nats.bus import Bus, encode
 from osiris_core.nats.micro import Endpoint, MicroService, drain_sub, finish
 from osiris_core.observability.metrics import ProcessMetrics
-from osiris_core.protocol import ActorStatus, StartingReply
+from osiris_core.protocol import (
+    ActorStatus,
+    PauseResult,
+    RestartResult,
+    ResumeResult,
+    StartingReply,
+)
 from osiris_core.runtime.control import ControlServer
 from osiris_core.runtime.dispatch import Dispatcher
 from osiris_core.runtime.events import EventRunner, Handler, dynamic_spec
@@ -81,7 +87,7 @@ class ActorCell:
         self.log = logging.getLogger(f"osiris.{self.name}")
         self.dispatch = Dispatcher(self)
         self.runner = EventRunner(self)
-        self.control_server = ControlServer(self)
+        self.control_server = ControlServer(self, cls.control_specs())
         self.process_metrics = metrics if metrics is not None else ProcessMetrics()
         self.metrics = self.process_metrics.actor(self.name, self._live)
         for spec in self.services:
@@ -152,11 +158,11 @@ class ActorCell:
         )
 
     # --- operator ops (the control subject) ------------------------------------------------
-    async def pause(self, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    async def pause(self, *, force: bool = False, timeout: float = 30.0) -> PauseResult:
         """Stop taking work, wait for in-flight handlers (unless `force`), call on_pause."""
         async with self.lock:
             if self.lifecycle.phase is Phase.PAUSED:
-                return {"already": True}
+                return PauseResult(already=True)
             if not self.lifecycle.can(Trigger.PAUSE):
                 raise Unavailable(f"cannot pause {self.name}: it is {self.state.value}")
             t0 = time.perf_counter()
@@ -176,13 +182,13 @@ class ActorCell:
                 self.fire(Trigger.UNPAUSE)
                 raise ServiceError(f"{self.name}: on_pause failed: {e!r}") from e
             self.metrics.paused()
-            return {"pause_s": time.perf_counter() - t0}
+            return PauseResult(pause_s=time.perf_counter() - t0)
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> ResumeResult:
         """on_resume, then take work again."""
         async with self.lock:
             if self.lifecycle.phase is Phase.RUNNING:
-                return {"already": True}
+                return ResumeResult(already=True)
             if self.lifecycle.phase is not Phase.PAUSED:
                 raise Unavailable(f"cannot resume {self.name}: it is {self.state.value}")
             t0 = time.perf_counter()
@@ -190,9 +196,9 @@ class ActorCell:
             await self.actor.on_resume()
             self.fire(Trigger.UNPAUSE)
             self.metrics.resumed()
-            return {"resume_s": time.perf_counter() - t0}
+            return ResumeResult(resume_s=time.perf_counter() - t0)
 
-    async def restart(self) -> dict[str, Any]:
+    async def restart(self) -> RestartResult:
         """The operator's restart: a fresh instance now, the crash count cleared (a failed
         actor too)."""
         async with self.lock:
@@ -205,7 +211,7 @@ class ActorCell:
             self.crash_times.clear()
             self.metrics.restarted("operator")
             await self.boot()
-            return {"state": self.state.value}
+            return RestartResult(state=self.state.value)
 
     # --- start / restart --------------------------------------------------------------------
     async def start(self) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from osiris_contracts.messages import GenerateChunk
-from osiris_core import Actor, PluginConfig, RequestContext, hookimpl, service
+from osiris_core import Actor, PluginConfig, RequestContext, control_op, hookimpl, service
+from osiris_core.protocol import ControlOp
 from osiris_core.subjects import Subject
 
 
@@ -39,11 +40,27 @@ SLOW_COUNT = Subject("test.slow.count", "service", "slow", SlowRequest, Generate
                      idempotent=True, description="streams chunks 0..n-1, then done")
 
 
+class DelayArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    delay_s: Annotated[float, msgspec.Meta(ge=0)]
+
+
+class DelayResult(msgspec.Struct, kw_only=True):
+    before: float
+    delay_s: float
+
+
+class SetDelayOp(ControlOp[DelayResult], tag="set_delay"):
+    """A typed control op (`@control_op`): `work` sleeps `delay_s` from now on."""
+
+    args: DelayArgs
+
+
 class SlowActor(Actor[SlowConfig]):
     name = "slow"
 
     async def on_start(self) -> None:
         await asyncio.sleep(self.config.start_delay_s)
+        self.delay_s = self.config.delay_s
         self.active = 0
         self.peak = 0
         self.ticking = True
@@ -68,7 +85,7 @@ class SlowActor(Actor[SlowConfig]):
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
-            await asyncio.sleep(self.config.delay_s)
+            await asyncio.sleep(self.delay_s)
         finally:
             self.active -= 1
         return {"n": req.n, "pid": os.getpid()}
@@ -89,6 +106,17 @@ class SlowActor(Actor[SlowConfig]):
                 GenerateChunk(text=str(i), index=i)))
         return GenerateChunk(text="", index=req.n, done=True,
                              generated_text="".join(str(i) for i in range(req.n)))
+
+    @control_op
+    async def set_delay(self, op: SetDelayOp) -> DelayResult:
+        before, self.delay_s = self.delay_s, op.args.delay_s
+        return DelayResult(before=before, delay_s=self.delay_s)
+
+    async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """An untyped op, as a third-party actor written before `@control_op` serves it."""
+        if op == "peak":
+            return {"peak": self.peak}
+        return await super().on_control(op, args)
 
     def facts(self) -> dict[str, Any]:
         return {"peak": self.peak}
