@@ -6,15 +6,14 @@ import time
 from pathlib import Path
 
 import click
-import msgspec
 
 from osiris_core.cli.kit import pass_config, run_with_bus
 from osiris_core.config import Config
 from osiris_core.errors import NoResponders, NotFound
 from osiris_core.nats.bus import Bus, gather_nodes
 from osiris_core.observability.profiling import decode_data
-from osiris_core.protocol import ControlReply, ProfileArgs, ProfileOp, ProfileResult
-from osiris_core.subjects import control, runtime_profile
+from osiris_core.protocol import ProfileArgs, ProfileOp, ProfileResult
+from osiris_core.subjects import runtime_profile
 
 __all__ = ["profile"]
 
@@ -53,11 +52,10 @@ def profile(config: Config, target: str, seconds: float, fmt: str, out: str | No
                 f"{', '.join(actors) or 'none'}; nodes: "
                 f"{', '.join(n.node for n in nodes) or 'none'})")
         try:
-            ctl = await bus.request(control(target), ProfileOp(args=args),
-                                    reply_type=ControlReply, timeout=wait)
+            ctl = await bus.control(target, ProfileOp(args=args), timeout=wait)
         except NoResponders:
             raise NotFound(f"no live actor named {target!r}") from None
-        return msgspec.convert(ctl.result, ProfileResult)
+        return ctl.result
 
     click.echo(f"osiris: profiling {target} for {seconds:g}s …", err=True)
     result = run_with_bus(config, go, name="osiris-profile")

@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply, StatusOp
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 __all__ = ["ProgressLine", "following_progress"]
 
@@ -73,8 +72,7 @@ async def following_progress(bus: Bus, actor: str, stream: TextIO, *,
         while True:
             await asyncio.sleep(poll_s)
             try:
-                reply: ControlReply = await bus.request(control(actor), StatusOp(),
-                                                        reply_type=ControlReply, timeout=5)
+                reply = await bus.control(actor, StatusOp(), timeout=5)
             except Exception:  # noqa: BLE001 - progress is a courtesy
                 continue
             line.show(str(reply.status.facts.get("progress") or ""))

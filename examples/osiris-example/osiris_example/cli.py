@@ -7,8 +7,7 @@ import click
 
 from osiris_core import Bus, Config
 from osiris_core.cli import pass_config, run_with_bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import ControlReply, NoResult, StatusOp
 
 from .contracts import EchoReply, EchoRequest
 from .subjects import ECHO
@@ -40,10 +39,8 @@ def echo(config: Config, text: str, upper: bool) -> None:
 def status(config: Config) -> None:
     """The example actor's state and how many events its ledger holds."""
 
-    async def go(bus: Bus) -> ControlReply:
-        reply: ControlReply = await bus.request(control("example"), {"op": "status"},
-                                                reply_type=ControlReply, timeout=5)
-        return reply
+    async def go(bus: Bus) -> ControlReply[NoResult]:
+        return await bus.control("example", StatusOp(), timeout=5)
 
     st = run_with_bus(config, go).status
     click.echo(f"example: {st.state}, {st.facts.get('ledger_rows', 0)} ledger rows, "

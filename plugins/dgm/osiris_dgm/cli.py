@@ -16,8 +16,7 @@ from osiris_contracts.messages import StoreQuery
 from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_core.cli import config_option, following_progress, get_config, run_with_bus
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 from .config import DgmConfig
 from .contracts import DGM_ROLLBACK, DGM_RUN, RollbackReply, RollbackRequest, RunReply, RunRequest
@@ -59,9 +58,7 @@ def dgm(ctx: click.Context, config_path: str | None, once: bool, iterations: int
 
     async def go(bus: Bus) -> Any:
         if not once and iterations is None:
-            reply: ControlReply = await bus.request(control("dgm"), {"op": "status"},
-                                                    reply_type=ControlReply, timeout=5)
-            return reply.status.facts
+            return (await bus.control("dgm", StatusOp(), timeout=5)).status.facts
         n = 1 if once else int(iterations or 1)
         async with following_progress(bus, "dgm", sys.stderr):
             return await bus.request(DGM_RUN, RunRequest(iterations=n, planner=planner),

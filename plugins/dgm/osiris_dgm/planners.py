@@ -29,8 +29,8 @@ from osiris_contracts.messages import GenerateReply, GenerateRequest
 from osiris_contracts.models import ModelFacts
 from osiris_contracts.subjects import HERMES_GENERATE
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import Subject, control
+from osiris_core.protocol import StatusOp
+from osiris_core.subjects import Subject
 
 from .archive import ReplyCache
 from .contracts import PlanReply, PlanRequest
@@ -73,8 +73,7 @@ class PlannerContext:
     async def _model(self, actor: str) -> str:
         """The model and adapter `actor` serves now (part of the cache key)."""
         assert self.bus is not None
-        reply: ControlReply = await self.bus.request(control(actor), {"op": "status"},
-                                                     reply_type=ControlReply, timeout=10)
+        reply = await self.bus.control(actor, StatusOp(), timeout=10)
         m = ModelFacts.read(reply.status.facts)
         return f"{m.model_path}|{m.adapter}"
 

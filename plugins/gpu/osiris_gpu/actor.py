@@ -15,8 +15,8 @@ from osiris_contracts.messages import GpuActor, GpuEvent, GpuStatus
 from osiris_contracts.subjects import GPU_EVENTS, GPU_STATUS
 from osiris_core import Actor, BadRequest, ServiceError, on_event, service
 from osiris_core.nats.bus import gather_nodes
-from osiris_core.protocol import ActorWanted, ControlReply
-from osiris_core.subjects import ACTOR_WANTED, control
+from osiris_core.protocol import ActorWanted, PauseArgs, PauseOp, ResumeOp
+from osiris_core.subjects import ACTOR_WANTED
 
 from .config import GB, GpuConfig
 from .discovery import Tracked, is_model_actor, weights_on_disk
@@ -109,17 +109,16 @@ class GpuSupervisor(Actor[GpuConfig]):
         before = self.reading.used_bytes if self.reading else self.read().used_bytes
         expect = self.footprint(t)
         try:
-            r: ControlReply = await self.request(
-                control(t.name), {"op": "pause", "args": {"force": force,
-                                                          "timeout": self.config.pause_timeout_s}},
-                reply_type=ControlReply, timeout=self.config.pause_timeout_s + 60)
+            r = await self.ctx.bus.control(
+                t.name, PauseOp(args=PauseArgs(force=force, timeout=self.config.pause_timeout_s)),
+                timeout=self.config.pause_timeout_s + 60)
         except ServiceError as e:
             self.log.warning("gpu: could not pause %s (%s): %s", t.name, reason, e.message)
             return False
         t.update(r.status, t.node)
-        if r.result.get("already"):
+        if r.result.already:
             return True
-        dur = float(r.result.get("pause_s", 0.0))
+        dur = r.result.pause_s or 0.0
         t.pauses += 1
         t.pause_s_total += dur
         t.last_pause_s = dur
@@ -147,16 +146,15 @@ class GpuSupervisor(Actor[GpuConfig]):
 
     async def _resume(self, t: Tracked, reason: str) -> bool:
         try:
-            r: ControlReply = await self.request(control(t.name), {"op": "resume"},
-                                                 reply_type=ControlReply, timeout=600)
+            r = await self.ctx.bus.control(t.name, ResumeOp(), timeout=600)
         except ServiceError as e:
             self.log.warning("gpu: could not resume %s: %s", t.name, e.message)
             return False
         t.update(r.status, t.node)
         t.resumed_at = time.monotonic()
-        if r.result.get("already"):
+        if r.result.already:
             return True
-        dur = float(r.result.get("resume_s", 0.0))
+        dur = r.result.resume_s or 0.0
         t.resumes += 1
         t.resume_s_total += dur
         t.last_resume_s = dur

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,22 @@ from nats.js.kv import KeyValue
 
 from osiris_contracts.messages import MarketTick, ProposeReply, ProposeRequest
 from osiris_contracts.subjects import PROPOSALS_PROPOSE
-from osiris_core import Actor, BadRequest, EventMeta, RequestContext, service
+from osiris_core import Actor, BadRequest, EventMeta, RequestContext, control_op, service
 from osiris_core.subjects import REQUEST_ID_HEADER
 
 from .bounded import BoundedPolicy, PolicyRunner, probe_load, runner_for
 from .config import OrchestratorConfig
+from .contracts import (
+    PolicyClearShadowOp,
+    PolicyOp,
+    PolicyOutcome,
+    PolicyPromoteOp,
+    PolicyReport,
+    PolicyRollbackOp,
+    PolicyRules,
+    PolicyShadowOp,
+    PolicyState,
+)
 from .livepolicy import LiveTracker, PolicySlots, check_variant
 from .policy import Policy, PolicyViolation
 from .ticks import TickBuffer, redis_messages
@@ -225,45 +237,57 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         return await self.workflow.propose(req.prompt, req.max_length,
                                            request_id=ctx.headers.get(REQUEST_ID_HEADER))
 
-    async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Policy ops (the dgm kernel's, and `osiris dgm rollback`): policy, policy_shadow,
-        policy_clear_shadow, policy_promote, policy_rollback."""
+    # --- policy ops (the dgm kernel's, and `osiris dgm rollback`) --------------------------
+    @control_op
+    async def policy(self, op: PolicyOp) -> PolicyReport:
+        c = self.config
+        return PolicyReport(
+            **self._state_facts(), violations=dict(self.violations),
+            outcomes=[PolicyOutcome(**o) for o in self.tracker.outcomes(op.args.since)],
+            config=PolicyRules(query=c.query, ticks_per_proposal=c.ticks_per_proposal,
+                               max_length=c.max_length, trade_horizon_bars=c.trade_horizon_bars,
+                               risk=msgspec.to_builtins(c.risk)))
+
+    @control_op
+    async def policy_shadow(self, op: PolicyShadowOp) -> PolicyState:
+        variant, source = op.args.variant, op.args.source
+        async with self._policy_change():
+            if source is not None and self.config.variant_timeout_s > 0:
+                # its module's top level runs bounded first: loading it in-process (and on
+                # every replica, through the bucket) can then not hang
+                await probe_load(check_variant(variant), source,
+                                 self.config.variant_timeout_s, self.config.variant_memory_mb)
+            self.slots.set_shadow(variant, source)
+            self.log.info("policy %s loaded in shadow beside %s", variant,
+                          self.slots.live.variant)
+        return PolicyState(**self._state_facts())
+
+    @control_op
+    async def policy_clear_shadow(self, op: PolicyClearShadowOp) -> PolicyState:
+        async with self._policy_change():
+            self.slots.clear_shadow()
+        return PolicyState(**self._state_facts())
+
+    @control_op
+    async def policy_promote(self, op: PolicyPromoteOp) -> PolicyState:
+        async with self._policy_change():
+            self.slots.promote(op.args.variant)
+            self.log.warning("policy %s is live (previous %s)", self.slots.live.variant,
+                             self.slots.previous and self.slots.previous.variant)
+        return PolicyState(**self._state_facts())
+
+    @control_op
+    async def policy_rollback(self, op: PolicyRollbackOp) -> PolicyState:
+        async with self._policy_change():
+            old, new = self.slots.rollback(op.args.variant or None)
+            self.log.warning("policy rolled back from %s to %s: %s", old, new, op.args.reason)
+        return PolicyState(**self._state_facts())
+
+    @contextlib.asynccontextmanager
+    async def _policy_change(self) -> AsyncIterator[None]:
+        """Share the slots after a change; a bad variant or store is the caller's 400."""
         try:
-            if op == "policy":
-                since = int(args.get("since", 0))
-                c = self.config
-                return {**self.slots.facts(), "violations": dict(self.violations),
-                        "outcomes": self.tracker.outcomes(since), **self.tracker.facts(),
-                        "config": {"query": c.query, "ticks_per_proposal": c.ticks_per_proposal,
-                                   "max_length": c.max_length,
-                                   "trade_horizon_bars": c.trade_horizon_bars,
-                                   "risk": msgspec.to_builtins(c.risk)}}
-            if op == "policy_shadow":
-                variant = str(args.get("variant", ""))
-                source = args.get("source")
-                if source is not None and not isinstance(source, str):
-                    raise BadRequest("source must be a string", field="source")
-                if source is not None and self.config.variant_timeout_s > 0:
-                    # its module's top level runs bounded first: loading it in-process (and on
-                    # every replica, through the bucket) can then not hang
-                    await probe_load(check_variant(variant), source,
-                                     self.config.variant_timeout_s, self.config.variant_memory_mb)
-                self.slots.set_shadow(variant, source)
-                self.log.info("policy %s loaded in shadow beside %s", variant,
-                              self.slots.live.variant)
-            elif op == "policy_clear_shadow":
-                self.slots.clear_shadow()
-            elif op == "policy_promote":
-                self.slots.promote(str(args.get("variant", "")))
-                self.log.warning("policy %s is live (previous %s)", self.slots.live.variant,
-                                 self.slots.previous and self.slots.previous.variant)
-            elif op == "policy_rollback":
-                back = args.get("variant")
-                old, new = self.slots.rollback(None if back in (None, "") else str(back))
-                self.log.warning("policy rolled back from %s to %s: %s", old, new,
-                                 args.get("reason", "by hand"))
-            else:
-                return await super().on_control(op, args)
+            yield
             await self._share()
         except PolicyViolation as e:
             raise BadRequest(str(e), field="source") from None
@@ -271,6 +295,8 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
             raise BadRequest(str(e), field="variant") from None
         except OSError as e:
             raise BadRequest(f"policy store: {e}", field="variant") from None
+
+    def _state_facts(self) -> dict[str, Any]:
         return {**self.slots.facts(), **self.tracker.facts()}
 
     def facts(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from osiris_contracts.messages import (
 )
 from osiris_contracts.models import ModelFacts
 from osiris_contracts.subjects import ADAPTERS_PUBLISHED, PHI3_GENERATE, STORE_QUERY
-from osiris_core import Actor, EventMeta, on_event, service
+from osiris_core import Actor, EventMeta, control_op, on_event, service
 from osiris_core.errors import BadRequest, ServiceError, Unavailable
 from osiris_core.observability.usage import record_tokens
 
@@ -36,6 +36,8 @@ from .contracts import (
     PHI3_GUIDED,
     PHI3_SCORE,
     Decision,
+    FewShot,
+    FewShotOp,
     GuidedReply,
     GuidedRequest,
     Phi3Completion,
@@ -312,12 +314,17 @@ class Phi3(Actor[Phi3Config]):
         except ServiceError as e:
             self.log.error("phi3: published adapter %s not loaded: %s", evt.version, e.message)
 
+    @control_op
+    async def few_shot_now(self, op: FewShotOp) -> FewShot:
+        """What a generate request would prepend now (the dgm keys its reply cache by it: the
+        same prompt can get another reply after new feedback)."""
+        shots = [msgspec.json.encode(p).decode() for p in await self._few_shot()]
+        digest = hashlib.sha256("\n".join(shots).encode()).hexdigest() if shots else ""
+        return FewShot(few_shot=shots, few_shot_sha256=digest)
+
     async def on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        if op == "few_shot":  # what a generate request would prepend now (the dgm keys its
-            # reply cache by it: the same prompt can get another reply after new feedback)
-            shots = [msgspec.json.encode(p).decode() for p in await self._few_shot()]
-            digest = hashlib.sha256("\n".join(shots).encode()).hexdigest() if shots else ""
-            return {"few_shot": shots, "few_shot_sha256": digest}
+        """The adapter ops, untyped: the gateway's /actors/{name}/adapters routes send them
+        to hermes and phi3 alike."""
         if op == "load_adapter":
             path = _arg(args, "path")
             name = str(args.get("name") or args.get("version") or Path(path).stem)

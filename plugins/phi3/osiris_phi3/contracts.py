@@ -15,6 +15,7 @@ from osiris_contracts.messages import (
     Temperature,
     TopP,
 )
+from osiris_core.protocol import ControlOp, NoArgs
 from osiris_core.subjects import Subject
 
 
@@ -144,3 +145,17 @@ PHI3_SCORE = Subject(
     description="decision fields phi3 serves for held-out prompts, with the live, base or a "
                 "shadow adapter (the trainer's gate)",
 )
+
+
+class FewShot(msgspec.Struct, kw_only=True):
+    """The feedback corrections a generate request would prepend now (JSON, oldest first),
+    and their sha256 ('' for none): the dgm keys its reply cache by it."""
+
+    few_shot: list[str] = []
+    few_shot_sha256: str = ""
+
+
+class FewShotOp(ControlOp[FewShot], tag="few_shot"):
+    """`osiris.phi3.control` `few_shot`: what phi3 prepends to a prompt now."""
+
+    args: NoArgs = NoArgs()

@@ -26,8 +26,7 @@ from osiris_contracts.messages import AdapterPublished, FeedbackItem, StoreQuery
 from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_contracts.subjects import ADAPTERS_PUBLISHED, FEEDBACK_SUBMITTED
 from osiris_core import Actor, EventMeta, ServiceError, Unavailable, on_event, service
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import PauseOp, ResumeOp
 
 from .config import TrainerConfig
 from .contracts import TRAINER_REPORTS, TRAINER_TRAIN, ReportsRequest, TrainReports, TrainRequest, TrainResult
@@ -320,8 +319,7 @@ class TrainerActor(Actor[TrainerConfig]):
         held: list[str] = []
         for name in actors:
             try:
-                await self.request(control(name), {"op": "pause"}, reply_type=ControlReply,
-                                   timeout=10)
+                await self.ctx.bus.control(name, PauseOp(), timeout=10)
                 held.append(name)
                 self._say(f"paused {name} while training")
             except ServiceError as e:
@@ -331,8 +329,7 @@ class TrainerActor(Actor[TrainerConfig]):
         finally:
             for name in held:
                 try:
-                    await self.request(control(name), {"op": "resume"}, reply_type=ControlReply,
-                                       timeout=10)
+                    await self.ctx.bus.control(name, ResumeOp(), timeout=10)
                 except ServiceError as e:
                     self.log.error("trainer: could not resume %s: %s", name, e.message)
 

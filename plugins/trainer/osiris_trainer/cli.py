@@ -11,8 +11,7 @@ import msgspec
 
 from osiris_core.cli import config_option, following_progress, get_config, run_with_bus
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 from .config import TrainerConfig
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
@@ -20,9 +19,7 @@ from .served import served_table
 
 
 async def _status(bus: Bus) -> dict[str, Any]:
-    reply: ControlReply = await bus.request(control("trainer"), {"op": "status"},
-                                            reply_type=ControlReply, timeout=5)
-    return reply.status.facts
+    return (await bus.control("trainer", StatusOp(), timeout=5)).status.facts
 
 
 @click.command(name="train")

@@ -28,8 +28,7 @@ from osiris_contracts.messages import (
 from osiris_contracts.store import PAGE_ROWS, read_rows
 from osiris_contracts.subjects import FEEDBACK_SUBMIT, PHI3_GENERATE, PROPOSAL_CREATED
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 from .contracts import TRAINER_TRAIN, TrainRequest, TrainResult
 from .houseset import load_rows
@@ -72,9 +71,7 @@ async def _wait_rows(bus: Bus, table: str, n: int, timeout: float) -> None:
 
 
 async def _phi3_adapter(bus: Bus) -> Any:
-    reply = await bus.request(control("phi3"), {"op": "status"}, reply_type=ControlReply,
-                              timeout=30)
-    return reply.status.facts.get("adapter")
+    return (await bus.control("phi3", StatusOp(), timeout=30)).status.facts.get("adapter")
 
 
 async def run_loop(bus: Bus, rows: list[dict[str, Any]] | None = None, *,
