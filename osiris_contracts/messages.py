@@ -7,7 +7,7 @@ Plugins may define further Structs; they register them with their subjects.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -32,6 +32,7 @@ from osiris_core.protocol import Contract
 
 __all__ = [
     "AdapterPublished",
+    "DgmDecision",
     "DgmEvent",
     "DgmVariant",
     "Exaggeration",
@@ -320,6 +321,14 @@ class AudioChunk(Contract):
 
 
 # --- self-improvement (dgm) ----------------------------------------------------------------
+DgmDecision = Literal["pending", "seed", "noop", "error", "rejected", "archived", "accepted",
+                      "shadow", "live", "kept", "rolled_back"]
+"""A variant's fate: `pending` while scored; `noop` (empty diff), `error` (the planner or the
+evaluation failed), `rejected` (a check, the cascade or a violation in shadow), `archived`
+(not shown better than its parent), `accepted` (better than its parent), `shadow`, `live`
+(promoted, monitored), `kept` (stays live), `rolled_back`; the shipped policy is `seed`."""
+
+
 class DgmVariant(msgspec.Struct, kw_only=True):
     """One archived variant (a row of `dgm_archive`)."""
 
@@ -327,8 +336,7 @@ class DgmVariant(msgspec.Struct, kw_only=True):
     parent: str | None
     planner: str
     diff: str = ""
-    decision: str = "pending"
-    """noop | rejected | archived | accepted | shadow | live | kept | rolled_back | seed"""
+    decision: DgmDecision = "pending"
     reason: str = ""
     why: str = ""
     """The planner's own reason for the change (the `llm` planner's `why`); empty if none."""

@@ -32,6 +32,7 @@ from .contracts import (
     Variant,
 )
 from .kernel import AUTO, Kernel, Rejected
+from .phase import Shadow
 from .planners import Planner, PlannerContext, collect_planners
 
 MAX_ITERATIONS = 1000
@@ -98,8 +99,8 @@ class DgmActor(Actor[DgmConfig]):
         except (RuntimeError, OSError, ValueError, LookupError) as e:
             raise Unavailable(f"dgm cannot evaluate: {e}") from None
         best = self.kernel.archive.best() or seed
-        shadow = self.kernel.phase.get("candidate") if self.kernel.phase.get("name") == "shadow" \
-            else None
+        phase = self.kernel.phase
+        shadow = phase.candidate if isinstance(phase, Shadow) else None
         msg = (f"variant {shadow} is in shadow: it goes live after "
                f"{self.config.shadow_decisions} live decisions" if shadow else "")
         return RunReply(iterations=done, best=best.id, best_reward=best.reward_full,

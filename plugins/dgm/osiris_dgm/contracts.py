@@ -7,12 +7,13 @@ from typing import Any
 
 import msgspec
 
+from osiris_contracts.messages import DgmDecision as Decision
 from osiris_contracts.messages import DgmEvent
 from osiris_contracts.messages import DgmVariant as Variant
 from osiris_contracts.subjects import DGM_EVENTS
 from osiris_core.subjects import Subject
 
-__all__ = ["DGM_EVENTS", "DGM_PLAN", "DGM_ROLLBACK", "DGM_RUN", "DgmEvent", "PlanReply",
+__all__ = ["DGM_EVENTS", "DGM_PLAN", "DGM_ROLLBACK", "DGM_RUN", "Decision", "DgmEvent", "PlanReply",
            "PlanRequest", "RollbackReply", "RollbackRequest", "RunReply", "RunRequest", "Variant"]
 
 

@@ -24,7 +24,22 @@ from typing import Any
 
 import msgspec
 from osiris_orchestrator.config import OrchestratorConfig
+from osiris_orchestrator.contracts import (
+    PolicyArgs,
+    PolicyClearShadowOp,
+    PolicyOp,
+    PolicyOutcome,
+    PolicyPromoteOp,
+    PolicyReport,
+    PolicyRollbackArgs,
+    PolicyRollbackOp,
+    PolicyShadowArgs,
+    PolicyShadowOp,
+    PolicyState,
+    VariantArgs,
+)
 from osiris_orchestrator.policy import check_source, default_source, sha256
+from osiris_phi3.contracts import FewShotOp
 from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import load_bars, make_data
 
@@ -32,17 +47,17 @@ from osiris_contracts.messages import GenerateRequest, TradeProposal
 from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core.errors import BadRequest, ServiceError
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 from .archive import Archive, ReplyCache
 from .bandit import Bandit
 from .canaries import canary_diffs
 from .config import DgmConfig
-from .contracts import DGM_PLAN, PlanReply, PlanRequest, Variant
+from .contracts import DGM_PLAN, Decision, PlanReply, PlanRequest, Variant
 from .diff import PatchError, apply_patch
 from .edits import describe_change
 from .lint import lint_scores
+from .phase import Idle, Monitoring, Phase, Shadow, load_phase
 from .reward import Scored, Windows, bootstrap_lower, check_pins, data_sha256, make_windows, score_decisions
 from .sandbox import Limits, SandboxResult, isolation, run_sandboxed
 
@@ -94,7 +109,7 @@ class Kernel:
         self.data_hash = ""
         state = self._state()
         self.iteration = int(state.get("iteration", 0))
-        self.phase: dict[str, Any] = state.get("phase", {"name": "idle"})
+        self.phase: Phase = load_phase(state.get("phase"))
         self.progress = ""
         self.model_key = str(state.get("model_key", ""))
         self.started_at = self.iteration
@@ -119,7 +134,8 @@ class Kernel:
     def _save_state(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / "state.json.tmp"
-        tmp.write_text(json.dumps({"iteration": self.iteration, "phase": self.phase,
+        tmp.write_text(json.dumps({"iteration": self.iteration,
+                                   "phase": msgspec.to_builtins(self.phase),
                                    "model_key": self.model_key,
                                    "canary_failed": self.canary_failed,
                                    "bandit": self.bandit.state(),
@@ -177,9 +193,7 @@ class Kernel:
                 raise RuntimeError("no phi3 model key recorded: run an iteration first")
             return self.model_key
         try:
-            reply: ControlReply = await self._bus().request(control("phi3"), {"op": "status"},
-                                                         reply_type=ControlReply, timeout=10)
-            f = reply.status.facts
+            f = (await self._bus().control("phi3", StatusOp(), timeout=10)).status.facts
             shots = await self._few_shot_digest()
             self.model_key = (f"{f.get('model')}|{f.get('adapter')}|{self.orch.max_length}"
                               + (f"|fs:{shots[:12]}" if shots else ""))
@@ -194,12 +208,9 @@ class Kernel:
         part of the reply cache's key, since new feedback can change phi3's reply to the
         same prompt. A phi3 without the `few_shot` control op counts as none."""
         try:
-            reply = await self._bus().request(control("phi3"), {"op": "few_shot"},
-                                              reply_type=dict, timeout=10)
+            return (await self._bus().control("phi3", FewShotOp(), timeout=10)).result.few_shot_sha256
         except BadRequest:
             return ""
-        result = reply.get("result") or {}
-        return str(result.get("few_shot_sha256") or "")
 
     async def _fill(self, prompts: dict[str, str]) -> None:
         """Ask phi3 (greedy) for each uncached prompt and cache the reply."""
@@ -287,12 +298,12 @@ class Kernel:
         """The decision rules the backtest must share with the live orchestrator: its query,
         batch size, model length, horizon and hard limits (asked over its control subject)."""
         try:
-            cfg = (await self.orchestrator("policy", {"since": 1 << 62})).get("config")
+            cfg = (await self.policy(since=1 << 62)).config
         except ServiceError as e:
             raise RuntimeError(f"the orchestrator is not reachable ({e.message}): the dgm "
                                "kernel evaluates against its live settings") from None
         if cfg:
-            orch = msgspec.convert(cfg, OrchestratorConfig)
+            orch = msgspec.convert(msgspec.to_builtins(cfg), OrchestratorConfig)
             if orch.ticks_per_proposal != self.orch.ticks_per_proposal:
                 self.windows = None
             self.orch = orch
@@ -344,14 +355,14 @@ class Kernel:
 
     # --- one iteration ------------------------------------------------------------------
     async def traces(self, parent: Variant) -> dict[str, Any]:
-        head = await self.orchestrator("policy", {"since": 1 << 62})
-        live = await self.orchestrator("policy", {"since": int(head.get("last_outcome", 0)) - 50})
-        outs = live.get("outcomes", [])[-50:]
-        mean = sum(o["live_return"] for o in outs) / len(outs) if outs else None
+        head = await self.policy(since=1 << 62)
+        live = await self.policy(since=head.last_outcome - 50)
+        outs = live.outcomes[-50:]
+        mean = sum(o.live_return for o in outs) / len(outs) if outs else None
         return {"parent": parent.id, "parent_reward": parent.reward_full,
                 "parent_sub_rewards": parent.sub_rewards, "parent_trades": parent.trades,
-                "live": live.get("live"), "live_outcomes": len(outs),
-                "live_mean_return_pct": mean, "live_violations": live.get("violations", {}),
+                "live": live.live, "live_outcomes": len(outs),
+                "live_mean_return_pct": mean, "live_violations": live.violations,
                 "recent_edits": self.recent_edits(),
                 "archive_sha256": sorted({v.source_sha256 for v in self.archive.variants.values()
                                           if v.source_sha256})}
@@ -395,13 +406,31 @@ class Kernel:
         return v
 
     async def _step(self, planner: str) -> Variant:
-        self.iteration += 1
-        self.phase.pop("hold", None)
-        self._save_state()
+        self._begin_iteration()
         await self.ensure_seed()
         rng = random.Random(self.cfg.seed * 1_000_003 + self.iteration)
         parent = self.archive.choose_parent(rng)
         parent_src = self.archive.source(parent.id)
+        planner, v = self._child(parent, planner)
+        plan = await self._plan(v, parent, parent_src, planner, rng)
+        if plan is None or not await self._evaluate(v, parent, parent_src, plan):
+            return v
+        live = self.archive.variants.get(self.live_id())
+        if v.decision == "accepted" and live is not None:
+            await self.fresh(live)  # outside the phase lock: a rollback never waits for phi3
+        async with self.phase_lock:
+            await self._consider_live(v)
+        return v
+
+    def _begin_iteration(self) -> None:
+        """Count the iteration; it lifts a rollback's hold on automatic promotion."""
+        self.iteration += 1
+        if isinstance(self.phase, Idle) and self.phase.hold:
+            self.phase = Idle(live=self.phase.live)
+        self._save_state()
+
+    def _child(self, parent: Variant, planner: str) -> tuple[str, Variant]:
+        """The planner to ask (the bandit's pick for `auto`) and the child's archive row."""
         label = planner
         if planner == AUTO:  # its own rng: the parent and seed stay those of any planner
             planner = self.bandit.choose(random.Random(f"auto/{self.cfg.seed}/{self.iteration}"))
@@ -409,6 +438,12 @@ class Kernel:
         v = Variant(id=self.archive.next_id(), parent=parent.id, planner=label,
                     iteration=self.iteration, created=now_iso())
         self.progress = f"iteration {self.iteration}: planner {planner} on variant {parent.id}"
+        return planner, v
+
+    async def _plan(self, v: Variant, parent: Variant, parent_src: str, planner: str,
+                    rng: random.Random) -> PlanReply | None:
+        """The planner's change to the parent; None (the child recorded as an error or a
+        no-op) when there is nothing to evaluate."""
         try:
             traces = await self.traces(parent)
             plan: PlanReply = await self._bus().request(
@@ -419,7 +454,7 @@ class Kernel:
             v.decision, v.reason, v.decided = "error", f"planner {planner}: {e.message}", now_iso()
             self.archive.add(v, None)
             await self.emit("rejected", v, v.reason)
-            return v
+            return None
         v.diff = plan.diff[: self.cfg.max_diff_bytes]
         v.why = plan.why[:200]
         if not plan.diff.strip():
@@ -427,7 +462,13 @@ class Kernel:
             v.source_sha256 = parent.source_sha256
             self.archive.add(v, None)
             await self.emit("noop", v, "the planner proposed no change")
-            return v
+            return None
+        return plan
+
+    async def _evaluate(self, v: Variant, parent: Variant, parent_src: str,
+                        plan: PlanReply) -> bool:
+        """Apply the diff, check and score the child (`_verify`); False when it was turned
+        down (recorded as rejected, or as an error when the evaluation itself failed)."""
         try:
             source = self._apply(parent_src, plan.diff)
             v.source_sha256 = sha256(source)
@@ -436,19 +477,16 @@ class Kernel:
             try:
                 await self._verify(v, parent, source)
             except ServiceError as e:
-                v.decision, v.reason, v.decided = "error", f"evaluation: {e.message}", now_iso()
-                await self._record("rejected", v, v.reason)
-                return v
+                await self._turn_down(v, "error", f"evaluation: {e.message}")
+                return False
         except Rejected as e:
-            v.decision, v.reason, v.decided = "rejected", str(e), now_iso()
-            await self._record("rejected", v, v.reason)
-            return v
-        live = self.archive.variants.get(self.live_id())
-        if v.decision == "accepted" and live is not None:
-            await self.fresh(live)  # outside the phase lock: a rollback never waits for phi3
-        async with self.phase_lock:
-            await self._consider_live(v)
-        return v
+            await self._turn_down(v, "rejected", str(e))
+            return False
+        return True
+
+    async def _turn_down(self, v: Variant, decision: Decision, reason: str) -> None:
+        v.decision, v.reason, v.decided = decision, reason, now_iso()
+        await self._record("rejected", v, v.reason)
 
     def _apply(self, parent_src: str, diff: str) -> str:
         """The parent's source with the diff applied (size and allow-list enforced)."""
@@ -564,14 +602,17 @@ class Kernel:
             await self._record("archived", v, v.reason)
 
     # --- live: shadow, promotion, monitoring, rollback ----------------------------------
-    async def orchestrator(self, op: str, args: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        reply = await self._bus().request(control("orchestrator"), {"op": op, "args": args},
-                                       reply_type=dict, timeout=timeout)
-        out: dict[str, Any] = reply.get("result") or reply.get("status", {}).get("facts") or reply
-        return out
+    async def policy(self, since: int) -> PolicyReport:
+        """The orchestrator's slots, its violations and its outcomes after `since`."""
+        op = PolicyOp(args=PolicyArgs(since=since))
+        return (await self._bus().control("orchestrator", op, timeout=10.0)).result
+
+    async def _change_policy(self, op: PolicyShadowOp | PolicyClearShadowOp | PolicyPromoteOp
+                             | PolicyRollbackOp) -> PolicyState:
+        return (await self._bus().control("orchestrator", op, timeout=10.0)).result
 
     def live_id(self) -> str:
-        return str(self.phase.get("live") or "0")
+        return self.phase.live or "0"
 
     def _beats(self, v: Variant, other: Variant) -> bool:
         if (not v.sub_rewards or len(v.sub_rewards) != len(other.sub_rewards)
@@ -582,7 +623,7 @@ class Kernel:
 
     async def _promote_best(self) -> None:
         """While idle: the best proven variant goes to shadow if it beats the live one."""
-        if self.phase.get("hold"):
+        if isinstance(self.phase, Idle) and self.phase.hold:
             return
         live = self.archive.variants.get(self.live_id())
         pool = [v for v in self.archive.variants.values()
@@ -600,43 +641,46 @@ class Kernel:
         live = self.archive.variants.get(self.live_id())
         if live is None or live.id == v.id or not self._beats(v, live):
             return
-        if self.phase.get("name") == "monitoring":
+        if isinstance(self.phase, Monitoring):
             return  # one change at a time: the next iteration may try again
-        current = self.phase.get("candidate")
-        if current and (self.archive.variants[current].reward_full or 0) >= (v.reward_full or 0):
+        if isinstance(self.phase, Shadow) and \
+                (self.archive.variants[self.phase.candidate].reward_full or 0) >= (v.reward_full or 0):
             return
         await self.start_shadow(v)
 
     async def start_shadow(self, v: Variant) -> None:
-        status = await self.orchestrator("policy_shadow", {"variant": v.id,
-                                                           "source": self.archive.source(v.id)})
-        since = int(status.get("last_outcome", 0))
-        if current := self.phase.get("candidate"):
-            old = self.archive.variants[current]
+        state = await self._change_policy(PolicyShadowOp(args=PolicyShadowArgs(
+            variant=v.id, source=self.archive.source(v.id))))
+        if isinstance(self.phase, Shadow):
+            old = self.archive.variants[self.phase.candidate]
             old.decision, old.reason = "accepted", f"replaced in shadow by {v.id}"
             await self._record("archived", old, old.reason)
-        self.phase = {"name": "shadow", "candidate": v.id, "live": self.live_id(),
-                      "since": since, "started": time.time()}
+        self.phase = Shadow(candidate=v.id, live=self.live_id(), since=state.last_outcome,
+                            started=time.time())
         self._save_state()
         v.decision = "shadow"
         await self._record("shadow", v, f"in shadow beside {self.live_id()}")
         if self.cfg.shadow_decisions <= 0:
-            await self._promote(v, since)
+            await self._promote(v, state.last_outcome)
 
     async def _promote(self, v: Variant, since: int) -> None:
         old = self.live_id()
-        await self.orchestrator("policy_promote", {"variant": v.id})
-        self.phase = {"name": "monitoring", "candidate": v.id, "live": v.id, "replaced": old,
-                      "since": since, "started": time.time()}
+        await self._change_policy(PolicyPromoteOp(args=VariantArgs(variant=v.id)))
+        self.phase = Monitoring(candidate=v.id, live=v.id, replaced=old, since=since,
+                                started=time.time())
         self._save_state()
         v.decision, v.reason = "live", f"promoted over {old}"
         await self._record("applied", v, v.reason)
         if self.cfg.monitor_max_pairs <= 0:  # no live check configured: final at once
-            await self.orchestrator("policy_clear_shadow", {})
-            v.decision, v.reason = "kept", f"promoted over {old} (live monitoring off)"
-            self.phase = {"name": "idle", "live": v.id}
-            self._save_state()
-            await self._record("kept", v, v.reason)
+            await self._keep(v, f"promoted over {old} (live monitoring off)")
+
+    async def _keep(self, v: Variant, reason: str) -> None:
+        """The new live variant stays: the replaced one leaves the shadow."""
+        await self._change_policy(PolicyClearShadowOp())
+        v.decision, v.reason = "kept", reason
+        self.phase = Idle(live=v.id)
+        self._save_state()
+        await self._record("kept", v, v.reason)
 
     async def monitor(self) -> None:
         """One look at the live outcomes: promote a shadow, keep or roll back a new live one;
@@ -651,88 +695,109 @@ class Kernel:
         orchestrator runs that no phase tracks (a kernel stopped between asking for it and
         saving the phase) starts its phase again when it is an archived, accepted variant
         (with the archived source), and is cleared otherwise."""
+        await self._close_interrupted()
+        shadow = (await self.policy(since=1 << 62)).shadow
+        phase = self.phase
+        if isinstance(phase, Shadow) and shadow == phase.candidate:
+            log.info("dgm: resuming the shadow phase of variant %s (decisions since %s)",
+                     shadow, phase.since)
+        if shadow is None or not isinstance(phase, Idle):
+            return
+        cand = self.archive.variants.get(shadow)
+        if cand is not None and cand.decision in ("accepted", "shadow") and not phase.hold:
+            log.warning("dgm: the orchestrator runs variant %s in shadow though no phase "
+                        "tracked it: its shadow phase starts again", cand.id)
+            await self.start_shadow(cand)  # the archived source, so it is the one judged
+            return
+        await self._change_policy(PolicyClearShadowOp())
+        log.warning("dgm: cleared a shadow no phase tracked (variant %s)", shadow)
+
+    async def _close_interrupted(self) -> None:
+        """A variant a stopped kernel was scoring is closed as an error."""
         for v in list(self.archive.variants.values()):
             if v.decision == "pending" and v.iteration <= self.started_at:
                 v.decision, v.reason, v.decided = ("error", "interrupted: the kernel stopped "
                                                    "while it was evaluated", now_iso())
                 await self._record("rejected", v, v.reason)
-        status = await self.orchestrator("policy", {"since": 1 << 62})
-        shadow = status.get("shadow")
-        name = self.phase.get("name")
-        if name == "shadow" and shadow == self.phase.get("candidate"):
-            log.info("dgm: resuming the shadow phase of variant %s (decisions since %s)",
-                     shadow, self.phase.get("since"))
-        if shadow is None or name in ("shadow", "monitoring"):
-            return
-        cand = self.archive.variants.get(str(shadow))
-        if cand is not None and cand.decision in ("accepted", "shadow") \
-                and not self.phase.get("hold"):
-            log.warning("dgm: the orchestrator runs variant %s in shadow though no phase "
-                        "tracked it: its shadow phase starts again", cand.id)
-            await self.start_shadow(cand)  # the archived source, so it is the one judged
-            return
-        await self.orchestrator("policy_clear_shadow", {})
-        log.warning("dgm: cleared a shadow no phase tracked (variant %s)", shadow)
 
     async def _monitor(self) -> None:
         if not self.resumed:
             await self._resume()
             self.resumed = True
-        name = self.phase.get("name")
-        status = await self.orchestrator("policy", {"since": self.phase.get("since", 0)})
-        if name not in ("shadow", "monitoring"):
-            if status.get("live") and status["live"] != self.phase.get("live"):
-                self.phase = {"name": "idle", "live": str(status["live"])}
-                self._save_state()
-            await self._promote_best()
+        phase = self.phase
+        status = await self.policy(since=0 if isinstance(phase, Idle) else phase.since)
+        match phase:
+            case Idle():
+                await self._follow_live(phase, status)
+            case Shadow():
+                await self._judge_shadow(phase, status)
+            case Monitoring():
+                await self._judge_live(phase, status)
+
+    async def _follow_live(self, phase: Idle, status: PolicyReport) -> None:
+        """Idle: follow a live variant changed outside the kernel, then promote the best."""
+        if status.live and status.live != phase.live:
+            self.phase = Idle(live=status.live)
+            self._save_state()
+        await self._promote_best()
+
+    async def _judge_shadow(self, phase: Shadow, status: PolicyReport) -> None:
+        """A candidate in shadow: promoted once it decided `shadow_decisions` times without
+        a violation; rejected at its first violation."""
+        v = self.archive.variants[phase.candidate]
+        if status.live == v.id:  # promoted, though the reply was lost: monitor it
+            self.phase = Monitoring(candidate=v.id, live=v.id, replaced=str(status.previous),
+                                    since=phase.since, started=time.time())
+            self._save_state()
+            v.decision, v.reason = "live", f"promoted over {status.previous}"
+            await self._record("applied", v, v.reason)
             return
-        vid = str(self.phase["candidate"])
+        if status.shadow != v.id:
+            await self._shadow_gone(v, status)
+            return
+        mine = [o for o in status.outcomes if o.shadow == v.id and not o.shadow_error]
+        bad = [o for o in mine if o.shadow_violation]
+        if bad:
+            await self._change_policy(PolicyClearShadowOp())
+            await self._reject_shadow(v, bad[0])
+        elif len(mine) >= self.cfg.shadow_decisions:
+            await self._promote(v, status.last_outcome)
+
+    async def _shadow_gone(self, v: Variant, status: PolicyReport) -> None:
+        """The orchestrator no longer runs the candidate in shadow."""
+        cut = [o for o in status.outcomes if o.shadow == v.id and o.shadow_violation]
+        if cut:  # the orchestrator cut it and cleared the shadow itself: rejected, or it
+            # would be shadowed and cut again forever
+            await self._reject_shadow(v, cut[0])
+            return
+        # cleared outside the kernel (or lost): the candidate is accepted again, and may go
+        # to shadow again, never left "shadow"
+        self.phase = Idle(live=self.live_id())
+        self._save_state()
+        v.decision = "accepted"
+        v.reason = (f"its shadow was cleared outside the kernel (the orchestrator "
+                    f"runs {status.shadow} in shadow)")
+        await self._record("archived", v, v.reason)
+
+    async def _reject_shadow(self, v: Variant, outcome: PolicyOutcome) -> None:
+        v.decision, v.reason = "rejected", f"violation in shadow: {outcome.shadow_violation}"
+        self.phase = Idle(live=self.live_id())
+        self._save_state()
+        await self._record("rejected", v, v.reason)
+
+    async def _judge_live(self, phase: Monitoring, status: PolicyReport) -> None:
+        """A new live variant against the one it replaced (in shadow) on the same runs:
+        kept when better (or after `monitor_max_pairs`), rolled back when worse or at a
+        violation."""
+        vid, replaced = phase.candidate, phase.replaced
         v = self.archive.variants[vid]
-        outs = status.get("outcomes", [])
-        if name == "shadow":
-            if status.get("live") == vid:  # promoted, though the reply was lost: monitor it
-                self.phase = {"name": "monitoring", "candidate": vid, "live": vid,
-                              "replaced": str(status.get("previous")),
-                              "since": self.phase.get("since", 0), "started": time.time()}
-                self._save_state()
-                v.decision, v.reason = "live", f"promoted over {status.get('previous')}"
-                await self._record("applied", v, v.reason)
-                return
-            cut = [o for o in outs if o.get("shadow") == vid and o.get("shadow_violation")]
-            if cut and status.get("shadow") != vid:  # the orchestrator cut it and cleared
-                # the shadow itself: rejected, or it would be shadowed and cut again forever
-                v.decision, v.reason = "rejected", f"violation in shadow: {cut[0]['shadow_violation']}"
-                self.phase = {"name": "idle", "live": self.live_id()}
-                self._save_state()
-                await self._record("rejected", v, v.reason)
-                return
-            if status.get("shadow") != vid:  # cleared outside the kernel (or lost): the
-                # candidate is accepted again, and may go to shadow again, never left "shadow"
-                self.phase = {"name": "idle", "live": self.live_id()}
-                self._save_state()
-                v.decision = "accepted"
-                v.reason = (f"its shadow was cleared outside the kernel (the orchestrator "
-                            f"runs {status.get('shadow')} in shadow)")
-                await self._record("archived", v, v.reason)
-                return
-            mine = [o for o in outs if o.get("shadow") == vid and not o.get("shadow_error")]
-            bad = [o for o in mine if o.get("shadow_violation")]
-            if bad:
-                await self.orchestrator("policy_clear_shadow", {})
-                v.decision, v.reason = "rejected", f"violation in shadow: {bad[0]['shadow_violation']}"
-                self.phase = {"name": "idle", "live": self.live_id()}
-                self._save_state()
-                await self._record("rejected", v, v.reason)
-            elif len(mine) >= self.cfg.shadow_decisions:
-                await self._promote(v, int(status.get("last_outcome", 0)))
-            return
-        replaced = str(self.phase.get("replaced"))
-        pairs = [o for o in outs if o.get("live") == vid and o.get("shadow") == replaced]
-        violations = [o for o in outs if o.get("live") == vid and o.get("violation")]
+        outs = status.outcomes
+        violations = [o for o in outs if o.live == vid and o.violation]
         if violations:
-            await self._rollback(None, f"live violation: {violations[0]['violation']}")
+            await self._rollback(None, f"live violation: {violations[0].violation}")
             return
-        diffs = [o["live_return"] - o["shadow_return"] for o in pairs]
+        diffs = [o.live_return - o.shadow_return for o in outs
+                 if o.live == vid and o.shadow == replaced]
         if len(diffs) < self.cfg.monitor_min_pairs:
             return
         mean, lo, hi = bootstrap_lower(diffs, self.cfg.bootstrap, self.cfg.confidence,
@@ -744,48 +809,40 @@ class Kernel:
                                       f"{mean:+.4f}% per decision over {len(diffs)} paired runs, "
                                       f"{self.cfg.confidence:.0%} upper bound {hi:+.4f}% < 0")
         elif lo > 0.0 or len(diffs) >= self.cfg.monitor_max_pairs:
-            await self.orchestrator("policy_clear_shadow", {})
-            v.decision = "kept"
-            v.reason = f"live over {len(diffs)} paired runs: mean {mean:+.4f}% vs {replaced}"
-            self.phase = {"name": "idle", "live": vid}
-            self._save_state()
-            await self._record("kept", v, v.reason)
+            await self._keep(v, f"live over {len(diffs)} paired runs: mean {mean:+.4f}% vs "
+                                f"{replaced}")
 
     async def rollback(self, variant: str | None, reason: str) -> tuple[str, str]:
         """Serve the replaced (or named) variant again and record why."""
         async with self.phase_lock:
             out = await self._rollback(variant, reason)
-            self.phase["hold"] = True  # by hand: no automatic promotion until the next run
+            # by hand: no automatic promotion until the next run
+            self.phase = Idle(live=self.live_id(), hold=True)
             self._save_state()
             return out
 
     async def _rollback(self, variant: str | None, reason: str) -> tuple[str, str]:
-        args: dict[str, Any] = {"reason": reason}
-        if variant is None and self.phase.get("name") == "monitoring":
-            variant = str(self.phase.get("replaced"))
-        if variant is not None:
-            args["variant"] = variant
-        now = await self.orchestrator("policy", {"since": 1 << 62})
-        before = str(now.get("live"))
-        if self.phase.get("name") == "monitoring" and self.phase.get("candidate"):
-            # the orchestrator may have rolled back already (a cut call): the variant
-            # being replaced is still the one this phase monitors
-            before = str(self.phase["candidate"])
-        if variant is not None and str(now.get("live")) == variant:
-            status = now  # already served: a second rollback would make previous = live
-        else:
-            status = await self.orchestrator("policy_rollback", args)
-        live = str(status.get("live"))
-        shadow = self.phase.get("candidate") if self.phase.get("name") == "shadow" else None
-        if shadow and shadow in self.archive.variants:  # a waiting candidate leaves the shadow
-            cand = self.archive.variants[shadow]
+        phase = self.phase
+        if variant is None and isinstance(phase, Monitoring):
+            variant = phase.replaced
+        now = await self.policy(since=1 << 62)
+        # the orchestrator may have rolled back already (a cut call): the variant being
+        # replaced is still the one this phase monitors
+        before = phase.candidate if isinstance(phase, Monitoring) else str(now.live)
+        state: PolicyState = now  # already served: a second rollback would make previous = live
+        if variant is None or now.live != variant:
+            state = await self._change_policy(PolicyRollbackOp(
+                args=PolicyRollbackArgs(variant=variant, reason=reason)))
+        live = state.live
+        if isinstance(phase, Shadow) and phase.candidate in self.archive.variants:
+            cand = self.archive.variants[phase.candidate]  # a waiting candidate leaves
             cand.decision, cand.reason = "accepted", f"shadow cleared by a rollback: {reason}"
             await self._record("archived", cand, cand.reason)
         if before in self.archive.variants and before not in (live, "0"):
             old = self.archive.variants[before]
             old.decision, old.reason, old.decided = "rolled_back", reason, now_iso()
             await self._record("rolled_back", old, reason)
-        self.phase = {"name": "idle", "live": live}
+        self.phase = Idle(live=live)
         self._save_state()
         log.warning("dgm: rolled back from %s to %s: %s", before, live, reason)
         return before, live
@@ -793,7 +850,7 @@ class Kernel:
     def facts(self) -> dict[str, Any]:
         best = self.archive.best()
         return {"iteration": self.iteration, "variants": len(self.archive.variants),
-                "phase": self.phase, "progress": self.progress, "sandbox": isolation(),
+                "phase": msgspec.to_builtins(self.phase), "progress": self.progress, "sandbox": isolation(),
                 "best": best and best.id, "best_reward": best and best.reward_full,
                 "market_csv": str(self.csv), "auto": self.bandit.summary(),
                 "canaries": self.canaries, "canary_failed": self.canary_failed,
