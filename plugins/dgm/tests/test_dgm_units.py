@@ -12,8 +12,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from osiris_dgm.contracts import PlanRequest
+from osiris_dgm.contracts import PlanRequest, Variant
 from osiris_dgm.diff import PatchError, apply_patch, make_diff
+from osiris_dgm.phase import Idle, Shadow, load_phase
 from osiris_dgm.planners import PlannerContext, mutate, mutate_source, null, params_lines
 from osiris_dgm.reward import (
     PINNED_FILES,
@@ -208,3 +209,25 @@ def test_pins_match_the_installed_reward_code_and_catch_a_change(tmp_path: Path)
     import hashlib
 
     assert hashlib.sha256(copy.read_bytes()).hexdigest() != pinned["osiris_dgm/reward.py"]
+
+
+def test_the_phase_is_one_of_three_shapes_and_reads_the_state_json_it_always_wrote() -> None:
+    assert load_phase(None) == Idle(live="0")
+    assert load_phase({"name": "idle", "live": "4", "hold": True}) == Idle(live="4", hold=True)
+    shadow = load_phase({"name": "shadow", "candidate": "7", "live": "4", "since": 12,
+                         "started": 1.5})
+    assert shadow == Shadow(candidate="7", live="4", since=12, started=1.5)
+    watched = {"name": "monitoring", "candidate": "7", "live": "7", "replaced": "4",
+               "since": 12, "started": 1.5}
+    assert msgspec.to_builtins(load_phase(watched)) == watched  # the same JSON round trip
+    with pytest.raises(msgspec.ValidationError, match="replaced"):  # no half-built phase
+        load_phase({"name": "monitoring", "candidate": "7", "live": "7"})
+    with pytest.raises(msgspec.ValidationError):
+        load_phase({"name": "promoting", "live": "7"})
+
+
+def test_a_decision_outside_the_known_fates_is_refused() -> None:
+    row = {"id": "3", "parent": "0", "planner": "null", "decision": "kept"}
+    assert msgspec.convert(row, Variant).decision == "kept"
+    with pytest.raises(msgspec.ValidationError, match="decision"):
+        msgspec.convert({**row, "decision": "acepted"}, Variant)

@@ -17,10 +17,18 @@ from typing import Any
 import pytest
 from osiris_orchestrator.actor import OrchestratorActor
 from osiris_orchestrator.bounded import BoundedPolicy, PolicyCut
+from osiris_orchestrator.config import DEFAULT_QUERY
+from osiris_orchestrator.contracts import (
+    PolicyOp,
+    PolicyReport,
+    PolicyShadowArgs,
+    PolicyShadowOp,
+    PolicyState,
+)
 from osiris_orchestrator.policy import default_source, load_policy
 
 from osiris_contracts.messages import MarketTick
-from osiris_core import BadRequest, Config
+from osiris_core import BadRequest, Config, InvalidField
 from osiris_core.nats.bus import Bus
 from osiris_core.runtime.node import Runtime
 from osiris_core.subjects import control
@@ -197,3 +205,23 @@ async def test_the_policy_reaches_every_replica_and_one_started_later(
                         "the rollback on all three", 15)
             assert all(r.slots.previous and r.slots.previous.variant == "7" for r in (a, b, c))
     assert (tmp_path / "b" / "policy" / "7.py").read_text() == TAME  # b persisted it too
+
+
+async def test_the_policy_ops_are_typed_structs_with_typed_results(
+        osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str) -> None:
+    """What the dgm kernel sends and reads: `PolicyOp` answers a `PolicyReport` (with the
+    decision rules a backtest shares), a changing op the `PolicyState` after it; a bad
+    argument is refused at decode time, named."""
+    cfg = osiris_config(plugins=["orchestrator"], nats=fresh_nats_url,
+                        tables={"orchestrator": {"variant_timeout_s": 0}})
+    async with osiris_runtime(cfg) as rt:
+        report = (await rt.bus.control("orchestrator", PolicyOp())).result
+        assert isinstance(report, PolicyReport) and report.live == "0"
+        assert report.config is not None and report.config.query == DEFAULT_QUERY
+        shadow = PolicyShadowOp(args=PolicyShadowArgs(variant="tame", source=TAME))
+        state = (await rt.bus.control("orchestrator", shadow)).result
+        assert isinstance(state, PolicyState) and state.shadow == "tame"
+        with pytest.raises(InvalidField) as err:
+            await rt.bus.request(control("orchestrator"),
+                                 {"op": "policy", "args": {"since": "yesterday"}})
+        assert err.value.field == "args.since"
