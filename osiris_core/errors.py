@@ -27,6 +27,10 @@ __all__ = [
 
 ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+RETRY_ELSEWHERE_HEADER = "Osiris-Retry-Elsewhere"
+"""`1` on an error reply whose request another replica may serve (this one was cut off by
+its shutdown, has failed, or is overloaded): a watching caller re-sends it there. The body
+says it too (`detail.retry_elsewhere`), for clients that read only the body."""
 
 
 class OsirisError(Exception):
@@ -42,14 +46,21 @@ class ServiceError(OsirisError):
 
     code: int = 500
 
+    retry_elsewhere: bool = False
+    """Another replica may serve the request (sent as `RETRY_ELSEWHERE_HEADER`)."""
+
     def __init__(
-        self, message: str, *, code: int | None = None, field: str | None = None, **detail: Any
+        self, message: str, *, code: int | None = None, field: str | None = None,
+        retry_elsewhere: bool = False, **detail: Any
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.field = field
+        self.retry_elsewhere = retry_elsewhere
+        if retry_elsewhere:
+            detail["retry_elsewhere"] = True
         self.detail = detail or None
 
     def __repr__(self) -> str:

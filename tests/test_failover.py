@@ -11,13 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+import nats
 import pytest
+from nats.aio.msg import Msg
 from osiris_testplugins.slow import SLOW_COUNT, SLOW_WORK
 
 from osiris_contracts.messages import GenerateChunk
 from osiris_core import Config, ServiceError, Unavailable
-from osiris_core.nats.bus import Bus, gather_nodes
-from osiris_core.nats.watch import LOST_AFTER_S
+from osiris_core.errors import ERROR_CODE_HEADER, ERROR_HEADER, RETRY_ELSEWHERE_HEADER
+from osiris_core.nats.bus import Bus, gather_nodes, raise_for_error
+from osiris_core.nats.watch import ATTEMPT_HEADER, LOST_AFTER_S
+from osiris_core.runtime.dispatch import respond_error
 from osiris_core.testing import OsirisProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -173,3 +178,59 @@ async def test_a_non_idempotent_request_is_not_retried(
         assert err.value.code == 504
     finally:
         a.kill()
+
+
+async def test_the_retry_elsewhere_decision_reads_the_header_never_the_body_text(
+    nats_url: str, bus: Bus
+) -> None:
+    """A replica says "another may serve this" with a header; the body's wording (another
+    client's JSON layout, or a body that merely mentions the flag) decides nothing."""
+    nc = await nats.connect(nats_url)  # two hand-made replicas, no osiris on this side
+    attempts: dict[str, list[str]] = {"a": [], "b": []}
+
+    def error(text: str) -> dict[str, str]:
+        return {ERROR_CODE_HEADER: "503", ERROR_HEADER: text}
+
+    async def cut_off_then_served(msg: Msg) -> None:
+        attempts["a"].append((msg.headers or {}).get(ATTEMPT_HEADER, "1"))
+        if len(attempts["a"]) == 1:
+            await nc.publish(msg.reply, b'{"error": "cut off", "code": 503}',
+                             headers={**error("cut off"), RETRY_ELSEWHERE_HEADER: "1"})
+        else:
+            await nc.publish(msg.reply, b'{"ok": true}')
+
+    async def busy(msg: Msg) -> None:
+        attempts["b"].append((msg.headers or {}).get(ATTEMPT_HEADER, "1"))
+        await nc.publish(msg.reply, b'{"error":"busy","code":503,"detail":{"retry_elsewhere":true}}',
+                         headers=error("busy"))
+
+    try:
+        await nc.subscribe("test.elsewhere.a", cb=cut_off_then_served)
+        await nc.subscribe("test.elsewhere.b", cb=busy)
+        await nc.flush()
+        assert await bus.request("test.elsewhere.a", {}, retry=True, timeout=10) == {"ok": True}
+        assert attempts["a"] == ["1", "2"]
+        with pytest.raises(Unavailable) as err:
+            await bus.request("test.elsewhere.b", {}, retry=True, timeout=10)
+        assert attempts["b"] == ["1"] and err.value.message == "busy"
+    finally:
+        await nc.close()
+
+
+async def test_an_error_that_another_replica_may_serve_says_so_in_a_header_and_the_body(
+    nats_url: str,
+) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await respond_error(nc, Msg(nc, subject="x", reply=inbox),
+                            Unavailable("slow is shutting down", retry_elsewhere=True))
+        msg = await sub.next_msg(timeout=5)
+        assert msg.headers is not None and msg.headers[RETRY_ELSEWHERE_HEADER] == "1"
+        assert msgspec.json.decode(msg.data)["detail"] == {"retry_elsewhere": True}
+        with pytest.raises(Unavailable) as err:
+            raise_for_error(msg)
+        assert err.value.retry_elsewhere
+    finally:
+        await nc.close()

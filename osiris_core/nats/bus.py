@@ -22,6 +22,7 @@ from osiris_core.config import OsirisSettings
 from osiris_core.errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
+    RETRY_ELSEWHERE_HEADER,
     BadRequest,
     InvalidField,
     NoResponders,
@@ -156,6 +157,8 @@ def raise_for_error(msg: Msg) -> None:
                 detail = body.get("detail") or {}
         except msgspec.DecodeError:
             pass
+    detail["retry_elsewhere"] = (headers.get(RETRY_ELSEWHERE_HEADER) == "1"
+                                 or detail.get("retry_elsewhere") is True)  # an older replica
     err = _BY_CODE.get(code, ServiceError)(text, code=code, field=field, **detail)
     raise err
 

@@ -28,7 +28,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from osiris_core.errors import ERROR_CODE_HEADER, Forbidden, RequestTimeout, Unavailable
+from osiris_core.errors import (
+    ERROR_CODE_HEADER,
+    RETRY_ELSEWHERE_HEADER,
+    Forbidden,
+    RequestTimeout,
+    Unavailable,
+)
 from osiris_core.subjects import REQUEST_ID_HEADER
 
 __all__ = [
@@ -204,10 +210,11 @@ def is_no_responders(msg: Msg) -> bool:
 
 def is_cut_off(msg: Msg) -> bool:
     """An error reply saying another replica may serve the request: this one stopped before
-    it could answer (a shutdown), or its actor has failed (`retry_elsewhere` in the body)."""
+    it could answer (a shutdown), or its actor has failed (`RETRY_ELSEWHERE_HEADER`; the
+    body is never read)."""
     headers = msg.headers
     return (bool(headers) and headers.get(ERROR_CODE_HEADER) == "503"  # type: ignore[union-attr]
-            and b'"retry_elsewhere":true' in msg.data)
+            and headers.get(RETRY_ELSEWHERE_HEADER) == "1")  # type: ignore[union-attr]
 
 
 async def watched_request(

@@ -24,6 +24,7 @@ from osiris_core.config import validation_error_field
 from osiris_core.errors import (
     ERROR_CODE_HEADER,
     ERROR_HEADER,
+    RETRY_ELSEWHERE_HEADER,
     ActorFatal,
     BadRequest,
     InvalidField,
@@ -85,6 +86,8 @@ async def respond_error(nc: Any, msg: Msg, err: ServiceError) -> None:
     body = ErrorReply(error=err.message, code=err.code, field=err.field, detail=err.detail)
     headers = {ERROR_HEADER: err.message.replace("\r", " ").replace("\n", " ")[:1000],
                ERROR_CODE_HEADER: str(err.code)}
+    if err.retry_elsewhere:
+        headers[RETRY_ELSEWHERE_HEADER] = "1"
     with contextlib.suppress(Exception):
         await nc.publish(msg.reply, _error_encoder.encode(body), headers=headers)
 
