@@ -106,6 +106,9 @@ class PluginConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Seconds between calls of the actor's `health()` while running; 0 turns it off."""
     max_deliver: int = 5
     """Deliveries of one durable event before it is dead-lettered (`osiris.deadletter`)."""
+    ack_wait_s: float = 30.0
+    """JetStream redelivers a durable event not acked within this time (the handler still
+    running, or its process dead): longer than your slowest handler of a batch."""
 
     __env__: ClassVar[dict[str, str]] = {}
 

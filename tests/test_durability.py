@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from osiris_example.subjects import RECORDED
+from osiris_testplugins.slow import SlowConfig
+
 from osiris_core import Config
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.testing import OsirisProcess
@@ -99,3 +102,16 @@ async def test_durable_events_wait_out_a_long_pause_then_flow(
         assert ledger(db_path)[0] == 0  # paused: not consumed
         await bus.request("osiris.example.control", {"op": "resume"})
         assert await wait_rows(db_path, 5, timeout=10) == 5
+
+
+async def test_ack_wait_s_is_every_plugins_knob_and_sets_the_consumers_ack_wait(
+    osiris_config: Callable[..., Config], osiris_runtime: Any, fresh_nats_url: str
+) -> None:
+    """Declared once on `PluginConfig`: a plugin that never named it accepts it, and the
+    durable consumer of the example's `record` (which no longer declares it) waits that long."""
+    cfg = osiris_config(plugins=["example", "slow"], nats=fresh_nats_url,
+                        tables={"example": {"ack_wait_s": 7.0}, "slow": {"ack_wait_s": 2.0}})
+    assert cfg.plugin("slow", SlowConfig).ack_wait_s == 2.0
+    async with osiris_runtime(cfg) as rt:
+        info = await rt.bus.js.consumer_info(RECORDED.stream, "example_record")
+        assert info.config.ack_wait == 7.0

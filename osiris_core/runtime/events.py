@@ -179,7 +179,7 @@ class EventRunner:
         max_deliver = max(cell.config.max_deliver, 1)
         cfg = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL, ack_wait=getattr(cell.config, "ack_wait_s", 30.0),
+            deliver_policy=DeliverPolicy.ALL, ack_wait=cell.config.ack_wait_s,
             # one delivery of slack: the last one that fails is dead-lettered by us
             max_deliver=max_deliver + 1, max_ack_pending=max(1000, spec.batch * 4),
             filter_subject=spec.subject,

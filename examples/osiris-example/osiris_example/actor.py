@@ -17,8 +17,6 @@ class ExampleConfig(PluginConfig, frozen=True, kw_only=True):
     """SQLite file (relative to data_dir) where recorded events land."""
     record_delay_s: float = 0.0
     """Artificial work per event, to make kill-mid-way tests easy."""
-    ack_wait_s: float = 30.0
-    """How long JetStream waits for an ack before redelivering."""
 
 
 class ExampleActor(Actor[ExampleConfig]):

@@ -14,8 +14,6 @@ class FeedbackConfig(PluginConfig, frozen=True, kw_only=True):
     """Events written per LanceDB commit (one commit = one version + one fragment)."""
     optimize_every_s: float = 60.0
     """Compaction period of every table (0 disables)."""
-    ack_wait_s: float = 30.0
-    """JetStream redelivers an event not acked within this time."""
     unknown_transaction: Literal["accept", "reject"] = "accept"
     """Feedback whose transaction_id matches no stored proposal: keep it unlinked (and say so
     in the ack) or refuse it with 404."""
