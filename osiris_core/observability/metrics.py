@@ -72,7 +72,7 @@ BUCKETS_NS = tuple(int(b * 1e9) for b in BUCKETS)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
-LiveFacts = tuple[int, int, str]
+LiveFacts = tuple[int, int, State]
 """(requests in flight, requests waiting for a slot, state) of one actor, read at scrape."""
 
 
@@ -119,7 +119,7 @@ class _Live(Collector):
             in_flight.add_metric([name], flying)
             waiting.add_metric([name], queued)
             for s in State:
-                state.add_metric([name, s.value], 1.0 if s.value == current else 0.0)
+                state.add_metric([name, s.value], 1.0 if s is current else 0.0)
         return in_flight, waiting, state
 
     @staticmethod

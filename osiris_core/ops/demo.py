@@ -15,6 +15,7 @@ from typing import Any
 from osiris_core.config import Config
 from osiris_core.nats.server import free_port
 from osiris_core.plugins import load_plugins
+from osiris_core.runtime.lifecycle import State
 from osiris_core.runtime.node import Runtime, exit_guard
 from osiris_core.runtime.supervisor import ActorCell
 
@@ -156,7 +157,7 @@ async def _heartbeat(runtime: Runtime, every: float) -> None:
         t = asyncio.get_running_loop().time() - t0
         busy = [f"{c.name} {c.handled}" for c in runtime.cells if c.handled]
         bad = [f"{c.name}:{c.state.value}" for c in runtime.cells
-               if c.state.value not in ("running", "paused")]
+               if c.state not in (State.RUNNING, State.PAUSED)]
         print(f"demo t+{t:.0f}s handled: {', '.join(busy) or 'nothing yet'}"
               + (f" · not running: {', '.join(bad)}" if bad else ""), flush=True)
 

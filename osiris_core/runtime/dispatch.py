@@ -39,6 +39,7 @@ from osiris_core.observability import tracing, usage
 from osiris_core.observability.metrics import EndpointMetrics
 from osiris_core.protocol import ActorWanted, ErrorReply
 from osiris_core.runtime.eager import start_eagerly
+from osiris_core.runtime.lifecycle import State
 from osiris_core.subjects import ACTOR_WANTED, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
@@ -143,13 +144,13 @@ class Dispatcher:
         deadline = time.monotonic() + wait
         while not cell.lifecycle.serves:
             if not cell.lifecycle.waits:
-                state = cell.lifecycle.state.value
-                if state == "failed":
-                    raise Unavailable(f"{cell.name} failed: {cell.last_error}", state=state,
-                                      retry_elsewhere=True)
-                raise Unavailable(f"{cell.name} is shutting down", state=state,
+                state = cell.lifecycle.state
+                if state is State.FAILED:
+                    raise Unavailable(f"{cell.name} failed: {cell.last_error}",
+                                      state=state.value, retry_elsewhere=True)
+                raise Unavailable(f"{cell.name} is shutting down", state=state.value,
                                   retry_elsewhere=True)
-            if cell.lifecycle.state.value == "paused":
+            if cell.lifecycle.state is State.PAUSED:
                 await self.announce_wanted()
             left = deadline - time.monotonic()
             if left <= 0:

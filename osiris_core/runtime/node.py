@@ -46,6 +46,7 @@ from osiris_core.observability.metrics import (
 )
 from osiris_core.plugins import LoadedPlugins, load_plugins
 from osiris_core.protocol import NodeStatus, PluginStatus, ProfileArgs
+from osiris_core.runtime.lifecycle import State
 from osiris_core.runtime.supervisor import ActorCell
 from osiris_core.subjects import RUNTIME_STATUS, runtime_profile
 
@@ -233,7 +234,7 @@ class Runtime:
                     continue
                 self.cells.append(cell)
         await asyncio.gather(*(c.start() for c in self.cells))
-        running = [c.name for c in self.cells if c.state.value == "running"]
+        running = [c.name for c in self.cells if c.state is State.RUNNING]
         log.info("osiris node %s up on %s: %d actors running (%s)", self.node, self.nats_url,
                  len(running), ", ".join(running) or "none")
 

@@ -110,9 +110,9 @@ class ActorCell:
         else:
             self.ready.set()
 
-    def _live(self) -> tuple[int, int, str]:
+    def _live(self) -> tuple[int, int, State]:
         """In flight, waiting, state: what a metrics scrape reads (from any thread)."""
-        return self.in_flight, self.dispatch.waiting, self.lifecycle.phase.state.value
+        return self.in_flight, self.dispatch.waiting, self.lifecycle.phase.state
 
     def begin_activity(self) -> None:
         """A handler starts running (a pause waits until none does); pair with
