@@ -247,7 +247,7 @@ def decode_control(data: bytes) -> CoreOp | ControlRequest:
     """A control payload (empty = status) as a typed core op or an actor-specific request;
     raises msgspec errors naming the field."""
     if read_op_name(data) in CORE_OPS:
-        return _core_op.decode(data or b'{"op": "status"}')
+        return _core_op.decode(data) if data else StatusOp()
     return _actor_op.decode(data)
 
 

@@ -17,7 +17,14 @@ from litestar.params import FromPath, JSONBody
 
 from osiris_core.errors import NoResponders, ServiceError
 from osiris_core.observability.metrics import exposition
-from osiris_core.protocol import ControlRequest
+from osiris_core.protocol import (
+    ControlOp,
+    ControlRequest,
+    PauseOp,
+    RestartOp,
+    ResumeOp,
+    StatusOp,
+)
 from osiris_core.subjects import control
 
 from ..errors import HttpError, service_error_body, status_for
@@ -64,16 +71,15 @@ def _actor(name: str) -> str:
     return name
 
 
-async def _control(request: Request[Any, Any, Any], name: str, op: str,
-                   args: dict[str, Any] | None = None,
+async def _control(request: Request[Any, Any, Any], name: str,
+                   op: ControlOp[Any] | ControlRequest,
                    timeout: float | None = None) -> Response[ActorControlReply]:
     """The actor's ControlReply JSON passes through as it is (no decode, no re-encode)."""
     gw = request.app.state.gw
     actor = _actor(name)
     try:
         raw: bytes = await gw.call(
-            None, actor, control(actor), ControlRequest(op=op, args=args or {}),
-            reply_type=bytes, timeout=timeout)
+            None, actor, control(actor), op, reply_type=bytes, timeout=timeout)
     except NoResponders as e:  # nobody answers that control subject: no such actor
         raise HttpError(404, ErrorBody(error=f"no live actor named {actor!r}", actor=actor,
                                        detail=e.message)) from None
@@ -99,22 +105,22 @@ class ActorsController(Controller):
     @get("/{name:str}", summary="One actor's status (osiris.<name>.control status)",
          responses=error_responses(400, 401, 404, 502, 503, 504))
     async def status(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
-        return await _control(request, name, "status")
+        return await _control(request, name, StatusOp())
 
     @post("/{name:str}/pause", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Pause a model actor (frees its accelerator memory)")
     async def pause(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
-        return await _control(request, name, "pause", timeout=60.0)
+        return await _control(request, name, PauseOp(), timeout=60.0)
 
     @post("/{name:str}/resume", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Resume a paused actor")
     async def resume(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
-        return await _control(request, name, "resume", timeout=120.0)
+        return await _control(request, name, ResumeOp(), timeout=120.0)
 
     @post("/{name:str}/restart", guards=[admin_guard], status_code=200, responses=CONTROL_ERRORS,
           summary="Restart an actor (also revives a failed one)")
     async def restart(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[ActorControlReply]:
-        return await _control(request, name, "restart", timeout=120.0)
+        return await _control(request, name, RestartOp(), timeout=120.0)
 
     @post("/{name:str}/adapters", guards=[admin_guard], status_code=200,
           responses=CONTROL_ERRORS, summary="Load (and activate) an adapter on a model actor")
@@ -122,10 +128,13 @@ class ActorsController(Controller):
                            data: JSONBody[AdapterBody]) -> Response[ActorControlReply]:
         args = msgspec.to_builtins(data)
         args["name"] = data.name or PurePath(data.path).name  # an adapter is known by a name
-        return await _control(request, name, "load_adapter", args, timeout=120.0)
+        return await _control(request, name, ControlRequest(op="load_adapter", args=args),
+                              timeout=120.0)
 
     @delete("/{name:str}/adapters/{adapter:str}", guards=[admin_guard], status_code=200,
             responses=CONTROL_ERRORS, summary="Unload an adapter from a model actor")
     async def unload_adapter(self, request: Request[Any, Any, Any], name: FromPath[str],
                              adapter: FromPath[str]) -> Response[ActorControlReply]:
-        return await _control(request, name, "unload_adapter", {"name": adapter}, timeout=60.0)
+        return await _control(request, name,
+                              ControlRequest(op="unload_adapter", args={"name": adapter}),
+                              timeout=60.0)
