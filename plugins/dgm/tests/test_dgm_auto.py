@@ -30,8 +30,7 @@ from osiris_sim.csvdata import make_data
 
 from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core import Config
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import ControlReply, StatusOp
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
@@ -153,8 +152,7 @@ async def test_a_second_auto_run_with_the_same_seed_replays_the_archive_without_
                 runs.append(await rt.bus.request(DGM_RUN, RunRequest(iterations=n,
                                                                      planner="auto"),
                                                  reply_type=RunReply, timeout=900))
-                status: ControlReply = await rt.bus.request(
-                    control("dgm"), {"op": "status"}, reply_type=ControlReply, timeout=10)
+                status: ControlReply = await rt.bus.control("dgm", StatusOp(), timeout=10)
                 auto = status.status.facts["auto"]
                 if attempt == 0:
                     rows = await archive_rows(rt.bus, n + 1, timeout=60.0)

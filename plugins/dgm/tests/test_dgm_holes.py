@@ -19,15 +19,21 @@ from osiris_dgm.diff import make_diff
 from osiris_dgm.kernel import CanaryFailed, Kernel
 from osiris_dgm.testing import trend_csv
 from osiris_orchestrator.config import OrchestratorConfig
+from osiris_orchestrator.contracts import (
+    PolicyClearShadowOp,
+    PolicyOp,
+    PolicyShadowArgs,
+    PolicyShadowOp,
+)
 from osiris_orchestrator.policy import default_source
+from osiris_phi3.contracts import FewShotOp
 from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import make_data
 
 from osiris_contracts.subjects import FEEDBACK_SUBMIT, PHI3_GENERATE
 from osiris_core import Config
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import ControlReply, StatusOp
 
 PERMISSIVE = {"min_stop_pct": 0.0, "max_stop_pct": 1e9, "max_target_pct": 1e9,
               "min_confidence": 0.0, "min_reward_risk": 0.0, "allowed_sides": []}
@@ -56,8 +62,7 @@ async def test_integrity_canaries_are_rejected_and_one_that_passes_stops_the_loo
         res = await rt.bus.request("osiris.dgm.run", {"iterations": 3, "planner": "nop"},
                                    timeout=300)
         assert [v["decision"] for v in res["iterations"]] == ["noop"] * 3
-        status: ControlReply = await rt.bus.request(control("dgm"), {"op": "status"},
-                                                    reply_type=ControlReply, timeout=10)
+        status: ControlReply = await rt.bus.control("dgm", StatusOp(), timeout=10)
         facts = status.status.facts
         print(json.dumps(facts["canaries"], indent=1))
         assert facts["canary_failed"] == ""
@@ -76,8 +81,7 @@ async def test_integrity_canaries_are_rejected_and_one_that_passes_stops_the_loo
                                    timeout=300)
         v = res["iterations"][0]
         assert v["decision"] == "archived" and v["reward_cheap"] is not None, v
-        status = await rt.bus.request(control("dgm"), {"op": "status"},
-                                      reply_type=ControlReply, timeout=10)
+        status = await rt.bus.control("dgm", StatusOp(), timeout=10)
         assert status.status.facts["sandbox_runs"] == before + 1
 
         # a weakened check: a test-only canary the evaluation (rightly) accepts stands for a
@@ -125,8 +129,7 @@ async def serve_planner(bus: Bus, diffs: dict[str, str]) -> Any:
 
 
 async def orch_policy(bus: Bus) -> dict[str, Any]:
-    reply = await bus.request("osiris.orchestrator.control", {"op": "policy", "args": {}})
-    out: dict[str, Any] = reply["result"]
+    out: dict[str, Any] = msgspec.to_builtins((await bus.control("orchestrator", PolicyOp())).result)
     return out
 
 
@@ -169,8 +172,7 @@ async def test_a_kernel_restarted_mid_shadow_finishes_the_phase(
                     break
                 assert time.monotonic() < deadline, (pol, record["decision"])
                 await asyncio.sleep(0.3)
-            facts = (await kernel_rt.bus.request(control("dgm"), {"op": "status"},
-                                                 reply_type=ControlReply)).status.facts
+            facts = (await kernel_rt.bus.control("dgm", StatusOp())).status.facts
             assert facts["phase"]["name"] == "idle" and facts["phase"]["live"] == v["id"]
         await planner.unsubscribe()
 
@@ -210,8 +212,7 @@ async def test_a_restarted_kernel_leaves_no_shadow_or_variant_dangling(
             assert v["decision"] == "shadow", v
         # stopped right after clearing the shadow (say, to reject it), before saving that:
         # the orchestrator has no shadow, the kernel's state still says "shadow"
-        await rt.bus.request("osiris.orchestrator.control",
-                             {"op": "policy_clear_shadow", "args": {}})
+        await rt.bus.control("orchestrator", PolicyClearShadowOp())
         assert json.loads((data / "dgm" / "state.json").read_text())["phase"]["name"] == "shadow"
         async with osiris_runtime(cfg, only=["dgm"]) as kernel_rt:
             # the candidate is not left "shadow": it goes to shadow again and the phase ends
@@ -242,8 +243,8 @@ async def test_a_restarted_kernel_leaves_no_shadow_or_variant_dangling(
                    (p.name for p in (data / "dgm" / "variants").iterdir()))
         assert record(str(slow))["decision"] == "pending"
         # stopped between asking the orchestrator for a shadow and saving the phase
-        await rt.bus.request("osiris.orchestrator.control", {"op": "policy_shadow", "args": {
-            "variant": "77", "source": SRC}})
+        await rt.bus.control("orchestrator", PolicyShadowOp(
+            args=PolicyShadowArgs(variant="77", source=SRC)))
         async with osiris_runtime(cfg, only=["dgm"]):
             deadline = time.monotonic() + 60
             while (await orch_policy(rt.bus))["shadow"] is not None or \
@@ -288,7 +289,7 @@ async def test_new_feedback_corrections_change_the_reply_cache_key(
                                                "feedback_content": {"comment": "wider stop"},
                                                "corrected_proposal": proposal})
         deadline = time.monotonic() + 30
-        while not (await rt.bus.request(control("phi3"), {"op": "few_shot"}))["result"]["few_shot"]:
+        while not (await rt.bus.control("phi3", FewShotOp())).result.few_shot:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         res = await rt.bus.request("osiris.dgm.run", {"planner": "null"}, timeout=300)

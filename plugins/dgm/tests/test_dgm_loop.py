@@ -19,6 +19,7 @@ import pytest
 from osiris_dgm.contracts import DGM_PLAN, PlanReply, PlanRequest
 from osiris_dgm.diff import make_diff
 from osiris_dgm.testing import archive_rows, trend_csv
+from osiris_orchestrator.contracts import PolicyOp
 from osiris_orchestrator.policy import default_source
 from osiris_sim.csvdata import make_data
 
@@ -50,8 +51,7 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def live_policy(bus: Bus) -> dict[str, Any]:
-    reply = await bus.request("osiris.orchestrator.control", {"op": "policy", "args": {}})
-    result: dict[str, Any] = reply["result"]
+    result: dict[str, Any] = msgspec.to_builtins((await bus.control("orchestrator", PolicyOp())).result)
     return result
 
 

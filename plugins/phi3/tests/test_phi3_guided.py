@@ -16,7 +16,7 @@ from osiris_phi3 import PHI3_GUIDED
 from osiris_phi3.contracts import GuidedReply
 
 from osiris_core.errors import BadRequest
-from osiris_core.protocol import ControlReply
+from osiris_core.protocol import ControlReply, StatusOp
 from osiris_core.subjects import control
 
 pytestmark = [
@@ -62,8 +62,7 @@ async def _guided(bus: Any, grammar: str = EDIT_GRAMMAR, guidance: str = "lark_g
 
 
 async def _status(bus: Any) -> Any:
-    return (await bus.request(control("phi3"), {"op": "status"}, reply_type=ControlReply,
-                              timeout=30)).status
+    return (await bus.control("phi3", StatusOp(), timeout=30)).status
 
 
 async def test_a_lark_grammar_a_json_schema_and_a_regex_constrain_what_phi3_writes(

@@ -186,8 +186,7 @@ async def test_a_paused_sim_holds_its_ticks_and_resumes_where_it_stopped(
         tmp_path: Path, osiris_config: Any, osiris_runtime: Any, bus: Bus) -> None:
     """The trainer pauses the demo's market while it trains: no tick while paused, the
     replay goes on after resume from the next bar, nothing skipped."""
-    from osiris_core.protocol import ControlReply
-    from osiris_core.subjects import control
+    from osiris_core.protocol import PauseOp, ResumeOp
 
     csv = make_data(tmp_path / "m.csv", bars=2000, seed=5, interval_s=60)
     cfg = osiris_config(plugins=["sim"], tables={"sim": {"csv": str(csv), "speed": "1200x"}})
@@ -202,13 +201,13 @@ async def test_a_paused_sim_holds_its_ticks_and_resumes_where_it_stopped(
             if len(seen) >= 5:
                 break
             await asyncio.sleep(0.02)
-        r = await bus.request(control("sim"), {"op": "pause"}, reply_type=ControlReply)
+        r = await bus.control("sim", PauseOp())
         assert r.status.state == "paused"
         await asyncio.sleep(0.2)  # a tick already on its way may still land
         held = len(seen)
         await asyncio.sleep(0.6)  # 12 bars' worth of time at 1200x
         assert len(seen) == held
-        await bus.request(control("sim"), {"op": "resume"}, reply_type=ControlReply)
+        await bus.control("sim", ResumeOp())
         for _ in range(200):
             if len(seen) >= held + 3:
                 break

@@ -35,8 +35,7 @@ from osiris_contracts.subjects import (
     STORE_QUERY,
 )
 from osiris_core import ServiceError, Unavailable
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 TARGET = TradeProposal(ticker="ZZZ", action="hold", side="LONG", new_stop_pct=2.0,
                        new_target_pct=6.0, confidence=0.8, rationale="steady")
@@ -67,8 +66,7 @@ async def _rows(bus: Any, table: str, at_least: int) -> list[dict[str, Any]]:
 
 
 async def _facts(bus: Any, actor: str) -> dict[str, Any]:
-    reply = await bus.request(control(actor), {"op": "status"}, reply_type=ControlReply,
-                              timeout=30)
+    reply = await bus.control(actor, StatusOp(), timeout=30)
     return reply.status.facts
 
 
@@ -238,7 +236,7 @@ async def test_without_a_base_model_the_reason_is_said(
     async with osiris_runtime(cfg):
         with pytest.raises(Unavailable, match=r"base model not set \(set \[plugins.trainer\]"):
             await _train(bus)
-        reply = await bus.request(control("trainer"), {"op": "status"}, reply_type=ControlReply)
+        reply = await bus.control("trainer", StatusOp())
         assert reply.status.state == "running"
 
 
@@ -269,7 +267,7 @@ async def test_a_failing_training_job_is_reported_and_the_actor_keeps_serving(
         assert last and not last["published"] and "training job failed" in last["reason"]
         with pytest.raises(ServiceError, match=r"training job failed \(exit 1\)"):
             await _train(bus)
-        reply = await bus.request(control("trainer"), {"op": "status"}, reply_type=ControlReply)
+        reply = await bus.control("trainer", StatusOp())
         assert reply.status.state == "running" and reply.status.restarts == 0
 
 

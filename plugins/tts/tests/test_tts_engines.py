@@ -18,15 +18,14 @@ from osiris_tts.espeak import EspeakEngine
 from osiris_contracts.subjects import TTS_SPEAK
 from osiris_core import Config, Unavailable
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import StatusOp
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("chatterbox") is not None,
                                 reason="chatterbox-tts is installed here: absence not testable")
 
 
 async def status(bus: Bus) -> dict[str, Any]:
-    reply = await bus.request(control("tts"), {"op": "status"}, reply_type=ControlReply)
+    reply = await bus.control("tts", StatusOp())
     return reply.status.facts
 
 

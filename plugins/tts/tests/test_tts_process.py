@@ -14,8 +14,7 @@ from osiris_contracts.messages import TtsResult
 from osiris_contracts.subjects import TTS_SPEAK
 from osiris_core import Config
 from osiris_core.nats.bus import Bus
-from osiris_core.protocol import ControlReply
-from osiris_core.subjects import control
+from osiris_core.protocol import PauseOp, ResumeOp, StatusOp
 from osiris_core.testing import OsirisProcess, write_config
 
 LONG = " ".join(f"Sentence {i} is about the bond market and the yield curve today."
@@ -30,7 +29,7 @@ async def test_tts_runs_in_its_own_process_and_joins_the_same_nats(
                         {"tts": {"engine": "espeak"}})
     with OsirisProcess(path, only=["tts"]):
         wav = await bus.request(TTS_SPEAK, {"text": "From another process."}, reply_type=bytes)
-        status = await bus.request(control("tts"), {"op": "status"}, reply_type=ControlReply)
+        status = await bus.control("tts", StatusOp())
     assert rms(read_wav(wav).frames) > 500
     assert status.status.facts["engine"] == "espeak"
 
@@ -51,7 +50,7 @@ async def test_the_event_loop_stays_free_while_a_long_text_is_synthesised(
         async def status_while_speaking() -> None:
             while actor.sentences_synthesised == 0:  # synthesis has begun
                 await asyncio.sleep(0.001)
-            await bus.request(control("tts"), {"op": "status"}, reply_type=ControlReply)
+            await bus.control("tts", StatusOp())
             order.append(f"status after {actor.sentences_synthesised} of 40 sentences")
 
         await asyncio.wait_for(asyncio.gather(speak(), status_while_speaking()), 60)
@@ -63,9 +62,9 @@ async def test_pause_releases_and_resume_reloads_the_engine(
 ) -> None:
     config = osiris_config(plugins=["tts"], tables={"tts": {"engine": "espeak"}})
     async with osiris_runtime(config):
-        paused = await bus.request(control("tts"), {"op": "pause"}, reply_type=ControlReply)
+        paused = await bus.control("tts", PauseOp())
         assert paused.status.state == "paused"
-        resumed = await bus.request(control("tts"), {"op": "resume"}, reply_type=ControlReply)
+        resumed = await bus.control("tts", ResumeOp())
         assert resumed.status.state == "running" and resumed.status.facts["loaded"]
         wav = await bus.request(TTS_SPEAK, {"text": "Back to work."}, reply_type=bytes)
     assert rms(read_wav(wav).frames) > 500
