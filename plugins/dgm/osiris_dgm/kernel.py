@@ -18,7 +18,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from osiris_phi3.contracts import FewShotOp
 from osiris_sim import DEMO_BARS, DEMO_SEED
 from osiris_sim.csvdata import load_bars, make_data
 
-from osiris_contracts.messages import GenerateRequest, TradeProposal
+from osiris_contracts.messages import GenerateRequest, TradeProposal, now_iso
 from osiris_contracts.subjects import PHI3_GENERATE
 from osiris_core.errors import BadRequest, ServiceError
 from osiris_core.nats.bus import Bus
@@ -77,10 +76,6 @@ class Rejected(Exception):
 
 class CanaryFailed(RuntimeError):
     """A known-bad variant was not rejected: the evaluation can no longer be trusted."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class Kernel:
