@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -230,6 +231,11 @@ def small_tables(small: Path) -> dict[str, Any]:
             "orchestrator": orch}
 
 
+CANDIDATES = re.compile(r"candidate (?P<i>\d+)/\d+, (?P<dup>\d+) duplicate, (?P<bad>\d+) invalid")
+FALLBACK = re.compile(r"all (?P<dup>\d+) valid llm candidates of (?P<k>\d+)")
+"""The llm planner's note: how many candidates it sampled, and how many it dropped."""
+
+
 def valid_edit(row: dict[str, Any]) -> bool:
     """The proposal reached stage 2 (the backtest): it applied, passed the static check and
     stage 1 (an error or a no-op did not)."""
@@ -334,6 +340,14 @@ def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
             best = max(best, r["reward_full"])
         curve.append(best)
     times = [r["plan_s"] for r in rows if r["plan_s"] is not None]
+    sampled = invalid = dups = 0  # the llm planner's candidates, before it drops duplicates
+    for r in rows:
+        if m := CANDIDATES.search(r["note"]):
+            sampled += int(m["i"])
+            dups, invalid = dups + int(m["dup"]), invalid + int(m["bad"])
+        elif m := FALLBACK.search(r["note"]):
+            sampled += int(m["k"])
+            dups, invalid = dups + int(m["dup"]), invalid + int(m["k"]) - int(m["dup"])
     arms: dict[str, int] = {}
     for r in rows:
         arms[r["planner"]] = arms.get(r["planner"], 0) + 1
@@ -344,6 +358,7 @@ def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
             "plan_max_s": max(times, default=float("nan")),
             "fallback": sum(r["note"].startswith("mutate fallback") for r in rows) / n,
             "errors": sum(r["decision"] == "error" for r in rows), "arms": arms,
+            "sampled": sampled, "cand_invalid": invalid, "cand_dup": dups,
             "curve": curve, "n": len(rows)}
 
 
@@ -372,6 +387,18 @@ def planner_table(runs: dict[str, dict[str, Any]], planners: list[str], seeds: l
                    f"{spread([x['best'] for x in ms], '+.2f')} | "
                    f"{spread([x['plan_s'] for x in ms], '.2f')} | "
                    f"{spread([100 * x['fallback'] for x in ms], '.0f')} % |")
+    for p in planners:
+        ms = [m[f"{p}/{s}"] for s in seeds if f"{p}/{s}" in m]
+        n = sum(x["sampled"] for x in ms)
+        if n:
+            bad, dup = sum(x["cand_invalid"] for x in ms), sum(x["cand_dup"] for x in ms)
+            out.append(f"\n{p}: the model's own candidates, before the planner drops archived "
+                       f"ones: {n} sampled, {100 * (n - bad) / n:.0f} % valid edits, "
+                       f"{100 * (n - bad - dup) / max(1, n - bad):.0f} % of those novel.")
+    slowest = {p: max((x["plan_max_s"] for k, x in m.items() if k.startswith(f"{p}/")),
+                      default=float("nan")) for p in planners}
+    out.append("Slowest proposal: " + ", ".join(f"{p} {t:.1f} s" for p, t in slowest.items())
+               + ".")
     seed_rewards = sorted({round(x["seed_reward"], 6) for x in m.values()})
     out.append("")
     out.append(f"Seed policy's reward: {', '.join(f'{r:+.2f}' for r in seed_rewards)}.")
@@ -472,7 +499,7 @@ def main() -> None:
     ap.add_argument("--planners", default="",
                     help="compare these planners (e.g. mutate,llm,auto) on the small model")
     ap.add_argument("--seeds", type=int, default=3, help="kernel seeds per planner")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "dgm_planners.json"),
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "dgm_planners.json"),
                     help="saved runs of --planners (a run already there is skipped)")
     ap.add_argument("--cache", default=str(ROOT / "build" / "dgm-bench" / "replies.jsonl"),
                     help="the backtest's phi3 replies shared between --planners runs")
