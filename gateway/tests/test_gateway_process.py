@@ -63,7 +63,7 @@ def test_standalone_granian_gateway(tmp_path: Path, nats_url: str, osiris_runtim
 
 
 def test_gateway_verb_is_registered() -> None:
-    from osiris_core.cli import _add_plugin_commands, cli
+    from osiris_core.cli.main import _add_plugin_commands, cli
 
     _add_plugin_commands()
     result = CliRunner().invoke(cli, ["gateway", "--help"])
