@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,9 @@ from osiris_contracts.messages import StoreQuery, StoreRows
 from osiris_contracts.subjects import STORE_QUERY
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.testing import OsirisProcess, write_config
+from osiris_core.testing.browser import headless_chromium
 
 from .conftest import free_port
-from .test_gateway_e2e import need
 
 pytestmark = pytest.mark.slow
 PLUGINS = ["gateway", "hermes", "phi3", "orchestrator", "feedback", "sim", "trainer", "dgm"]
@@ -96,26 +95,8 @@ class Desk:
         assert r.status_code == 200, r.text
 
 
-def _chromium(webdriver: Any) -> tuple[Any, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_bin = shutil.which("chromedriver")
-    if not (chromium and driver_bin):
-        assert not os.environ.get("CI"), "CI must install chromium and chromium-driver"
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="osiris-desk-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--window-size=1180,760",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=webdriver.ChromeService(driver_bin)), profile
-
-
 @pytest.fixture(scope="module")
 def desk(nats_url: str, tiny_models: Path) -> Iterator[Desk]:
-    webdriver = need("selenium.webdriver")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="osiris-desk-") as d:
         csv = make_data(Path(d) / "market.csv", bars=400, seed=11)
@@ -133,13 +114,9 @@ def desk(nats_url: str, tiny_models: Path) -> Iterator[Desk]:
         })
         env = {"HF_HUB_OFFLINE": "1", "OSIRIS_LOG_LEVEL": "WARNING",
                "OSIRIS_LOAD_PLUGINS": ",".join(PLUGINS)}
-        driver, profile = _chromium(webdriver)
-        try:
-            with OsirisProcess(cfg, env=env):
-                yield Desk(f"http://127.0.0.1:{port}", nats_url, cfg, driver)
-        finally:
-            driver.quit()
-            shutil.rmtree(profile, ignore_errors=True)
+        with headless_chromium("--window-size=1180,760") as driver, \
+                OsirisProcess(cfg, env=env):
+            yield Desk(f"http://127.0.0.1:{port}", nats_url, cfg, driver)
 
 
 def test_with_an_api_key_the_page_without_it_shows_only_the_key_prompt(desk: Desk) -> None:

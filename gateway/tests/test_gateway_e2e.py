@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from osiris_core.testing import OsirisProcess, write_config
+from osiris_core.testing.browser import headless_chromium
 
 from .conftest import free_port
 
@@ -293,24 +293,9 @@ def test_schemathesis_over_openapi(system: System) -> None:
 
 
 def test_audio_console_in_headless_chromium(system: System) -> None:
-    webdriver = need("selenium.webdriver")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_bin = shutil.which("chromedriver")
-    if not (chromium and driver_bin):
-        assert not os.environ.get("CI"), "CI must install chromium and chromium-driver"
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium.webdriver.support.ui import WebDriverWait
+    with headless_chromium("--autoplay-policy=no-user-gesture-required") as driver:
+        from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="osiris-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(driver_bin))
-    try:
         def until(expr: str, timeout: float = 30) -> Any:
             return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
                 lambda d: d.execute_script(f"return {expr}"), message=f"never: {expr}")
@@ -328,6 +313,3 @@ def test_audio_console_in_headless_chromium(system: System) -> None:
         assert st["errors"] == []
         assert driver.execute_script("return document.getElementById('conn').textContent") == "open"
         assert "gw-page-1" in driver.find_element("id", "log").text
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
