@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,32 +47,32 @@ NODE_PROFILE = PROFILE_PREFIX + "*"
 
 
 @dataclass(frozen=True)
-class Role:
-    """A NATS user: the plugins its processes run and what it calls beyond them."""
+class Role(NatsGrant):
+    """A NATS user: the grants of the plugins its processes run, merged, and those plugins."""
 
-    name: str
     plugins: tuple[str, ...] = ()
-    requests: tuple[str, ...] = ()
-    """Service subjects of other roles it requests (catalogue names)."""
-    controls: tuple[str, ...] = ()
-    """Actors whose `osiris.<actor>.control` it may request (pause, resume, policy ops)."""
-    gathers: bool = False
-    """Scatter-gathers `osiris.runtime.status` (health, supervision)."""
-    reads_events: bool = False
-    """Subscribes every event subject (a live feed)."""
-    cancels: bool = False
-    """Publishes `osiris.<actor>.cancel` for requests it gave up on."""
-    publishes: tuple[str, ...] = ()
-    """Configured channels it publishes (beyond its actors' own events)."""
-    subscribes: tuple[str, ...] = ()
-    """Configured channels it subscribes (beyond its actors' own handlers)."""
-    kv_buckets: tuple[str, ...] = ()
-    """KV buckets its replicas share."""
-    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.role
 
 
 OPERATOR_ROLE = Role(OPERATOR, description="admin: every service and control subject, every "
                      "event, JetStream administration of the osiris streams, the CLI")
+
+
+def merged(name: str, plugins: tuple[str, ...], parts: Sequence[NatsGrant],
+           description: str) -> Role:
+    """One role with the union of the `parts`' grants."""
+    def union(attr: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(x for g in parts for x in getattr(g, attr)))
+
+    return Role(name, requests=union("requests"), controls=union("controls"),
+                gathers=any(g.gathers for g in parts),
+                reads_events=any(g.reads_events for g in parts),
+                cancels=any(g.cancels for g in parts), publishes=union("publishes"),
+                subscribes=union("subscribes"), kv_buckets=union("kv_buckets"),
+                description=description, plugins=plugins)
 
 
 def roles_of(grants: Iterable[tuple[str, NatsGrant]]) -> list[Role]:
@@ -86,21 +86,12 @@ def roles_of(grants: Iterable[tuple[str, NatsGrant]]) -> list[Role]:
         by_role.setdefault(grant.role, []).append((plugin, grant))
     out: list[Role] = []
     for name, parts in sorted(by_role.items()):
-        gs = [g for _, g in parts]
         plugins = tuple(dict.fromkeys(p for p, g in parts if g.runs_actors))
         if not plugins:  # only other plugins' routes for a role nobody runs here
             continue
-
-        def union(attr: str, gs: list[NatsGrant] = gs) -> tuple[str, ...]:
-            return tuple(dict.fromkeys(x for g in gs for x in getattr(g, attr)))
-
-        out.append(Role(name, plugins, union("requests"),
-                        union("controls"), gathers=any(g.gathers for g in gs),
-                        reads_events=any(g.reads_events for g in gs),
-                        cancels=any(g.cancels for g in gs), publishes=union("publishes"),
-                        subscribes=union("subscribes"), kv_buckets=union("kv_buckets"),
-                        description="; ".join(dict.fromkeys(g.description for g in gs
-                                                            if g.description))))
+        gs = [g for _, g in parts]
+        out.append(merged(name, plugins, gs,
+                          "; ".join(dict.fromkeys(g.description for g in gs if g.description))))
     return [*out, OPERATOR_ROLE]
 
 
@@ -120,16 +111,8 @@ def combine(name: str, role_names: Iterable[str], roles: Iterable[Role]) -> Role
     if name == OPERATOR or not USER_NAME.fullmatch(name):
         raise ConfigError(f"user name {name!r}: lower-case letters, digits and _ (starting "
                           "with a letter), not operator")
-
-    def union(attr: str) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(x for p in parts for x in getattr(p, attr)))
-
-    return Role(name, union("plugins"), union("requests"), union("controls"),
-                gathers=any(p.gathers for p in parts),
-                reads_events=any(p.reads_events for p in parts),
-                cancels=any(p.cancels for p in parts), publishes=union("publishes"),
-                subscribes=union("subscribes"), kv_buckets=union("kv_buckets"),
-                description="roles " + ", ".join(p.name for p in parts))
+    plugins = tuple(dict.fromkeys(x for p in parts for x in p.plugins))
+    return merged(name, plugins, parts, "roles " + ", ".join(p.name for p in parts))
 
 
 def inbox_prefix(role: str) -> str:
