@@ -23,7 +23,6 @@ from .config import OrchestratorConfig
 from .contracts import (
     PolicyClearShadowOp,
     PolicyOp,
-    PolicyOutcome,
     PolicyPromoteOp,
     PolicyReport,
     PolicyRollbackOp,
@@ -243,7 +242,7 @@ class OrchestratorActor(Actor[OrchestratorConfig]):
         c = self.config
         return PolicyReport(
             **self._state_facts(), violations=dict(self.violations),
-            outcomes=[PolicyOutcome(**o) for o in self.tracker.outcomes(op.args.since)],
+            outcomes=self.tracker.outcomes(op.args.since),
             config=PolicyRules(query=c.query, ticks_per_proposal=c.ticks_per_proposal,
                                max_length=c.max_length, trade_horizon_bars=c.trade_horizon_bars,
                                risk=msgspec.to_builtins(c.risk)))

@@ -17,16 +17,16 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from osiris_contracts.messages import MarketTick
 
+from .contracts import PolicyOutcome
 from .ledger import Trade, open_trade
 from .policy import Policy, default_source, load_policy
 
-__all__ = ["LiveTracker", "Outcome", "PolicySlots"]
+__all__ = ["LiveTracker", "PolicySlots"]
 
 _VARIANT_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -179,33 +179,15 @@ class PolicySlots:
                 "load_error": self.load_error}
 
 
-@dataclass
-class Outcome:
-    """One run, decided by the live policy and (maybe) the shadow; returns in percent."""
-
-    seq: int
-    live: str
-    shadow: str | None
-    live_return: float = 0.0
-    shadow_return: float = 0.0
-    live_approved: bool = False
-    shadow_approved: bool = False
-    violation: str | None = None
-    shadow_violation: str | None = None
-    shadow_error: str | None = None
-    """The shadow could not decide (e.g. phi3 failed on its prompt): not a real decision."""
-    closed_at: float = 0.0
-    trades: list[Trade | None] = field(default_factory=list, repr=False)
-
-
 class LiveTracker:
     """Virtual positions of the live and shadow decisions, walked on the ticks that follow."""
 
     def __init__(self, horizon: int, keep: int = 2000) -> None:
         self.horizon = horizon
         self.tape: deque[MarketTick] = deque(maxlen=max(64, 4 * horizon))
-        self.open: list[Outcome] = []
-        self.closed: deque[Outcome] = deque(maxlen=keep)
+        self.open: list[PolicyOutcome] = []
+        self.closed: deque[PolicyOutcome] = deque(maxlen=keep)
+        self.trades: dict[int, list[Trade | None]] = {}  # seq → (live, shadow), while open
         # milliseconds since the epoch: outcome numbers keep growing across restarts, so a
         # reader's `since` from before a restart still means "newer than what I saw"
         self.seq = int(time.time() * 1000)
@@ -216,15 +198,15 @@ class LiveTracker:
         for o in list(self.open):
             self._step(o, tick)
 
-    def _step(self, o: Outcome, tick: MarketTick) -> bool:
+    def _step(self, o: PolicyOutcome, tick: MarketTick) -> bool:
         """Walk both sides of `o` one bar; closes it (and says so) once both are closed."""
-        if all(t is None or t.step(tick) for t in o.trades):
+        if all(t is None or t.step(tick) for t in self.trades[o.seq]):
             self._close(o)
             return True
         return False
 
-    def _close(self, o: Outcome) -> None:
-        lt, st = o.trades
+    def _close(self, o: PolicyOutcome) -> None:
+        lt, st = self.trades.pop(o.seq)
         o.live_return = lt.return_pct if lt else 0.0
         o.shadow_return = st.return_pct if st else 0.0
         o.closed_at = time.time()
@@ -233,15 +215,15 @@ class LiveTracker:
 
     def record(self, last: MarketTick, live: str, approved: bool, proposal: dict[str, Any] | None,
                size: float | None, shadow: dict[str, Any] | None,
-               violation: str | None = None) -> Outcome:
+               violation: str | None = None) -> PolicyOutcome:
         """A finished run: open its trades and replay the ticks seen since its batch ended."""
         self.seq += 1
         sh = shadow or {}
-        o = Outcome(seq=self.seq, live=live, shadow=sh.get("variant"),
+        o = PolicyOutcome(seq=self.seq, live=live, shadow=sh.get("variant"),
                     live_approved=approved, violation=violation,
                     shadow_approved=bool(sh.get("approved")),
                     shadow_violation=sh.get("violation"), shadow_error=sh.get("error"))
-        o.trades = [self._trade(last, proposal, size) if approved else None,
+        self.trades[o.seq] = [self._trade(last, proposal, size) if approved else None,
                     self._trade(last, shadow.get("proposal"), shadow.get("size"))
                     if shadow and shadow.get("approved") else None]
         after = self._since(last)
@@ -264,9 +246,8 @@ class LiveTracker:
                 return ticks[i + 1:]
         return []
 
-    def outcomes(self, since: int = 0, limit: int = 500) -> list[dict[str, Any]]:
-        rows = [o for o in self.closed if o.seq > since][:limit]
-        return [{k: v for k, v in asdict(o).items() if k != "trades"} for o in rows]
+    def outcomes(self, since: int = 0, limit: int = 500) -> list[PolicyOutcome]:
+        return [o for o in self.closed if o.seq > since][:limit]
 
     def facts(self) -> dict[str, Any]:
         return {"open_outcomes": len(self.open),
