@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from osiris_gateway.testing import headless_chromium
 from osiris_sim.csvdata import make_data
 
 from osiris_contracts import tables
@@ -27,7 +28,6 @@ from osiris_contracts.messages import StoreQuery, StoreRows
 from osiris_contracts.subjects import STORE_QUERY
 from osiris_core.nats.bus import Bus, connect
 from osiris_core.testing import OsirisProcess, write_config
-from osiris_core.testing.browser import headless_chromium
 
 from .conftest import free_port
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from osiris_gateway.testing import headless_chromium
 
 from osiris_core.testing import OsirisProcess, write_config
-from osiris_core.testing.browser import headless_chromium
 
 from .conftest import free_port
 

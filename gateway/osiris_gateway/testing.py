@@ -1,5 +1,5 @@
-"""Real headless Chromium for page tests (selenium + Debian's chromium and chromium-driver,
-which .ci/run installs): skipped on a machine without them, an error in CI (`CI` set)."""
+"""Real headless Chromium for the gateway's page tests (selenium + Debian's chromium and
+chromium-driver, which .ci/run installs): skipped on a machine without them, an error in CI (`CI` set)."""
 
 from __future__ import annotations
 
